@@ -1,0 +1,341 @@
+"""Synthetic chest-CT anatomy in Hounsfield units, with scanner-like blur and correlated noise.
+
+A `ScannerProfile` holds what is fixed for one scan (pixel spacing, body size, noise level, reconstruction
+kernel); `chest_slice` draws one axial slice of that scan. Everything is driven by a NumPy Generator, so a
+seed reproduces a slice exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import scipy.fft
+
+SIZE = 512
+AIR, FAT, MUSCLE, BLOOD, LUNG = -1000.0, -100.0, 40.0, 40.0, -860.0
+NODULE_TYPES = ("solid", "part-solid", "spiculated", "calcified")
+
+
+@dataclass(frozen=True)
+class ScannerProfile:
+    """What one scan keeps across its slices.
+
+    Args:
+        spacing: pixel spacing in mm (isotropic in-plane), 0.6-0.9.
+        body_w, body_h: half axes of the body outline in mm.
+        noise_sigma: standard deviation of the quantum noise in HU (10-40).
+        kernel_sigma: blur of the reconstruction kernel in pixels (small = sharp kernel).
+        noise_cutoff: fraction of Nyquist where the noise spectrum rolls off (high = sharp kernel).
+        fov_pad: value outside the reconstruction circle (-2048 GE style, or -1000).
+    """
+
+    spacing: float
+    body_w: float
+    body_h: float
+    noise_sigma: float
+    kernel_sigma: float
+    noise_cutoff: float
+    fov_pad: float
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> "ScannerProfile":
+        sharp = rng.uniform(0, 1)
+        return cls(
+            spacing=float(rng.uniform(0.6, 0.9)),
+            body_w=float(rng.uniform(150, 180)),
+            body_h=float(rng.uniform(100, 125)),
+            noise_sigma=float(rng.uniform(10, 40)),
+            kernel_sigma=float(0.45 + 0.7 * (1 - sharp)),
+            noise_cutoff=float(0.35 + 0.55 * sharp),
+            fov_pad=float(rng.choice([-2048.0, -1000.0])),
+        )
+
+
+@dataclass
+class Nodule:
+    """An authentic nodule drawn into the anatomy: centre (x, y) in pixels, radius in pixels, type."""
+
+    x: int
+    y: int
+    radius: float
+    kind: str
+
+
+def _outline(cx, cy, ax, ay, rng, harmonics=3, wobble=0.035, flat_back=0.9, n=180):
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    r = np.ones_like(t)
+    for k in range(2, 2 + harmonics):
+        r += rng.uniform(-wobble, wobble) * np.cos(k * t + rng.uniform(0, 2 * np.pi))
+    x, y = cx + ax * r * np.cos(t), cy + ay * r * np.sin(t)
+    y = np.minimum(y, cy + ay * flat_back)
+    return np.stack([x, y], axis=1)
+
+
+def _fill(poly, size=SIZE) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 1, lineType=cv2.LINE_AA, shift=4)
+    return mask.astype(bool)
+
+
+def blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur (OpenCV: much faster than scipy on full slices; edges reflected)."""
+    return cv2.GaussianBlur(np.ascontiguousarray(img, np.float32), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def _disk(img, x, y, r, value, soft=False):
+    """Fill a disk with `value`; `soft` blends an anti-aliased edge into what is there (local window only)."""
+    if not soft:
+        cv2.circle(img, (int(round(x)), int(round(y))), max(1, int(round(r))), float(value), -1)
+        return
+    h, w = img.shape
+    x0, y0 = max(int(x - r) - 2, 0), max(int(y - r) - 2, 0)
+    x1, y1 = min(int(x + r) + 3, w), min(int(y + r) + 3, h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    canvas = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.circle(canvas, (int(round((x - x0) * 16)), int(round((y - y0) * 16))), max(1, int(round(r * 16))), 1.0,
+               -1, lineType=cv2.LINE_AA, shift=4)
+    sub = img[y0:y1, x0:x1]
+    sub += (value - sub) * canvas
+
+
+def _ellipse(img, x, y, ax, ay, angle, value):
+    cv2.ellipse(img, ((float(x), float(y)), (float(2 * ax), float(2 * ay)), float(angle)), float(value), -1,
+                lineType=cv2.LINE_AA)
+
+
+def _vessel_tree(rng, lung: np.ndarray, hilum, px_per_mm: float, direction: float) -> np.ndarray:
+    """Fraction of blood per pixel from a branching, tapering tree rooted at the hilum."""
+    canvas = np.zeros(lung.shape, np.float32)
+    stack = [(hilum[0], hilum[1], direction, rng.uniform(1.8, 3.0), rng.uniform(20, 30), 0)]
+    h, w = lung.shape
+    while stack:
+        x, y, ang, r_mm, length_mm, depth = stack.pop()
+        if r_mm < 0.45 or depth > 6:
+            continue
+        x2 = x + np.cos(ang) * length_mm * px_per_mm
+        y2 = y + np.sin(ang) * length_mm * px_per_mm
+        r_px = r_mm * px_per_mm
+        contrast = min(1.0, r_mm / 0.9)
+        through_plane = depth > 0 and rng.uniform() < 0.6
+        if through_plane:
+            _disk(canvas, (x + x2) / 2, (y + y2) / 2, max(0.6, r_px), contrast, soft=True)
+        else:
+            bend = rng.normal(0, 0.12) * length_mm * px_per_mm
+            t = np.linspace(0, 1, 5)[:, None]
+            path = (1 - t) * np.array([x, y]) + t * np.array([x2, y2])
+            path += np.sin(np.pi * t) * bend * np.array([-np.sin(ang), np.cos(ang)])
+            cv2.polylines(canvas, [np.round(path * 16).astype(np.int32)], False, contrast,
+                          max(1, int(round(2 * r_px))), lineType=cv2.LINE_AA, shift=4)
+        inside = 0 <= int(x2) < w and 0 <= int(y2) < h and lung[int(y2), int(x2)]
+        if (not inside and depth > 1) or (through_plane and rng.uniform() < 0.5):
+            continue
+        for sign in (-1, 1):
+            stack.append((x2, y2, ang + sign * rng.uniform(0.25, 0.7) + rng.normal(0, 0.1),
+                          r_mm * rng.uniform(0.68, 0.82), length_mm * rng.uniform(0.75, 0.92), depth + 1))
+    return canvas
+
+
+def _through_plane_vessels(rng, lung, hila, px_per_mm) -> np.ndarray:
+    """Small vessels crossing the slice: dots whose size shrinks with the distance from the hilum."""
+    canvas = np.zeros(lung.shape, np.float32)
+    ys, xs = np.nonzero(lung)
+    if len(xs) == 0:
+        return canvas
+    n = int(len(xs) * (px_per_mm**-2) / 150)
+    pick = rng.integers(0, len(xs), n)
+    for x, y in zip(xs[pick], ys[pick]):
+        dist = min(np.hypot(x - hx, y - hy) for hx, hy in hila) / px_per_mm
+        r_mm = np.clip(rng.gamma(2.0, 0.3) * (1.5 - min(dist, 120) / 120), 0.3, 2.5)
+        _disk(canvas, x + rng.uniform(-.5, .5), y + rng.uniform(-.5, .5), max(0.5, r_mm * px_per_mm),
+              min(1.0, r_mm / 0.9), soft=True)
+    return canvas
+
+
+def draw_nodule(hu: np.ndarray, nodule: Nodule, rng: np.random.Generator) -> None:
+    """Draw an authentic-looking nodule into `hu` in place (irregular, lobulated, spiculated or calcified)."""
+    r = nodule.radius
+    half = int(np.ceil(r * 2.2)) + 3
+    y0, x0 = nodule.y - half, nodule.x - half
+    yy, xx = np.mgrid[0 : 2 * half + 1, 0 : 2 * half + 1].astype(np.float32)
+    dx, dy = xx - half, yy - half
+    theta, dist = np.arctan2(dy, dx), np.hypot(dx, dy)
+    edge = np.ones_like(theta)
+    for k in range(2, 7):
+        edge += rng.uniform(0, 0.12 if nodule.kind != "solid" else 0.08) * np.cos(k * theta + rng.uniform(0, 6.3))
+    core = 1 / (1 + np.exp((dist - r * edge) / 0.7))
+    density = rng.uniform(-10, 55) + rng.normal(0, 12, size=core.shape).astype(np.float32)
+    density = blur(density, 0.8)
+    value = np.zeros_like(core)
+    if nodule.kind == "part-solid":
+        halo = 1 / (1 + np.exp((dist - r * edge * 1.6) / 1.5))
+        value = halo * (rng.uniform(-600, -400) - LUNG) * 0.9
+        core = 1 / (1 + np.exp((dist - r * 0.55 * edge) / 0.7))
+    frac = np.maximum(core, 0)
+    if nodule.kind == "spiculated":
+        spikes = np.zeros_like(core)
+        for _ in range(rng.integers(5, 11)):
+            a = rng.uniform(0, 2 * np.pi)
+            length = r * rng.uniform(1.3, 2.1)
+            cv2.line(spikes, (half, half), (int(half + np.cos(a) * length), int(half + np.sin(a) * length)),
+                     rng.uniform(0.4, 0.8), 1, lineType=cv2.LINE_AA)
+        frac = np.maximum(frac, spikes)
+    if nodule.kind == "calcified":
+        calc = 1 / (1 + np.exp((dist - r * rng.uniform(0.25, 0.6)) / 0.6))
+        density = density + calc * rng.uniform(250, 700)
+    region = (slice(max(y0, 0), y0 + 2 * half + 1), slice(max(x0, 0), x0 + 2 * half + 1))
+    sub = hu[region]
+    crop = (slice(region[0].start - y0, region[0].start - y0 + sub.shape[0]),
+            slice(region[1].start - x0, region[1].start - x0 + sub.shape[1]))
+    target = density[crop]
+    mixed = sub + value[crop] * (sub < -500)
+    hu[region] = np.maximum(sub, mixed * (1 - frac[crop]) + target * frac[crop])
+
+
+def correlated_noise(rng, shape, sigma: float, cutoff: float) -> np.ndarray:
+    """Filtered-back-projection-like noise: a ramp spectrum rolled off at `cutoff` x Nyquist, scaled to sigma."""
+    white = rng.standard_normal(shape, dtype=np.float32)
+    fy = np.fft.fftfreq(shape[0]).astype(np.float32)[:, None]
+    fx = np.fft.rfftfreq(shape[1]).astype(np.float32)[None, :]
+    f = np.hypot(fy, fx) / 0.5
+    spectrum = f * np.exp(-0.5 * (f / cutoff) ** 4) + 0.05
+    noise = scipy.fft.irfft2(scipy.fft.rfft2(white) * spectrum, s=shape).astype(np.float32)
+    return noise * (sigma / (noise.std() + 1e-6))
+
+
+def acquire(rng, hu: np.ndarray, profile: ScannerProfile, body: np.ndarray) -> np.ndarray:
+    """Apply the reconstruction kernel's blur and the scanner's correlated noise; quantise like DICOM."""
+    out = blur(hu, profile.kernel_sigma)
+    depth = blur(body.astype(np.float32), 25)
+    noise = correlated_noise(rng, hu.shape, profile.noise_sigma, profile.noise_cutoff)
+    out = out + noise * (0.35 + 0.85 * depth)
+    yy, xx = np.mgrid[0 : hu.shape[0], 0 : hu.shape[1]]
+    outside = (yy - hu.shape[0] / 2 + 0.5) ** 2 + (xx - hu.shape[1] / 2 + 0.5) ** 2 > (hu.shape[0] / 2) ** 2
+    out[outside] = profile.fov_pad
+    return np.rint(np.clip(out, -2048, 3071)).astype(np.float32)
+
+
+def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float | None = None,
+                n_nodules: int = 0, max_diameter: float = 25.0) -> tuple[np.ndarray, list[Nodule]]:
+    """Draw one axial chest slice in HU (512 x 512) and the authentic nodules drawn into it.
+
+    Args:
+        rng: random generator (the only source of randomness).
+        profile: the scan's scanner and body parameters.
+        level: 0 = lung apex side, 1 = lung base side; sets the heart and mediastinum size.
+        n_nodules: number of authentic nodules to draw (4 mm to `max_diameter` mm, log-uniform).
+    """
+    level = rng.uniform(0.2, 0.9) if level is None else level
+    ppm = 1.0 / profile.spacing
+    cx, cy = SIZE / 2 + rng.normal(0, 4), SIZE / 2 + rng.uniform(-6, 14)
+    ax, ay = profile.body_w * ppm, profile.body_h * ppm
+    hu = np.full((SIZE, SIZE), AIR, np.float32)
+
+    # scanner table below the patient, with an air gap
+    table_y = cy + ay * 0.9 + rng.uniform(4, 12) * ppm
+    cv2.ellipse(hu, (int(cx), int(table_y - 400)), (int(ax * 1.4), 400), 0, 40, 140, -200.0,
+                max(2, int(4 * ppm)))
+    cv2.ellipse(hu, (int(cx), int(table_y - 400 + 18 * ppm)), (int(ax * 1.4), 400), 0, 45, 135, 150.0,
+                max(1, int(1.5 * ppm)))
+
+    body_poly = _outline(cx, cy, ax, ay, rng)
+    body = _fill(body_poly)
+    hu[body] = FAT + rng.normal(0, 10)
+    fat = rng.uniform(6, 22) * ppm
+    muscle_poly = _outline(cx, cy, ax - fat, ay - fat * 0.8, rng, wobble=0.02)
+    hu[_fill(muscle_poly)] = MUSCLE + rng.normal(0, 6)
+    wall = rng.uniform(8, 14) * ppm
+    iax, iay = ax - fat - wall, ay - fat * 0.8 - wall
+    inner_poly = _outline(cx, cy - 2 * ppm, iax, iay, rng, wobble=0.015, flat_back=0.97)
+    inner = _fill(inner_poly)
+    hu[inner] = 30.0
+
+    # lungs: the inner thorax minus mediastinum, heart and spine
+    med_w = (rng.uniform(16, 24) + 12 * level) * ppm
+    lungs = inner.copy()
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    med = (np.abs(xx - cx - 4 * ppm) < med_w * (1 - 0.25 * ((yy - cy) / iay))) & (yy < cy + iay)
+    lungs &= ~med
+    heart_r = (rng.uniform(26, 36) + 20 * level) * ppm
+    heart = ((xx - cx - heart_r * 0.45) / (heart_r * 1.1)) ** 2 + ((yy - cy + iay * 0.3) / heart_r) ** 2 < 1
+    if level > 0.45:
+        lungs &= ~heart
+    spine_x, spine_y, spine_r = cx, cy + iay - 14 * ppm, rng.uniform(14, 19) * ppm
+    lungs &= ((xx - spine_x) ** 2 + (yy - spine_y) ** 2) > (spine_r * 1.9) ** 2
+    lungs = cv2.morphologyEx(lungs.astype(np.uint8), cv2.MORPH_OPEN, np.ones((7, 7), np.uint8))
+    lungs = cv2.erode(lungs, np.ones((3, 3), np.uint8), iterations=max(1, int(2 * ppm))).astype(bool)
+    lung_f = blur(lungs.astype(np.float32), 0.8)
+
+    gradient = (yy - (cy - iay)) / (2 * iay) * rng.uniform(20, 70)
+    lowfreq = blur(rng.normal(0, 1, (SIZE // 8, SIZE // 8)), 2)
+    lowfreq = cv2.resize(lowfreq, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC) * 25
+    parenchyma = LUNG + rng.normal(0, 20) + gradient + lowfreq
+    hu = hu * (1 - lung_f) + parenchyma * lung_f
+
+    # mediastinum: fat pockets, great vessels, trachea; spine, sternum and ribs
+    for _ in range(rng.integers(3, 7)):
+        _ellipse(hu, cx + rng.normal(0, med_w * 0.4), cy - iay * rng.uniform(0.1, 0.7), rng.uniform(4, 12) * ppm,
+                 rng.uniform(3, 9) * ppm, rng.uniform(0, 180), FAT + rng.normal(0, 15))
+    if level > 0.45:
+        _ellipse(hu, cx + heart_r * 0.45, cy - iay * 0.3, heart_r * 1.05, heart_r * 0.95, rng.uniform(-20, 20),
+                 BLOOD + rng.normal(0, 5))
+    aorta_r = rng.uniform(10, 15) * ppm
+    _disk(hu, spine_x + spine_r * 1.4 + aorta_r * 0.3, spine_y - spine_r * 1.5, aorta_r, BLOOD + rng.normal(0, 5), True)
+    if level < 0.6:
+        _disk(hu, cx - 3 * ppm, cy - iay * 0.55, aorta_r * 1.05, BLOOD + rng.normal(0, 5), True)
+        tx, ty, tr = cx + rng.normal(0, 3) * ppm, spine_y - spine_r * 2.4, rng.uniform(7, 10) * ppm
+        _disk(hu, tx, ty, tr + 1.5 * ppm, 20.0, True)
+        _disk(hu, tx, ty, tr, -990.0, True)
+    _disk(hu, spine_x, spine_y, spine_r, 650.0, True)
+    _disk(hu, spine_x, spine_y, spine_r - 2 * ppm, 220 + rng.normal(0, 30), True)
+    _disk(hu, spine_x, spine_y + spine_r + 8 * ppm, 7 * ppm, 30.0, True)
+    _ellipse(hu, spine_x, spine_y + spine_r + 24 * ppm, 5 * ppm, 14 * ppm, 0, 600.0)
+    for side in (-1, 1):
+        _ellipse(hu, spine_x + side * 26 * ppm, spine_y + 4 * ppm, 6 * ppm, 16 * ppm, side * 60, 550.0)
+    _ellipse(hu, cx, cy - iay - wall * 0.3, 13 * ppm, 5 * ppm, 0, 700.0)
+    _ellipse(hu, cx, cy - iay - wall * 0.3, 11 * ppm, 3.5 * ppm, 0, 250.0)
+    rib_t = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(8, 13)))
+    for t in rib_t:
+        if abs(np.sin(t) - 1) < 0.05 or abs(np.sin(t) + 1) < 0.08:
+            continue
+        rx, ry = cx + (iax + wall * 0.45) * np.cos(t), cy + (iay + wall * 0.45) * np.sin(t)
+        angle = np.degrees(t) + 90
+        length, thick = rng.uniform(6, 14) * ppm, rng.uniform(3.5, 5) * ppm
+        _ellipse(hu, rx, ry, length, thick, angle, 800.0)
+        _ellipse(hu, rx, ry, length - 1.5 * ppm, thick - 1.5 * ppm, angle, 260.0 + rng.normal(0, 40))
+
+    # vessels and airways inside the lungs
+    vessels = np.zeros((SIZE, SIZE), np.float32)
+    hila = []
+    for side in (-1, 1):
+        hx, hy = cx + side * (med_w + 6 * ppm), cy - iay * rng.uniform(0.05, 0.3)
+        hila.append((hx, hy))
+        for _ in range(rng.integers(4, 7)):
+            direction = (0 if side > 0 else np.pi) + rng.uniform(-1.3, 1.3)
+            vessels = np.maximum(vessels, _vessel_tree(rng, lungs, (hx, hy), ppm, direction))
+    vessels = np.maximum(vessels, _through_plane_vessels(rng, lungs, hila, ppm))
+    vessels *= lung_f
+    hu = hu * (1 - vessels) + (BLOOD + rng.normal(0, 10)) * vessels
+    for hx, hy in hila:
+        for _ in range(rng.integers(2, 5)):
+            bx, by = hx + rng.normal(0, 12) * ppm, hy + rng.normal(0, 12) * ppm
+            if 0 <= int(bx) < SIZE and 0 <= int(by) < SIZE and lungs[int(by), int(bx)]:
+                br = rng.uniform(2, 5) * ppm
+                _disk(hu, bx, by, br + 1.0 * ppm, 0.0, True)
+                _disk(hu, bx, by, br, -960.0, True)
+
+    nodules: list[Nodule] = []
+    candidates = np.argwhere(cv2.erode(lungs.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=int(4 * ppm)))
+    for _ in range(n_nodules):
+        if len(candidates) == 0:
+            break
+        y, x = candidates[rng.integers(len(candidates))]
+        diameter = float(np.exp(rng.uniform(np.log(4), np.log(max_diameter))))
+        nod = Nodule(int(x), int(y), diameter / 2 * ppm, str(rng.choice(NODULE_TYPES, p=[.45, .2, .25, .1])))
+        draw_nodule(hu, nod, rng)
+        nodules.append(nod)
+        far = np.hypot(candidates[:, 0] - y, candidates[:, 1] - x) > 50 * ppm
+        candidates = candidates[far]
+
+    return acquire(rng, hu, profile, body), nodules

@@ -1,0 +1,125 @@
+"""DICOM in, Hounsfield units out, and the one lung window every module shares."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+LUNG_WINDOW = (-1000.0, 400.0)
+
+
+class DicomError(ValueError):
+    """A DICOM file or series that cannot be turned into Hounsfield units; the message names the file."""
+
+
+def window(hu: np.ndarray, lo: float = LUNG_WINDOW[0], hi: float = LUNG_WINDOW[1]) -> np.ndarray:
+    """Map HU linearly from [lo, hi] to 0..255 (uint8), clipping outside the window."""
+    scaled = (np.asarray(hu, dtype=np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def unwindow(pixels: np.ndarray, lo: float = LUNG_WINDOW[0], hi: float = LUNG_WINDOW[1]) -> np.ndarray:
+    """Inverse of `window` (up to its rounding and clipping): 0..255 back to HU."""
+    return np.asarray(pixels, dtype=np.float32) * ((hi - lo) / 255.0) + lo
+
+
+@dataclass
+class CTSlice:
+    """One slice in HU.
+
+    Args:
+        hu: (rows, cols) float32 Hounsfield units.
+        spacing: pixel spacing in mm, (row, col).
+        instance: DICOM InstanceNumber (the slice number of the CT-GAN label files).
+        z: patient z position in mm (ImagePositionPatient[2]), or None.
+        path: file it came from, or None for generated slices.
+    """
+
+    hu: np.ndarray
+    spacing: tuple[float, float]
+    instance: int
+    z: float | None = None
+    path: str | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def _require(ds, tag: str, path: Path):
+    if tag not in ds:
+        raise DicomError(f"{path}: DICOM tag {tag} is missing; cannot convert to Hounsfield units")
+    return ds[tag].value
+
+
+def read_slice(path: str | Path) -> CTSlice:
+    """Read one DICOM slice and convert it to HU with RescaleSlope / RescaleIntercept."""
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
+    except (InvalidDicomError, AttributeError, OSError, ValueError, TypeError, KeyError) as err:
+        raise DicomError(f"{path}: not a readable DICOM image ({type(err).__name__}: {err})") from err
+    if pixels.ndim != 2:
+        raise DicomError(f"{path}: expected a single 2-D slice, got pixel data of shape {pixels.shape}")
+    slope = float(_require(ds, "RescaleSlope", path))
+    intercept = float(_require(ds, "RescaleIntercept", path))
+    hu = pixels.astype(np.float32) * slope + intercept
+    spacing = ds.get("PixelSpacing", None)
+    if spacing is None:
+        raise DicomError(f"{path}: DICOM tag PixelSpacing is missing")
+    position = ds.get("ImagePositionPatient", None)
+    return CTSlice(
+        hu=hu,
+        spacing=(float(spacing[0]), float(spacing[1])),
+        instance=int(ds.get("InstanceNumber", 0) or 0),
+        z=float(position[2]) if position is not None else None,
+        path=str(path),
+        meta={
+            "thickness": float(ds.get("SliceThickness", 0) or 0),
+            "kernel": str(ds.get("ConvolutionKernel", "")),
+            "manufacturer": str(ds.get("Manufacturer", "")),
+        },
+    )
+
+
+def list_dicom_files(folder: str | Path) -> list[Path]:
+    """The DICOM files of a series folder: `*.dcm`, or every regular file when none is so named."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".dcm")
+    if not files:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return files
+
+
+def read_series(folder: str | Path, skip_corrupt: bool = False) -> list[CTSlice]:
+    """Read every slice of a series folder, in patient order.
+
+    Slices are ordered by ImagePositionPatient z, falling back to InstanceNumber. All slices must have the
+    same size. With `skip_corrupt`, unreadable files are reported with a warning and skipped; otherwise the
+    first one raises `DicomError` naming it.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DicomError(f"{folder}: not a folder of DICOM slices")
+    slices, bad = [], []
+    for path in list_dicom_files(folder):
+        try:
+            slices.append(read_slice(path))
+        except DicomError as err:
+            if not skip_corrupt:
+                raise
+            bad.append(str(err))
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable slice(s) in {folder}: " + "; ".join(bad), stacklevel=2)
+    if not slices:
+        raise DicomError(f"{folder}: no readable DICOM slices")
+    shapes = {s.hu.shape for s in slices}
+    if len(shapes) > 1:
+        raise DicomError(f"{folder}: the series mixes slice sizes {sorted(shapes)}; scan one size at a time")
+    if all(s.z is not None for s in slices):
+        slices.sort(key=lambda s: (s.z, s.instance))
+    else:
+        slices.sort(key=lambda s: s.instance)
+    return slices

@@ -1,0 +1,95 @@
+"""Lung mask of an HU slice: low-density regions inside the body, never the air around the patient."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+OUTSIDE_FOV_HU = -1500.0  # scanners pad the region outside the reconstruction circle with -2000 / -2048
+
+
+def body_mask(hu: np.ndarray) -> np.ndarray:
+    """The patient's body with its cavities filled: the largest connected region above -500 HU.
+
+    The scanner table is a separate thin component and the air gap above it is not enclosed by the body,
+    so neither ends up inside the mask.
+    """
+    dense = hu > -500
+    labels, n = ndimage.label(dense)
+    if n == 0:
+        return np.zeros(hu.shape, bool)
+    sizes = ndimage.sum_labels(dense, labels, index=np.arange(1, n + 1))
+    body = labels == (1 + int(np.argmax(sizes)))
+    return ndimage.binary_fill_holes(body)
+
+
+def lung_mask(hu: np.ndarray, spacing: float = 0.7, close_mm: float = 5.0) -> np.ndarray:
+    """Boolean lung mask (vessels and nodules inside the lungs included).
+
+    Air components (< -400 HU) inside the filled body that are large (at least 1,500 mm² and a tenth of the
+    largest) count as lung; the trachea, bowel gas and air outside the patient do not. A closing of `close_mm`
+    takes in juxtapleural nodules and vessels at the lung border.
+    """
+    hu = np.asarray(hu, dtype=np.float32)
+    body = body_mask(hu)
+    air = (hu < -400) & (hu > OUTSIDE_FOV_HU) & body
+    labels, n = ndimage.label(air)
+    if n == 0:
+        return np.zeros(hu.shape, bool)
+    sizes = ndimage.sum_labels(air, labels, index=np.arange(1, n + 1)) * spacing**2
+    keep = np.flatnonzero((sizes >= 1500.0) & (sizes >= 0.1 * sizes.max())) + 1
+    lungs = np.isin(labels, keep)
+    if not lungs.any():
+        return lungs
+    radius = max(1, int(round(close_mm / spacing)))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    padded = np.pad(lungs.astype(np.uint8), radius)
+    lungs = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, disk)[radius:-radius, radius:-radius].astype(bool)
+    return ndimage.binary_fill_holes(lungs) & body
+
+
+def erode(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    """Binary erosion by a disk of the given radius (OpenCV)."""
+    r = max(1, int(round(radius_px)))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return cv2.erode(mask.astype(np.uint8), disk).astype(bool)
+
+
+def cached_lung_mask(sl) -> np.ndarray:
+    """The lung mask of a CTSlice, computed once and kept in its meta (tampering keeps the lungs in place)."""
+    if "lungs" not in sl.meta:
+        sl.meta["lungs"] = lung_mask(sl.hu, sl.spacing[1])
+    return sl.meta["lungs"]
+
+
+def sample_lung_points(hu: np.ndarray, lungs: np.ndarray, spacing: float, rng: np.random.Generator, n: int,
+                       avoid=(), min_dist_px: float = 48.0, margin: int = 40) -> list[tuple[int, int]]:
+    """Up to n lung points (x, y), `min_dist_px` apart and from every point in `avoid`.
+
+    Points are drawn where cancers sit as often as in open lung: weights favour pixels within 12 mm of the
+    lung border and pixels near dense structures (vessels, nodules), so that authentic points do not differ
+    from tampered ones by how much soft tissue surrounds them.
+    """
+    ppm = 1.0 / spacing
+    core = erode(lungs, 2 * ppm)
+    core[:margin] = False
+    core[-margin:] = False
+    core[:, :margin] = False
+    core[:, -margin:] = False
+    cand = np.argwhere(core)
+    if len(cand) == 0 or n <= 0:
+        return []
+    edge_mm = cv2.distanceTransform(lungs.astype(np.uint8), cv2.DIST_L2, 5)[cand[:, 0], cand[:, 1]] / ppm
+    dense = cv2.blur((hu > -500).astype(np.float32), (int(6 * ppm),) * 2)[cand[:, 0], cand[:, 1]]
+    weight = 1.0 + 3.0 * (edge_mm < 12) + 6.0 * dense
+    weight /= weight.sum()
+    chosen = [tuple(p) for p in avoid]
+    out: list[tuple[int, int]] = []
+    for idx in rng.choice(len(cand), size=min(len(cand), 40 * n), replace=True, p=weight):
+        y, x = cand[idx]
+        if all((x - cx) ** 2 + (y - cy) ** 2 >= min_dist_px**2 for cx, cy in chosen):
+            chosen.append((int(x), int(y)))
+            out.append((int(x), int(y)))
+            if len(out) == n:
+                break
+    return out

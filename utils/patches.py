@@ -1,0 +1,220 @@
+"""Scans + label rows -> labelled 64 px patches, matched controls, scan-level splits, PNG folders + manifest.
+
+The one path from any source (synthetic, emulated on real backgrounds, or the CT-GAN data set) to the
+`DATA/{train,val,test}/{real,fake}/*.png` layout and `DATA/manifest.csv`.
+"""
+from __future__ import annotations
+
+import csv
+import shutil
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .dicom import window
+from .lungmask import cached_lung_mask, sample_lung_points
+from .scans import Scan
+
+PATCH_SIZE = 64
+SPLITS = ("train", "val", "test")
+CLASSES = ("real", "fake")  # label 0, label 1
+FAR_PX = 48  # authentic points of tampered slices keep this far from every tampered point
+HOLE_MM = 20.0
+MANIFEST_FIELDS = ("path", "split", "label", "kind", "scan", "source", "slice", "x", "y",
+                   "tamper_x", "tamper_y", "tamper_r")
+
+
+@dataclass
+class Patch:
+    """A windowed patch and where it came from. tamper_* are in patch pixels (None for authentic patches)."""
+
+    image: np.ndarray
+    label: int
+    kind: str
+    scan: str
+    source: str
+    slice: int
+    x: int
+    y: int
+    tamper_x: float | None = None
+    tamper_y: float | None = None
+    tamper_r: float | None = None
+
+
+def crop_hu(hu: np.ndarray, x: int, y: int, size: int = PATCH_SIZE) -> np.ndarray:
+    """size x size HU crop centred on (x, y) (column, row); outside the slice counts as air."""
+    half = size // 2
+    padded = np.pad(hu, half, mode="constant", constant_values=-1000.0)
+    return padded[y : y + size, x : x + size]
+
+
+def soft_tissue_share(hu_patch: np.ndarray) -> float:
+    return float((hu_patch > -500).mean())
+
+
+def _make(sl, x, y, size, label, kind, scan, tamper=None) -> tuple[Patch, float]:
+    hu = crop_hu(sl.hu, x, y, size)
+    patch = Patch(window(hu), label, kind, scan.key, scan.source, sl.instance, int(x), int(y))
+    if tamper is not None:
+        tx, ty, r = tamper
+        patch.tamper_x, patch.tamper_y, patch.tamper_r = tx - x + size // 2, ty - y + size // 2, r
+    return patch, soft_tissue_share(hu)
+
+
+def extract_patches(scan: Scan, rng: np.random.Generator, size: int = PATCH_SIZE, jitter: int = 0,
+                    random_per_slice: int = 0, controls: bool = True, neighbours: bool = False,
+                    random_slices: int = 4) -> list[Patch]:
+    """Cut the patches of one scan.
+
+    - a fake patch at every FB/FM point (with `neighbours`, also on the scan's other slices within the
+      in-painted region's z-extent, +-10 mm);
+    - an authentic patch at every TM point;
+    - with `controls`, one matched control per fake: an untouched lung point of the same slice (else scan), at
+      least 48 px from every tampered point, whose share of pixels above -500 HU is closest to the fake's;
+    - `random_per_slice` untouched lung points per slice (kind TB). A TB scan stored on disk contributes
+      `random_slices` slices from the middle of the scan.
+    Centres move by up to `jitter` px so that position is no cue.
+    """
+    by_slice = defaultdict(list)
+    tampered = [r for r in scan.labels if r.tampered]
+    for r in tampered:
+        by_slice[r.slice].append(r)
+    patches, fakes = [], []
+
+    def jit():
+        return rng.integers(-jitter, jitter + 1, 2) if jitter else (0, 0)
+
+    for r in tampered:
+        if r.slice not in scan.slices:
+            continue
+        sl = scan.slice(r.slice)
+        radius = scan.radii.get((r.slice, r.x, r.y), HOLE_MM / 2 / sl.spacing[1])
+        dx, dy = jit()
+        patch, share = _make(sl, r.x + dx, r.y + dy, size, 1, r.type, scan, (r.x, r.y, radius))
+        patches.append(patch)
+        fakes.append((r.slice, share))
+        if neighbours and sl.z is not None:
+            for inst in scan.slices:
+                if inst == r.slice:
+                    continue
+                other = scan.slice(inst)
+                if other.z is not None and 0 < abs(other.z - sl.z) <= HOLE_MM / 2:
+                    patches.append(_make(other, r.x + dx, r.y + dy, size, 1, r.type, scan, (r.x, r.y, radius))[0])
+    for r in scan.labels:
+        if r.type == "TM" and r.slice in scan.slices:
+            dx, dy = jit()
+            patches.append(_make(scan.slice(r.slice), r.x + dx, r.y + dy, size, 0, "TM", scan)[0])
+
+    instances = {r.slice for r in scan.labels if r.slice in scan.slices}
+    instances |= {k for k, v in scan.slices.items() if not isinstance(v, (str, Path))}
+    if not instances and scan.slices:  # a TB scan on disk: a few slices from the middle of the lungs
+        order = sorted(scan.slices)
+        middle = order[int(len(order) * 0.3) : max(int(len(order) * 0.7), int(len(order) * 0.3) + 1)]
+        pick = rng.choice(len(middle), size=min(random_slices, len(middle)), replace=False)
+        instances = {middle[i] for i in pick}
+    instances = sorted(instances)
+
+    need = Counter(s for s, _ in fakes) if controls else Counter()
+    pool = []  # (slice, patch, share)
+    for inst in instances:
+        sl = scan.slice(inst)
+        lungs = cached_lung_mask(sl)
+        avoid = [(r.x, r.y) for r in scan.labels if r.slice == inst and r.type in ("FB", "FM", "TM")]
+        n = random_per_slice + (need[inst] + 3 if controls else 0)
+        for x, y in sample_lung_points(sl.hu, lungs, sl.spacing[1], rng, n, avoid=avoid, min_dist_px=FAR_PX,
+                                       margin=size // 2):
+            dx, dy = jit()
+            patch, share = _make(sl, x + dx, y + dy, size, 0, "TB", scan)
+            pool.append((inst, patch, share))
+    if controls:
+        for inst, share in fakes:
+            if not pool:
+                break
+            same = [i for i, p in enumerate(pool) if p[0] == inst] or list(range(len(pool)))
+            best = min(same, key=lambda i: abs(pool[i][2] - share))
+            _, patch, _ = pool.pop(best)
+            patch.kind = "control"
+            patches.append(patch)
+    by_inst = defaultdict(list)
+    for inst, patch, _ in pool:
+        by_inst[inst].append(patch)
+    for inst in instances:
+        patches.extend(by_inst[inst][:random_per_slice])
+    scan.release()
+    return patches
+
+
+def split_scans(scan_kinds: dict[str, str], fractions=(0.7, 0.15, 0.15), seed: int = 0) -> dict[str, str]:
+    """Assign every scan (key -> scan-level kind) to train/val/test, stratified by kind, never splitting a scan."""
+    rng = np.random.default_rng(seed)
+    groups = defaultdict(list)
+    for key in sorted(scan_kinds):
+        groups[scan_kinds[key]].append(key)
+    out = {}
+    bounds = np.cumsum(fractions) / np.sum(fractions)
+    for kind in sorted(groups):
+        keys = groups[kind]
+        order = rng.permutation(len(keys))
+        for rank, i in enumerate(order):
+            pos = (rank + 0.5) / len(keys)
+            out[keys[i]] = SPLITS[int(np.searchsorted(bounds, pos))]
+    return out
+
+
+def patch_filename(p: Patch) -> str:
+    return f"{p.scan}_s{p.slice}_x{p.x}_y{p.y}_{p.kind}.png"
+
+
+def write_dataset(patches: list[Patch], split_of: dict[str, str], out_dir: str | Path) -> Path:
+    """Write patches as 8-bit PNGs into out_dir/{split}/{real,fake}/ and out_dir/manifest.csv.
+
+    Earlier split folders and manifest in out_dir are replaced, so no stale patch survives a new run.
+    """
+    out_dir = Path(out_dir)
+    for split in SPLITS:
+        shutil.rmtree(out_dir / split, ignore_errors=True)
+        for cls in CLASSES:
+            (out_dir / split / cls).mkdir(parents=True, exist_ok=True)
+    rows, seen = [], Counter()
+    for p in patches:
+        split = split_of[p.scan]
+        name = patch_filename(p)
+        seen[(split, name)] += 1
+        if seen[(split, name)] > 1:
+            name = name.replace(".png", f"_{seen[(split, name)]}.png")
+        rel = f"{split}/{CLASSES[p.label]}/{name}"
+        if not cv2.imwrite(str(out_dir / rel), p.image):
+            raise OSError(f"could not write {out_dir / rel}")
+        row = asdict(p)
+        row.pop("image")
+        row.update(path=rel, split=split)
+        rows.append({k: ("" if row[k] is None else (round(row[k], 2) if isinstance(row[k], float) else row[k]))
+                     for k in MANIFEST_FIELDS})
+    with open(out_dir / "manifest.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return out_dir / "manifest.csv"
+
+
+def read_manifest(path: str | Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def summarize(rows: list[dict]) -> str:
+    """One line of counts per split / class / kind, e.g. for the end of a CLI run."""
+    parts = []
+    for split in SPLITS:
+        sub = [r for r in rows if r["split"] == split]
+        if not sub:
+            continue
+        kinds = Counter(r["kind"] for r in sub)
+        classes = Counter(CLASSES[int(r["label"])] for r in sub)
+        scans = len({r["scan"] for r in sub})
+        parts.append(f"{split}: {len(sub)} ({scans} scans; real {classes['real']}, fake {classes['fake']}; "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ")")
+    return " | ".join(parts)

@@ -1,0 +1,153 @@
+"""The embedded corpus: CT-GAN-style tampering emulated on synthetic anatomy or on real authentic slices.
+
+Both produce `Scan`s with label rows in the CT-GAN convention; `patches.extract_patches` turns them into
+patches like the real data set's scans.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .anatomy import ScannerProfile, chest_slice
+from .dicom import CTSlice
+from .lungmask import cached_lung_mask
+from .patches import extract_patches
+from .scans import LabelRow, Scan
+from .tamper import pick_targets, tamper_slice
+
+KIND_CYCLE = ("FM", "FB", "FM", "FB", "TM", "FM", "FB", "TB")  # as the blind trial: 3 FM : 3 FB : 1 TM : 1 TB
+MIN_LUNG_MM2 = 4000.0  # slices with less lung than this are not tampered
+
+
+@dataclass
+class CorpusConfig:
+    """Settings of a generated corpus (saved beside it as corpus.json).
+
+    Args:
+        n_scans: synthetic scans (each one kind, cycling FM, FB, FM, FB, TM, FM, FB, TB).
+        slices_per_scan: slices drawn per synthetic scan (or tampered per background series).
+        tampers_per_slice: tampered locations per slice of an FB/FM scan.
+        random_per_slice: untouched random lung patches per slice of a TB/TM scan.
+        difficulty: 0..1, how well noise and blend match the surroundings (0.5 = CT-GAN's settings).
+        seed: everything derives from it; the same seed gives byte-identical PNGs.
+        jitter: random shift of patch centres in px.
+        patch_size: patch side in px.
+        fractions: train/val/test shares of scans.
+        workers: processes (results do not depend on it).
+    """
+
+    n_scans: int = 80
+    slices_per_scan: int = 10
+    tampers_per_slice: int = 5
+    random_per_slice: int = 3
+    difficulty: float = 0.5
+    seed: int = 0
+    jitter: int = 4
+    patch_size: int = 64
+    fractions: tuple = (0.7, 0.15, 0.15)
+    workers: int = 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cfg: CorpusConfig,
+                 removal_targets: dict | None = None, avoid: dict | None = None) -> Scan:
+    """Tamper authentic slices as CT-GAN would for the scan's kind and fill in its slices and label rows.
+
+    FM: inject at `tampers_per_slice` cancer-like locations. FB: remove at `removal_targets[instance]` (real
+    nodules) or, when none are given, at cancer-like locations. TB/TM: untouched. `avoid[instance]` lists
+    points that must stay untouched (known nodules, tampered points of a real scan).
+    """
+    removal_targets = removal_targets or {}
+    avoid = avoid or {}
+    for sl in slices:
+        spacing = sl.spacing[1]
+        scan.slices[sl.instance] = sl
+        if scan.kind not in ("FB", "FM"):
+            continue
+        lungs = cached_lung_mask(sl)
+        if lungs.sum() * spacing**2 < MIN_LUNG_MM2:
+            continue
+        keep_clear = list(avoid.get(sl.instance, []))
+        if scan.kind == "FB" and removal_targets.get(sl.instance):
+            points = list(removal_targets[sl.instance])[: cfg.tampers_per_slice]
+        else:
+            points = pick_targets(sl.hu, lungs, spacing, rng, cfg.tampers_per_slice, avoid=keep_clear)
+        if not points:
+            continue
+        action = "inject" if scan.kind == "FM" else "remove"
+        hu, records = tamper_slice(sl.hu, spacing, [(x, y, action) for x, y in points], rng,
+                                   difficulty=cfg.difficulty, lungs=lungs)
+        scan.slices[sl.instance] = CTSlice(hu, sl.spacing, sl.instance, sl.z, None, dict(sl.meta, tampered=True))
+        for rec in records:
+            scan.labels.append(LabelRow(scan.kind, scan.uuid, sl.instance, rec.x, rec.y, scan.experiment))
+            scan.radii[(sl.instance, rec.x, rec.y)] = rec.radius
+    if scan.kind == "TB" and not scan.labels:
+        scan.labels.append(LabelRow("TB", scan.uuid, 0, 0, 0, scan.experiment))
+    return scan
+
+
+def synthetic_scan(index: int, cfg: CorpusConfig) -> Scan:
+    """Synthetic scan number `index` of the corpus: same (seed, index) -> same scan, in any process."""
+    rng = np.random.default_rng([cfg.seed, index])
+    kind = KIND_CYCLE[index % len(KIND_CYCLE)]
+    scan = Scan("SYN", f"{index:04d}", "synthetic", kind)
+    profile = ScannerProfile.sample(rng)
+    slices, removal, avoid = [], {}, {}
+    for i in range(cfg.slices_per_scan):
+        instance = 10 + 6 * i
+        level = (i + rng.uniform(0, 1)) / cfg.slices_per_scan
+        if kind == "FB":
+            n_nod, max_d = cfg.tampers_per_slice, 16.0  # cancers that CT-GAN's remover can cover
+        elif kind == "TM":
+            n_nod, max_d = int(rng.integers(1, 4)), 25.0
+        elif kind == "FM":
+            n_nod, max_d = int(rng.integers(0, 2)), 25.0
+        else:
+            n_nod, max_d = 0, 25.0
+        hu, nodules = chest_slice(rng, profile, level=level, n_nodules=n_nod, max_diameter=max_d)
+        sl = CTSlice(hu, (profile.spacing, profile.spacing), instance, z=2.5 * instance,
+                     meta={"kernel_sigma": profile.kernel_sigma, "noise_sigma": profile.noise_sigma})
+        slices.append(sl)
+        points = [(n.x, n.y) for n in nodules]
+        if kind == "FB":
+            removal[instance] = points
+        else:
+            avoid[instance] = points
+            scan.labels.extend(LabelRow("TM", scan.uuid, instance, x, y, "SYN") for x, y in points)
+    return emulate_scan(scan, slices, rng, cfg, removal_targets=removal, avoid=avoid)
+
+
+def _scan_patches(args):
+    index, cfg = args
+    scan = synthetic_scan(index, cfg)
+    rng = np.random.default_rng([cfg.seed, index, 1])
+    random_n = cfg.random_per_slice if scan.kind in ("TB", "TM") else 0
+    patches = extract_patches(scan, rng, size=cfg.patch_size, jitter=cfg.jitter, random_per_slice=random_n)
+    return scan.key, scan.kind, patches
+
+
+def synthetic_patches(cfg: CorpusConfig, progress: bool = True):
+    """Generate every synthetic scan and its patches (in `cfg.workers` processes). Yields (key, kind, patches)."""
+    from tqdm.auto import tqdm
+
+    jobs = [(i, cfg) for i in range(cfg.n_scans)]
+    bar = tqdm(total=len(jobs), desc="synthetic scans", unit="scan", disable=not progress)
+    workers = max(1, min(cfg.workers, os.cpu_count() or 1))
+    try:
+        if workers == 1:
+            for job in jobs:
+                yield _scan_patches(job)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                for result in pool.map(_scan_patches, jobs, chunksize=2):
+                    yield result
+                    bar.update()
+    finally:
+        bar.close()

@@ -1,0 +1,222 @@
+"""CT-GAN-style tampering of any authentic HU slice: inject or remove a nodule.
+
+Follows the steps of CT-GAN's attack pipeline (Mirsky et al. 2019) in the slice plane: the slice goes through
+a round trip to a 1 mm grid (spline interpolation, which smooths it), the inner ~20 mm of a 32 mm cube around
+each target is in-painted (a nodule drawn in, or the lung texture continued over a nodule), the in-painted cube
+is resampled like the rest, then a noise touch-up (noise copied from a fixed lung location of the same slice,
+fresh interpolated Gaussian noise, or none) and CT-GAN's blends (density-sigmoid x Gaussian window for an
+injection, a wide bowl-shaped window for a removal) put it back into the original slice.
+
+The generator here is not CT-GAN's GAN: it is an emulation of the traces the pipeline leaves.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from scipy import ndimage
+from scipy.special import ndtr
+
+from .anatomy import blur
+from .lungmask import erode, lung_mask, sample_lung_points
+
+CUBE_MM = 32.0  # CT-GAN cuts a 32 mm cube around the target ...
+HOLE_MM = 20.0  # ... and in-paints its inner 20 mm (voxels 6..26)
+TOUCHUP_PX = 64  # noise and blend act on 2x the cube in voxels of the original grid
+NOISE_MODES = ("copy", "gauss", "none")
+NOISE_MODE_P = (0.6, 0.25, 0.15)  # CT-GAN's default is copied noise
+
+
+@dataclass
+class TamperRecord:
+    """One tampered location: centre (x = column, y = row) in slice pixels, radius of the in-painted region in
+    pixels, action ('inject' or 'remove'), and the touch-up settings used."""
+
+    x: int
+    y: int
+    radius: float
+    action: str
+    noise: str
+    nodule_radius: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def resample_roundtrip(hu: np.ndarray, spacing: float) -> np.ndarray:
+    """Resample to a 1 mm grid and back with cubic splines, as CT-GAN does with the whole scan."""
+    small = ndimage.zoom(hu, spacing, order=3, mode="nearest")
+    back = ndimage.zoom(small, (hu.shape[0] / small.shape[0], hu.shape[1] / small.shape[1]), order=3,
+                        mode="nearest")
+    return back[: hu.shape[0], : hu.shape[1]].astype(np.float32)
+
+
+@lru_cache(maxsize=64)
+def _window01(n: int, nsig: float) -> np.ndarray:
+    """CT-GAN's blend window: a 2-D Gaussian over n x n pixels spanning +-nsig sigmas, rescaled to [0, 1]."""
+    edges = np.linspace(-nsig - (2 * nsig + 1) / n / 2, nsig + (2 * nsig + 1) / n / 2, n + 1)
+    g = np.diff(ndtr(edges))
+    k = np.sqrt(np.outer(g, g))
+    return ((k - k.min()) / (k.max() - k.min())).astype(np.float32)
+
+
+def _box(x: int, y: int, half: int, shape) -> tuple[slice, slice]:
+    return (slice(max(y - half, 0), min(y + half, shape[0])), slice(max(x - half, 0), min(x + half, shape[1])))
+
+
+def _copied_noise(original: np.ndarray, lungs: np.ndarray) -> np.ndarray:
+    """Noise cut from CT-GAN's fixed location (43% down, 27% across) or, if no lung is there, the nearest lung."""
+    h, w = original.shape
+    half = TOUCHUP_PX // 2
+    y, x = int(h * 0.43), int(w * 0.27)
+    if lungs[_box(x, y, half, original.shape)].mean() < 0.5:
+        inner = np.argwhere(erode(lungs, 12))
+        if len(inner):
+            y, x = inner[np.argmin((inner[:, 0] - y) ** 2 + (inner[:, 1] - x) ** 2)]
+    y, x = int(np.clip(y, half, h - half)), int(np.clip(x, half, w - half))
+    cube = original[y - half : y + half, x - half : x + half].copy()
+    low = cube < -800
+    if low.sum() < 16:
+        return np.zeros_like(cube)
+    cube[~low] = cube[low].mean()
+    return cube - cube.mean()
+
+
+def _gauss_noise(rng, std_local: float, std: float) -> np.ndarray:
+    corr = max(1.0, 1.3 * 60.0 / max(std_local, 1.0))
+    n = int(np.ceil(TOUCHUP_PX / corr)) + 2
+    coarse = rng.standard_normal((n, n)).astype(np.float32) * std
+    fine = ndimage.zoom(coarse, corr, order=3, mode="nearest")
+    return fine[:TOUCHUP_PX, :TOUCHUP_PX]
+
+
+def _nodule(rng, half: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """A CT-GAN-like injected nodule: round, near-uniform, sharp edged, with fine bright grain."""
+    yy, xx = np.mgrid[-half:half, -half:half].astype(np.float32) + rng.uniform(-0.5, 0.5, 2)[:, None, None]
+    theta, dist = np.arctan2(yy, xx), np.hypot(yy, xx)
+    edge = radius * (1 + sum(rng.uniform(0, 0.05) * np.cos(k * theta + rng.uniform(0, 6.3)) for k in (2, 3, 5)))
+    frac = 1 / (1 + np.exp((dist - edge) / rng.uniform(0.4, 0.8)))
+    grain = blur(rng.standard_normal(frac.shape).astype(np.float32), 0.7) * rng.uniform(40, 90)
+    value = rng.uniform(-30, 60) + grain + 40 * (1 - dist / max(edge.max(), 1)) * rng.uniform(0, 1)
+    return frac.astype(np.float32), value.astype(np.float32)
+
+
+def _inpaint_remove(rng, region: np.ndarray, lungs: np.ndarray, hole: np.ndarray, texture: np.ndarray):
+    """Continue the lung over the hole: smooth in-paint of the surroundings, a faint haze, weak fine texture.
+
+    Only lung pixels are in-painted, so the chest wall and mediastinum stay sharp.
+    """
+    target = (hole > 0.01) & lungs
+    if not target.any():
+        return region
+    known = np.where(target, np.nan, region)
+    fill_mask = target.astype(np.uint8)
+    src = np.nan_to_num(known, nan=-850.0).astype(np.float32)
+    src = np.clip(src, -1024, 400)
+    smooth = cv2.inpaint(((src + 1024) * 40).astype(np.uint16), fill_mask, 6, cv2.INPAINT_TELEA)
+    smooth = smooth.astype(np.float32) / 40 - 1024
+    lung_level = float(np.median(region[lungs & ~target])) if (lungs & ~target).any() else -850.0
+    smooth = np.minimum(blur(smooth, 2.0), lung_level + rng.uniform(30, 120))
+    haze = rng.uniform(5, 30) * blur(hole.astype(np.float32), 3)
+    filled = smooth + haze + texture * rng.uniform(0.3, 0.8)
+    weight = hole * lungs
+    return region * (1 - weight) + filled * weight
+
+
+def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, str]], rng: np.random.Generator,
+                 difficulty: float = 0.5, lungs: np.ndarray | None = None,
+                 noise_mode: str | None = None) -> tuple[np.ndarray, list[TamperRecord]]:
+    """Tamper one authentic HU slice at each (x, y, action) target, action 'inject' or 'remove'.
+
+    Args:
+        hu: authentic slice in HU (any size; real or synthetic).
+        spacing: pixel spacing in mm.
+        targets: (x, y, action) per location; locations should be at least a cube apart.
+        rng: random generator.
+        difficulty: 0..1; 0.5 reproduces CT-GAN's touch-up settings, lower leaves cruder traces (stronger
+            noise mismatch, sharper blend), higher subtler ones.
+        lungs: lung mask of `hu` (computed when omitted).
+        noise_mode: 'copy', 'gauss' or 'none'; drawn per location (CT-GAN's default 'copy' most often) when None.
+
+    Returns:
+        The tampered slice (float32 HU, whole slice resampled as CT-GAN does) and one record per location.
+    """
+    original = np.asarray(hu, dtype=np.float32)
+    lungs = lung_mask(original, spacing) if lungs is None else lungs
+    mal = resample_roundtrip(original, spacing)
+    ppm = 1.0 / spacing
+    hole_half = int(round(HOLE_MM / 2 * ppm))
+    cube_half = int(round(CUBE_MM / 2 * ppm))
+    half = TOUCHUP_PX // 2
+    gain = 1.5 - float(np.clip(difficulty, 0, 1))
+    texture_src = original - blur(original, 1.5)
+    records = []
+
+    # 1) in-paint every cube, then resample the in-painted content like the rest of the scan
+    for x, y, action in targets:
+        box = _box(x, y, cube_half, original.shape)
+        region = mal[box].copy()
+        yy, xx = np.mgrid[box[0], box[1]]
+        square = (np.abs(yy - y) <= hole_half) & (np.abs(xx - x) <= hole_half)
+        hole = blur(square.astype(np.float32), 1.5)
+        if action == "inject":
+            r = rng.uniform(3.5, 8.0) * ppm
+            frac, value = _nodule(rng, cube_half, r)
+            frac, value = frac[: region.shape[0], : region.shape[1]], value[: region.shape[0], : region.shape[1]]
+            regen = region * 0.6 + blur(region, 1.0) * 0.4
+            filled = np.maximum(regen, regen * (1 - frac) + value * frac)
+            region = region * (1 - hole) + filled * hole
+        elif action == "remove":
+            shift = rng.integers(-40, 40, 2)
+            texture = np.roll(texture_src, tuple(shift), axis=(0, 1))[box]
+            region = _inpaint_remove(rng, region, lungs[box], hole, texture * (lungs[box]))
+            r = 0.0
+        else:
+            raise ValueError(f"unknown tamper action {action!r}: use 'inject' or 'remove'")
+        mal[box] = region
+        records.append([x, y, action, r])
+    if targets:
+        for x, y, _ in targets:
+            box = _box(x, y, cube_half + 4, original.shape)
+            mal[box] = resample_roundtrip(mal[box], spacing)
+
+    # 2) touch-ups: noise, then blend the 64 px region back into the original
+    copy_noise = None
+    out = mal
+    results = []
+    for x, y, action, r in records:
+        box = _box(x, y, half, original.shape)
+        ben, bad = original[box], out[box].copy()
+        mode = noise_mode or str(rng.choice(NOISE_MODES, p=NOISE_MODE_P))
+        local = original[_box(x, y, cube_half, original.shape)]
+        local_lung = local[local < -600]
+        std_local = float(local_lung.std()) if local_lung.size > 8 else 30.0
+        if mode == "copy":
+            if copy_noise is None:
+                copy_noise = _copied_noise(original, lungs)
+            noise = copy_noise
+        elif mode == "gauss":
+            noise = _gauss_noise(rng, std_local, 0.6 * std_local if action == "inject" else 30.0)
+        else:
+            noise = np.zeros((TOUCHUP_PX, TOUCHUP_PX), np.float32)
+        bad = bad + gain * noise[: bad.shape[0], : bad.shape[1]]
+        if action == "inject":
+            window = _window01(TOUCHUP_PX, round(3.0 * (0.5 + difficulty), 3))[: bad.shape[0], : bad.shape[1]]
+            factor = 1 / (1 + np.exp(-(bad + 700) / 70)) * window
+            final = np.maximum(bad * factor + ben * (1 - factor), ben)
+        else:
+            window = _window01(TOUCHUP_PX, round(0.1 + 0.4 * difficulty, 3))[: bad.shape[0], : bad.shape[1]]
+            final = bad * window + ben * (1 - window)
+        out[box] = final
+        results.append(TamperRecord(int(x), int(y), float(hole_half), action, mode, float(r)))
+    out = np.rint(np.clip(out, -1000, 3071)) * (original > -1500) + original * (original <= -1500)
+    return out.astype(np.float32), results
+
+
+def pick_targets(hu: np.ndarray, lungs: np.ndarray, spacing: float, rng: np.random.Generator, n: int,
+                 avoid=(), min_dist_mm: float = 40.0):
+    """Lung locations where CT-GAN's users put cancers (near the pleura and vessels), a cube apart."""
+    return sample_lung_points(hu, lungs, spacing, rng, n, avoid=avoid, min_dist_px=min_dist_mm / spacing,
+                              margin=TOUCHUP_PX // 2 + 8)
