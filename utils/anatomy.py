@@ -108,16 +108,16 @@ def _ellipse(img, x, y, ax, ay, angle, value):
 def _vessel_tree(rng, lung: np.ndarray, hilum, px_per_mm: float, direction: float) -> np.ndarray:
     """Fraction of blood per pixel from a branching, tapering tree rooted at the hilum."""
     canvas = np.zeros(lung.shape, np.float32)
-    stack = [(hilum[0], hilum[1], direction, rng.uniform(1.8, 3.0), rng.uniform(20, 30), 0)]
+    stack = [(hilum[0], hilum[1], direction, rng.uniform(1.2, 2.2), rng.uniform(20, 30), 0)]
     h, w = lung.shape
     while stack:
         x, y, ang, r_mm, length_mm, depth = stack.pop()
-        if r_mm < 0.45 or depth > 6:
+        if r_mm < 0.35 or depth > 7:
             continue
         x2 = x + np.cos(ang) * length_mm * px_per_mm
         y2 = y + np.sin(ang) * length_mm * px_per_mm
         r_px = r_mm * px_per_mm
-        contrast = min(1.0, r_mm / 0.9)
+        contrast = min(1.0, r_mm / 1.1)
         through_plane = depth > 0 and rng.uniform() < 0.6
         if through_plane:
             _disk(canvas, (x + x2) / 2, (y + y2) / 2, max(0.6, r_px), contrast, soft=True)
@@ -147,9 +147,9 @@ def _through_plane_vessels(rng, lung, hila, px_per_mm) -> np.ndarray:
     pick = rng.integers(0, len(xs), n)
     for x, y in zip(xs[pick], ys[pick]):
         dist = min(np.hypot(x - hx, y - hy) for hx, hy in hila) / px_per_mm
-        r_mm = np.clip(rng.gamma(2.0, 0.3) * (1.5 - min(dist, 120) / 120), 0.3, 2.5)
+        r_mm = np.clip(rng.gamma(2.0, 0.22) * (1.5 - min(dist, 120) / 120), 0.25, 2.0)
         _disk(canvas, x + rng.uniform(-.5, .5), y + rng.uniform(-.5, .5), max(0.5, r_mm * px_per_mm),
-              min(1.0, r_mm / 0.9), soft=True)
+              min(1.0, r_mm / 1.1), soft=True)
     return canvas
 
 
@@ -270,7 +270,7 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
     gradient = (yy - (cy - iay)) / (2 * iay) * rng.uniform(20, 70)
     lowfreq = blur(rng.normal(0, 1, (SIZE // 8, SIZE // 8)), 2)
     lowfreq = cv2.resize(lowfreq, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC) * 25
-    parenchyma = LUNG + rng.normal(0, 20) + gradient + lowfreq
+    parenchyma = LUNG + rng.normal(0, 25) + gradient + lowfreq
     hu = hu * (1 - lung_f) + parenchyma * lung_f
 
     # mediastinum: fat pockets, great vessels, trachea; spine, sternum and ribs

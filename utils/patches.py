@@ -123,6 +123,7 @@ def extract_patches(scan: Scan, rng: np.random.Generator, size: int = PATCH_SIZE
         sl = scan.slice(inst)
         lungs = cached_lung_mask(sl)
         avoid = [(r.x, r.y) for r in scan.labels if r.slice == inst and r.type in ("FB", "FM", "TM")]
+        avoid += sl.meta.get("keep_clear", [])
         n = random_per_slice + (need[inst] + 3 if controls else 0)
         for x, y in sample_lung_points(sl.hu, lungs, sl.spacing[1], rng, n, avoid=avoid, min_dist_px=FAR_PX,
                                        margin=size // 2):

@@ -151,3 +151,89 @@ def synthetic_patches(cfg: CorpusConfig, progress: bool = True):
                     bar.update()
     finally:
         bar.close()
+
+
+def write_corpus(patch_groups, out_dir: str | Path, cfg: CorpusConfig, split_of: dict | None = None) -> Path:
+    """Collect (key, kind, patches) groups, split them by scan and write the PNG layout, manifest and config."""
+    import json
+
+    from .patches import split_scans, write_dataset
+
+    patches, kinds = [], {}
+    for key, kind, group in patch_groups:
+        patches.extend(group)
+        kinds.setdefault(key, kind)
+    split_of = split_of or split_scans(kinds, cfg.fractions, cfg.seed)
+    manifest = write_dataset(patches, split_of, out_dir)
+    (Path(out_dir) / "corpus.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    return manifest
+
+
+def build_synthetic_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None, progress: bool = True) -> Path:
+    """Generate the embedded corpus into out_dir; returns the manifest path."""
+    cfg = cfg or CorpusConfig()
+    return write_corpus(synthetic_patches(cfg, progress), out_dir, cfg)
+
+
+def background_sources(root: str | Path) -> list[tuple[str, list[CTSlice]]]:
+    """Authentic slices to tamper, grouped by source scan: (source id, slices).
+
+    `root` may be a CT-GAN data set folder (its label files say where it was tampered: emulated targets stay
+    at least a touch-up region away from those points), or any folder of DICOM series / single DICOM files.
+    """
+    from .ctgan import find_layout, load_dataset
+    from .dicom import list_dicom_files, read_series, read_slice
+
+    root = Path(root)
+    try:
+        find_layout(root)
+        is_ctgan = True
+    except FileNotFoundError:
+        is_ctgan = False
+    sources = []
+    if is_ctgan:
+        for scan in load_dataset(root):
+            slices = []
+            for inst in sorted(scan.slices):
+                sl = scan.slice(inst)
+                sl.meta["keep_clear"] = [(r.x, r.y) for r in scan.labels if r.slice == inst]
+                slices.append(sl)
+            sources.append((f"{scan.experiment}_{scan.uuid}", slices))
+        return sources
+    if root.is_file():
+        return [(root.stem, [read_slice(root)])]
+    folders = sorted({p.parent for p in root.rglob("*.dcm")})
+    for folder in folders:
+        files = list_dicom_files(folder)
+        if len(files) > 1:
+            sources.append((folder.relative_to(root).as_posix().replace("/", "_") or folder.name,
+                            read_series(folder)))
+        else:
+            sources.extend((f.stem, [read_slice(f)]) for f in files)
+    if not sources:
+        raise FileNotFoundError(f"{root}: no DICOM files found")
+    return sources
+
+
+def background_patches(root: str | Path, cfg: CorpusConfig, variants: int = 4, progress: bool = True):
+    """Emulated CT-GAN tampering on real authentic slices: `variants` tampered copies (alternately inject and
+    remove, fresh targets each time) of every slice with enough lung. Yields (key, kind, patches) per source.
+
+    All variants of one source share its scan key, so a split never separates them.
+    """
+    from tqdm.auto import tqdm
+
+    for s_index, (source, slices) in enumerate(tqdm(background_sources(root), desc="backgrounds", unit="series",
+                                                    disable=not progress)):
+        group = []
+        for v in range(variants):
+            rng = np.random.default_rng([cfg.seed, s_index, v])
+            kind = ("FM", "FB")[v % 2]
+            fresh = [CTSlice(s.hu, s.spacing, s.instance, s.z, s.path, dict(s.meta)) for s in slices]
+            avoid = {s.instance: s.meta.get("keep_clear", []) for s in fresh}
+            scan = emulate_scan(Scan("BG", source, "background", kind), fresh, rng, cfg, avoid=avoid)
+            tampered = {r.slice for r in scan.labels if r.tampered}
+            scan.slices = {k: sl for k, sl in scan.slices.items() if k in tampered}
+            group += extract_patches(scan, rng, size=cfg.patch_size, jitter=cfg.jitter,
+                                     random_per_slice=1 if v == 0 else 0)
+        yield f"BG-{source}", "BG", group

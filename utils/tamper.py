@@ -118,9 +118,9 @@ def _inpaint_remove(rng, region: np.ndarray, lungs: np.ndarray, hole: np.ndarray
     smooth = cv2.inpaint(((src + 1024) * 40).astype(np.uint16), fill_mask, 6, cv2.INPAINT_TELEA)
     smooth = smooth.astype(np.float32) / 40 - 1024
     lung_level = float(np.median(region[lungs & ~target])) if (lungs & ~target).any() else -850.0
-    smooth = np.minimum(blur(smooth, 2.0), lung_level + rng.uniform(30, 120))
-    haze = rng.uniform(5, 30) * blur(hole.astype(np.float32), 3)
-    filled = smooth + haze + texture * rng.uniform(0.3, 0.8)
+    smooth = np.minimum(blur(smooth, 2.0), lung_level + rng.uniform(10, 70))
+    haze = rng.uniform(0, 25) * hole
+    filled = smooth + haze + texture * rng.uniform(0.5, 1.0)
     weight = hole * lungs
     return region * (1 - weight) + filled * weight
 
@@ -160,9 +160,9 @@ def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, s
         region = mal[box].copy()
         yy, xx = np.mgrid[box[0], box[1]]
         square = (np.abs(yy - y) <= hole_half) & (np.abs(xx - x) <= hole_half)
-        hole = blur(square.astype(np.float32), 1.5)
+        hole = blur(square.astype(np.float32), 0.25 * hole_half)  # the GAN fills in context: no seam
         if action == "inject":
-            r = rng.uniform(3.5, 8.0) * ppm
+            r = rng.uniform(4.5, 10.0) * ppm
             frac, value = _nodule(rng, cube_half, r)
             frac, value = frac[: region.shape[0], : region.shape[1]], value[: region.shape[0], : region.shape[1]]
             regen = region * 0.6 + blur(region, 1.0) * 0.4
