@@ -149,20 +149,26 @@ def extract_patches(scan: Scan, rng: np.random.Generator, size: int = PATCH_SIZE
 
 
 def split_scans(scan_kinds: dict[str, str], fractions=(0.7, 0.15, 0.15), seed: int = 0) -> dict[str, str]:
-    """Assign every scan (key -> scan-level kind) to train/val/test, stratified by kind, never splitting a scan."""
+    """Assign every scan (key -> scan-level kind) to train/val/test; a scan is never split.
+
+    Stratified by kind: scans are shuffled within their kind and interleaved, so every split gets each kind in
+    proportion; val and test get at least one scan each when they have a share and there are 3+ scans.
+    """
     rng = np.random.default_rng(seed)
     groups = defaultdict(list)
     for key in sorted(scan_kinds):
         groups[scan_kinds[key]].append(key)
-    out = {}
-    bounds = np.cumsum(fractions) / np.sum(fractions)
+    position = {}
     for kind in sorted(groups):
         keys = groups[kind]
-        order = rng.permutation(len(keys))
-        for rank, i in enumerate(order):
-            pos = (rank + 0.5) / len(keys)
-            out[keys[i]] = SPLITS[int(np.searchsorted(bounds, pos))]
-    return out
+        for rank, i in enumerate(rng.permutation(len(keys))):
+            position[keys[i]] = (rank + 0.5) / len(keys) + rng.uniform(0, 1e-6)
+    order = sorted(position, key=position.get)
+    n = len(order)
+    share = np.asarray(fractions, float) / np.sum(fractions)
+    n_val, n_test = (max(1, round(f * n)) if f > 0 and n >= 3 else round(f * n) for f in share[1:])
+    n_train = n - n_val - n_test
+    return {key: SPLITS[0 if i < n_train else 1 if i < n_train + n_val else 2] for i, key in enumerate(order)}
 
 
 def patch_filename(p: Patch) -> str:

@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny DICOM series written with pydicom, the shared real data (skipped when absent)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def write_dicom(path: Path, hu: np.ndarray, instance: int = 1, z: float = 0.0, intercept: float = -1024.0,
+                slope: float = 1.0, spacing: float = 0.7, rescale: bool = True) -> Path:
+    """A minimal CT slice storing (hu - intercept) / slope as int16."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CT"
+    ds.InstanceNumber = instance
+    ds.ImagePositionPatient = [-175.0, -175.0, float(z)]
+    ds.PixelSpacing = [spacing, spacing]
+    ds.SliceThickness = 2.5
+    stored = np.rint((np.asarray(hu, np.float64) - intercept) / slope).astype(np.int16)
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    if rescale:
+        ds.RescaleIntercept = intercept
+        ds.RescaleSlope = slope
+    ds.PixelData = stored.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def chest_slices():
+    """Three synthetic authentic chest slices (HU) of one scanner profile, and the profile."""
+    from utils.anatomy import ScannerProfile, chest_slice
+
+    rng = np.random.default_rng(7)
+    profile = ScannerProfile.sample(rng)
+    return [chest_slice(rng, profile, level=lv, n_nodules=1)[0] for lv in (0.3, 0.5, 0.7)], profile
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"real development data not found at {SHARED} (it ships beside the repository only on "
+                    "development machines)")
+    return SHARED

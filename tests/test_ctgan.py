@@ -1,0 +1,89 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from tests.conftest import write_dicom
+from utils.ctgan import find_layout, load_dataset, prepare_ctgan, read_labels
+from utils.dicom import DicomError
+from utils.patches import read_manifest
+
+
+def _phantom(rng):
+    """A 128 px 'chest': body disk, two lung ellipses at -850 HU, noise."""
+    yy, xx = np.mgrid[0:128, 0:128]
+    hu = np.full((128, 128), -1000.0)
+    hu[(yy - 64) ** 2 + (xx - 64) ** 2 < 60**2] = 40.0
+    for cx in (38, 90):
+        hu[((yy - 64) / 40.0) ** 2 + ((xx - cx) / 20.0) ** 2 < 1] = -850.0
+    return hu + rng.normal(0, 10, hu.shape)
+
+
+def _write_dataset(root, scans_dir, layout_names, labels):
+    rng = np.random.default_rng(0)
+    for exp, rows in labels.items():
+        folder = root / scans_dir / layout_names[exp]
+        for uuid in sorted({r[1] for r in rows}):
+            for inst in (10, 11, 12):
+                write_dicom(folder / uuid / f"{inst}.dcm", _phantom(rng), instance=inst, z=inst * 2.5,
+                            intercept=0.0)
+        (root / f"labels_{exp.lower()}.csv").write_text(
+            "type,uuid,slice,x,y\n" + "".join(f"{t},{u},{s},{x},{y}\n" for t, u, s, x, y in rows))
+
+
+LABELS = {"EXP1": [("FM", "111", 11, 40, 60), ("FB", "222", 10, 90, 64), ("TB", "333", 0, 0, 0)],
+          "EXP2": [("FM", "111", 12, 88, 70)]}
+
+
+@pytest.mark.parametrize("layout", ["kaggle", "uci"])
+def test_both_layouts_and_experiment_keys(tmp_path, layout):
+    if layout == "kaggle":
+        _write_dataset(tmp_path, "CT_Scans", {"EXP1": "EXP1_blind", "EXP2": "EXP2_open"}, LABELS)
+    else:
+        _write_dataset(tmp_path, "Tampered Scans",
+                       {"EXP1": "Experiment 1 - Blind", "EXP2": "Experiment 2 - Open"}, LABELS)
+    folders, labels = find_layout(tmp_path)
+    assert set(folders) == {"EXP1", "EXP2"} and set(labels) == {"EXP1", "EXP2"}
+    scans = {s.key: s for s in load_dataset(tmp_path)}
+    assert set(scans) == {"EXP1-111", "EXP1-222", "EXP1-333", "EXP2-111"}  # same uuid, two scans
+    assert scans["EXP2-111"].labels[0].slice == 12
+    assert scans["EXP1-111"].slice(11).instance == 11
+
+
+def test_missing_scans_warn_with_count(tmp_path):
+    _write_dataset(tmp_path, "CT_Scans", {"EXP1": "EXP1_blind", "EXP2": "EXP2_open"}, LABELS)
+    with open(tmp_path / "labels_exp1.csv", "a") as fh:
+        fh.write("FM,999,5,10,10\nFB,998,5,10,10\n")
+    with pytest.warns(UserWarning, match="2 label row"):
+        scans = load_dataset(tmp_path)
+    assert len(scans) == 4
+
+
+def test_bad_label_row_and_corrupt_header(tmp_path):
+    _write_dataset(tmp_path, "CT_Scans", {"EXP1": "EXP1_blind", "EXP2": "EXP2_open"}, LABELS)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("type,uuid,slice,x,y\nXX,1,2,3,4\n")
+    with pytest.raises(ValueError, match="bad.csv:2"):
+        read_labels(bad, "EXP1")
+    broken = tmp_path / "CT_Scans" / "EXP1_blind" / "222" / "13.dcm"
+    broken.write_bytes(b"junk")
+    with pytest.raises(DicomError, match="13.dcm"):
+        load_dataset(tmp_path)
+    with pytest.warns(UserWarning, match="skipping scan EXP1/222"):
+        assert len(load_dataset(tmp_path, skip_corrupt=True)) == 3
+
+
+def test_real_sample_reader(shared_data, tmp_path):
+    root = shared_data / "ctgan-sample"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scans = load_dataset(root)
+        manifest = prepare_ctgan(root, tmp_path / "ctgan", protocol="test", progress=False)
+    fakes = [r for s in scans for r in s.labels if r.tampered]
+    assert len(fakes) == 36 and {r.type for r in fakes} == {"FB", "FM"}
+    sl = scans[0].slice(scans[0].labels[0].slice)
+    assert sl.hu.shape == (512, 512) and -1100 < np.median(sl.hu) < 200
+    rows = read_manifest(manifest)
+    kinds = {k: sum(r["kind"] == k for r in rows) for k in ("FB", "FM", "TM", "control")}
+    assert kinds == {"FB": 20, "FM": 16, "TM": 8, "control": 36}
+    assert all((tmp_path / "ctgan" / r["path"]).is_file() for r in rows)

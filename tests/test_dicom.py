@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from tests.conftest import write_dicom
+from utils.dicom import DicomError, read_series, read_slice, unwindow, window
+
+
+@pytest.mark.parametrize("intercept", [0.0, -1024.0])
+def test_hu_from_slope_and_intercept(tmp_path, intercept):
+    hu = np.full((32, 32), -850.0)
+    hu[10:20, 10:20] = 40.0
+    sl = read_slice(write_dicom(tmp_path / "a.dcm", hu, intercept=intercept))
+    np.testing.assert_allclose(sl.hu, hu)
+    assert sl.spacing == (0.7, 0.7)
+
+
+def test_slope_is_applied(tmp_path):
+    hu = np.linspace(-1000, 1000, 64).reshape(8, 8)
+    sl = read_slice(write_dicom(tmp_path / "a.dcm", hu, intercept=-1024.0, slope=2.0))
+    np.testing.assert_allclose(sl.hu, np.rint((hu + 1024) / 2) * 2 - 1024)
+
+
+def test_missing_rescale_tags_name_the_file(tmp_path):
+    path = write_dicom(tmp_path / "norescale.dcm", np.zeros((8, 8)), rescale=False)
+    with pytest.raises(DicomError, match="norescale.dcm.*RescaleSlope"):
+        read_slice(path)
+
+
+def test_non_dicom_file_names_the_file(tmp_path):
+    bad = tmp_path / "notes.dcm"
+    bad.write_text("not a dicom file")
+    with pytest.raises(DicomError, match="notes.dcm"):
+        read_slice(bad)
+
+
+def test_series_sorted_by_position_and_mixed_sizes_rejected(tmp_path):
+    for i, z in enumerate([30.0, 10.0, 20.0]):
+        write_dicom(tmp_path / "s" / f"{i}.dcm", np.full((8, 8), float(z)), instance=i + 1, z=z)
+    series = read_series(tmp_path / "s")
+    assert [s.z for s in series] == [10.0, 20.0, 30.0]
+    write_dicom(tmp_path / "s" / "big.dcm", np.zeros((16, 16)), instance=9, z=40.0)
+    with pytest.raises(DicomError, match="mixes slice sizes"):
+        read_series(tmp_path / "s")
+
+
+def test_corrupt_slice_skipped_only_when_asked(tmp_path):
+    for i in range(3):
+        write_dicom(tmp_path / "s" / f"{i}.dcm", np.zeros((8, 8)), instance=i + 1, z=float(i))
+    (tmp_path / "s" / "3.dcm").write_bytes(b"garbage")
+    with pytest.raises(DicomError, match="3.dcm"):
+        read_series(tmp_path / "s")
+    with pytest.warns(UserWarning, match="skipped 1"):
+        assert len(read_series(tmp_path / "s", skip_corrupt=True)) == 3
+
+
+def test_window_maps_lung_window_to_bytes():
+    hu = np.array([-2048, -1000, -300, 400, 3000], np.float32)
+    assert window(hu).tolist() == [0, 0, 128, 255, 255]
+    assert abs(unwindow(window(np.float32(-300))) + 300) < 3

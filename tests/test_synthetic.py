@@ -1,0 +1,91 @@
+import hashlib
+
+import numpy as np
+import pytest
+
+from utils.lungmask import lung_mask
+from utils.patches import read_manifest
+from utils.synthetic import CorpusConfig, build_synthetic_corpus, synthetic_scan
+from utils.tamper import resample_roundtrip, tamper_slice
+
+TINY = dict(n_scans=16, slices_per_scan=1, tampers_per_slice=2, workers=1)
+
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*.png")):
+        h.update(p.relative_to(folder).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus")
+    build_synthetic_corpus(out, CorpusConfig(**TINY), progress=False)
+    return out
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tiny_corpus, tmp_path):
+    build_synthetic_corpus(tmp_path / "again", CorpusConfig(**TINY, ), progress=False)
+    assert _digest(tmp_path / "again") == _digest(tiny_corpus)
+    build_synthetic_corpus(tmp_path / "other", CorpusConfig(**TINY, seed=1), progress=False)
+    assert _digest(tmp_path / "other") != _digest(tiny_corpus)
+
+
+def test_workers_do_not_change_the_corpus(tiny_corpus, tmp_path):
+    build_synthetic_corpus(tmp_path / "two", CorpusConfig(**dict(TINY, workers=2)), progress=False)
+    assert _digest(tmp_path / "two") == _digest(tiny_corpus)
+
+
+def test_splits_are_scan_disjoint_and_classes_balanced(tiny_corpus):
+    rows = read_manifest(tiny_corpus / "manifest.csv")
+    split_of_scan = {}
+    for r in rows:
+        assert split_of_scan.setdefault(r["scan"], r["split"]) == r["split"]
+        assert r["path"].startswith(f"{r['split']}/{('real', 'fake')[int(r['label'])]}/")
+    assert {r["split"] for r in rows} == {"train", "val", "test"}
+    fake_share = np.mean([int(r["label"]) for r in rows])
+    assert 0.35 <= fake_share <= 0.6
+    kinds = {r["kind"] for r in rows}
+    assert {"FM", "FB", "TM", "control"} <= kinds  # fakes without nodules, reals with nodules
+    fakes = [r for r in rows if r["label"] == "1"]
+    assert all(r["tamper_r"] and 20 < float(r["tamper_x"]) < 44 for r in fakes)
+    assert all(not r["tamper_r"] for r in rows if r["label"] == "0")
+
+
+def test_anatomy_in_hounsfield_units(chest_slices):
+    slices, profile = chest_slices
+    hu = slices[0]
+    lungs = lung_mask(hu, profile.spacing)
+    assert 0.08 < lungs.mean() < 0.45
+    assert -920 < np.median(hu[lungs]) < -760
+    assert hu.max() > 500  # bone
+    assert np.median(hu[(hu > -300) & (hu < 200)]) > -150  # soft tissue
+
+
+def test_tampering_is_local_and_recorded(chest_slices):
+    slices, profile = chest_slices
+    hu = slices[1]
+    lungs = lung_mask(hu, profile.spacing)
+    ys, xs = np.nonzero(lungs)
+    i = len(xs) // 2
+    out, recs = tamper_slice(hu, profile.spacing, [(int(xs[i]), int(ys[i]), "inject")],
+                             np.random.default_rng(0), lungs=lungs)
+    (rec,) = recs
+    assert rec.action == "inject" and rec.radius > 5
+    diff = np.abs(out - np.rint(resample_roundtrip(hu, profile.spacing)))
+    yy, xx = np.mgrid[: hu.shape[0], : hu.shape[1]]
+    near = (yy >= rec.y - 32) & (yy < rec.y + 32) & (xx >= rec.x - 32) & (xx < rec.x + 32)
+    assert diff[near].max() > 100 and diff[~near & (hu > -900)].max() <= 1  # only the touch-up box changes
+    with pytest.raises(ValueError, match="unknown tamper action"):
+        tamper_slice(hu, profile.spacing, [(100, 100, "paint")], np.random.default_rng(0), lungs=lungs)
+
+
+def test_scan_kinds_follow_ctgan_convention():
+    cfg = CorpusConfig(**TINY)
+    fb, fm, tb = synthetic_scan(1, cfg), synthetic_scan(0, cfg), synthetic_scan(7, cfg)
+    assert fb.kind == "FB" and {r.type for r in fb.labels} == {"FB"}
+    assert fm.kind == "FM" and {r.type for r in fm.labels} <= {"FM", "TM"}
+    assert tb.labels[0].type == "TB" and tb.labels[0].slice == 0
+    assert fm.radii and all(v > 0 for v in fm.radii.values())
