@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import scipy.fft
+from scipy.special import expit
 
 SIZE = 512
 AIR, FAT, MUSCLE, BLOOD, LUNG = -1000.0, -100.0, 40.0, 40.0, -860.0
@@ -164,14 +165,14 @@ def draw_nodule(hu: np.ndarray, nodule: Nodule, rng: np.random.Generator) -> Non
     edge = np.ones_like(theta)
     for k in range(2, 7):
         edge += rng.uniform(0, 0.12 if nodule.kind != "solid" else 0.08) * np.cos(k * theta + rng.uniform(0, 6.3))
-    core = 1 / (1 + np.exp((dist - r * edge) / 0.7))
+    core = expit(-((dist - r * edge) / 0.7))
     density = rng.uniform(-10, 55) + rng.normal(0, 12, size=core.shape).astype(np.float32)
     density = blur(density, 0.8)
     value = np.zeros_like(core)
     if nodule.kind == "part-solid":
-        halo = 1 / (1 + np.exp((dist - r * edge * 1.6) / 1.5))
+        halo = expit(-((dist - r * edge * 1.6) / 1.5))
         value = halo * (rng.uniform(-600, -400) - LUNG) * 0.9
-        core = 1 / (1 + np.exp((dist - r * 0.55 * edge) / 0.7))
+        core = expit(-((dist - r * 0.55 * edge) / 0.7))
     frac = np.maximum(core, 0)
     if nodule.kind == "spiculated":
         spikes = np.zeros_like(core)
@@ -182,7 +183,7 @@ def draw_nodule(hu: np.ndarray, nodule: Nodule, rng: np.random.Generator) -> Non
                      rng.uniform(0.4, 0.8), 1, lineType=cv2.LINE_AA)
         frac = np.maximum(frac, spikes)
     if nodule.kind == "calcified":
-        calc = 1 / (1 + np.exp((dist - r * rng.uniform(0.25, 0.6)) / 0.6))
+        calc = expit(-((dist - r * rng.uniform(0.25, 0.6)) / 0.6))
         density = density + calc * rng.uniform(250, 700)
     region = (slice(max(y0, 0), y0 + 2 * half + 1), slice(max(x0, 0), x0 + 2 * half + 1))
     sub = hu[region]

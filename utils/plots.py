@@ -53,3 +53,58 @@ def manifest_groups(data_dir, kinds=("FM", "FB", "TM", "control"), n: int = 8, p
         pick = rng.choice(len(sub), size=min(n, len(sub)), replace=False) if sub else []
         out[f"{prefix}{kind}"] = [cv2.imread(str(data_dir / sub[i]["path"]), cv2.IMREAD_GRAYSCALE) for i in pick]
     return out
+
+
+def training_curves(histories: dict, path) -> Path:
+    """Loss and accuracy, train and validation, every phase one after the other (phase boundaries marked)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    offset = 0
+    for phase, hist in histories.items():
+        epochs = np.arange(1, len(hist.get("loss", [])) + 1) + offset
+        for ax, key in zip(axes, ("loss", "accuracy")):
+            if key in hist:
+                ax.plot(epochs, hist[key], "-o", ms=3, label=f"{phase} train")
+            if f"val_{key}" in hist:
+                ax.plot(epochs, hist[f"val_{key}"], "--s", ms=3, label=f"{phase} val")
+        offset += len(epochs)
+        for ax in axes:
+            ax.axvline(offset + 0.5, color="0.8", lw=0.8)
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.set_xlabel("epoch (all phases)")
+        ax.set_ylabel(key)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def confusion_matrix_plot(cm, path, labels=("real", "fake"), title="Confusion matrix") -> Path:
+    cm = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(2):
+        for j in range(2):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks([0, 1], [f"pred {lbl}" for lbl in labels])
+    ax.set_yticks([0, 1], [f"true {lbl}" for lbl in labels])
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def roc_pr_curves(curves: dict, path) -> Path:
+    """ROC and precision-recall curves; `curves` maps a name to (labels, scores)."""
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.8))
+    for name, (y, s) in curves.items():
+        fpr, tpr, _ = roc_curve(y, s)
+        a1.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+        prec, rec, _ = precision_recall_curve(y, s)
+        a2.plot(rec, prec, label=name)
+    a1.plot([0, 1], [0, 1], ":", color="0.6")
+    a1.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    a2.set(xlabel="recall", ylabel="precision", title="Precision-recall")
+    for ax in (a1, a2):
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -17,7 +17,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 from scipy import ndimage
-from scipy.special import ndtr
+from scipy.special import expit, ndtr
 
 from .anatomy import blur
 from .lungmask import erode, lung_mask, sample_lung_points
@@ -97,7 +97,7 @@ def _nodule(rng, half: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[-half:half, -half:half].astype(np.float32) + rng.uniform(-0.5, 0.5, 2)[:, None, None]
     theta, dist = np.arctan2(yy, xx), np.hypot(yy, xx)
     edge = radius * (1 + sum(rng.uniform(0, 0.05) * np.cos(k * theta + rng.uniform(0, 6.3)) for k in (2, 3, 5)))
-    frac = 1 / (1 + np.exp((dist - edge) / rng.uniform(0.4, 0.8)))
+    frac = expit(-((dist - edge) / rng.uniform(0.4, 0.8)))
     grain = blur(rng.standard_normal(frac.shape).astype(np.float32), 0.7) * rng.uniform(40, 90)
     value = rng.uniform(-30, 60) + grain + 40 * (1 - dist / max(edge.max(), 1)) * rng.uniform(0, 1)
     return frac.astype(np.float32), value.astype(np.float32)
@@ -204,7 +204,7 @@ def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, s
         bad = bad + gain * noise[: bad.shape[0], : bad.shape[1]]
         if action == "inject":
             window = _window01(TOUCHUP_PX, round(3.0 * (0.5 + difficulty), 3))[: bad.shape[0], : bad.shape[1]]
-            factor = 1 / (1 + np.exp(-(bad + 700) / 70)) * window
+            factor = expit((bad + 700) / 70) * window
             final = np.maximum(bad * factor + ben * (1 - factor), ben)
         else:
             window = _window01(TOUCHUP_PX, round(0.1 + 0.4 * difficulty, 3))[: bad.shape[0], : bad.shape[1]]

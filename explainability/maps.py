@@ -1,0 +1,144 @@
+"""Reading explanations out of a trained hybrid model: attention rollout, gradient rollout and Grad-CAM."""
+from __future__ import annotations
+
+import numpy as np
+
+from utils.architectures import FEATURES, encoder_blocks
+from utils.data import to_model_input
+
+from .rollout import HEAD_FUSIONS, gradient_rollout, grid_to_pixels, rollout, to_unit_range
+
+
+def _as_batch(image, size, channels):
+    """Any single image (H, W), (H, W, C) or batch (B, H, W, C) -> model batch, original (H, W), batched?"""
+    arr = np.asarray(image, np.float32)
+    batched = arr.ndim == 4
+    images = arr if batched else arr[None]
+    if arr.ndim not in (2, 3, 4):
+        raise ValueError(f"expected an image (H, W), (H, W, C) or a batch (B, H, W, C), got shape {arr.shape}")
+    if arr.ndim == 2:
+        images = arr[None, ..., None]
+    original = images.shape[1:3]
+    batch = np.stack([to_model_input(im, size, channels) for im in images])
+    return batch, original, batched
+
+
+class AttentionRollout:
+    """Attention rollout of a hybrid CNN -> ViT model.
+
+    `mask = AttentionRollout(model)(image)` returns a float mask in [0, 1] with the input image's height and
+    width: (H, W) for one image given as (H, W), (H, W, C) or (1, H, W, C)... see `__call__`. Images in [0, 1],
+    gray or RGB, any size: they are converted to the model's channels and input size.
+
+    Args:
+        model: a model with `TransformerEncoderBlock` layers (built by `build_hybrid_vit`).
+        head_fusion: 'mean', 'max' or 'min' over attention heads.
+        discard_ratio: share of the lowest attention per row dropped in every layer (never the CLS column).
+    """
+
+    def __init__(self, model, head_fusion: str = "mean", discard_ratio: float = 0.9):
+        import keras
+
+        if head_fusion not in HEAD_FUSIONS:
+            raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
+        if not 0.0 <= discard_ratio < 1.0:
+            raise ValueError(f"discard_ratio must lie in [0, 1), got {discard_ratio}")
+        self.model, self.head_fusion, self.discard_ratio = model, head_fusion, discard_ratio
+        self.blocks = encoder_blocks(model)
+        if not self.blocks:
+            raise ValueError(f"model {model.name!r} has no TransformerEncoderBlock: attention rollout needs "
+                             "the hybrid ViT (models/deepfake_detection_model.*), not the CNN")
+        shape = model.inputs[0].shape
+        self.size, self.channels = (int(shape[1]), int(shape[2])), int(shape[3])
+        tokens = int(self.blocks[0].output[1].shape[-1]) - 1
+        feat = model.get_layer(FEATURES).output.shape if FEATURES in [lyr.name for lyr in model.layers] else None
+        self.grid = (int(feat[1]), int(feat[2])) if feat is not None else (int(np.sqrt(tokens)),) * 2
+        if self.grid[0] * self.grid[1] != tokens:
+            raise ValueError(f"{tokens} patch tokens do not form the {self.grid} feature grid")
+        self.reader = keras.Model(model.inputs, [b.output[1] for b in self.blocks] + [model.outputs[0]],
+                                  name=f"{model.name}_attention_reader")
+
+    def attentions(self, batch) -> tuple[list[np.ndarray], np.ndarray]:
+        """Attention scores per block, each (B, heads, T, T), and the model's scores (B,)."""
+        outs = self.reader.predict(np.asarray(batch, np.float32), verbose=0)
+        return [np.asarray(a) for a in outs[:-1]], np.asarray(outs[-1]).reshape(-1)
+
+    def token_map(self, image) -> np.ndarray:
+        """The raw rolled-out CLS attention on the token grid, (gh, gw) or (B, gh, gw); not rescaled."""
+        batch, _, batched = _as_batch(image, self.size, self.channels)
+        atts, _ = self.attentions(batch)
+        maps = rollout(atts, self.head_fusion, self.discard_ratio).reshape(len(batch), *self.grid)
+        return maps if batched else maps[0]
+
+    def explain(self, image, method: str = "rollout"):
+        """(masks in [0, 1] at the image's size, model scores); method 'rollout' or 'gradient'."""
+        batch, original, batched = _as_batch(image, self.size, self.channels)
+        if method == "rollout":
+            atts, scores = self.attentions(batch)
+            grid = rollout(atts, self.head_fusion, self.discard_ratio)
+        elif method == "gradient":
+            atts, grads, scores = attention_gradients(self.reader, batch)
+            grid = gradient_rollout(atts, grads)
+        else:
+            raise ValueError(f"method must be 'rollout' or 'gradient', got {method!r}")
+        grid = grid.reshape(len(batch), *self.grid)
+        masks = to_unit_range(grid_to_pixels(to_unit_range(grid), tuple(original)))
+        return (masks if batched else masks[0]), (scores if batched else scores[0])
+
+    def __call__(self, image) -> np.ndarray:
+        """Mask in [0, 1]: (H, W) for an image given as (H, W) or (H, W, C); (B, H, W) for a batch (B, H, W, C)."""
+        return self.explain(image)[0]
+
+
+def _require_tensorflow(what: str):
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise NotImplementedError(f"{what} uses TensorFlow's GradientTape; run it with KERAS_BACKEND=tensorflow "
+                                  f"(current backend: {keras.backend.backend()})")
+    import tensorflow as tf
+
+    return tf
+
+
+def attention_gradients(reader, batch):
+    """Attention scores, their gradients w.r.t. the fake score, and the scores (TensorFlow backend)."""
+    tf = _require_tensorflow("gradient rollout")
+    x = tf.convert_to_tensor(batch, tf.float32)
+    with tf.GradientTape() as tape:
+        outs = reader(x, training=False)
+        atts, score = outs[:-1], outs[-1]
+        target = tf.reduce_sum(score)
+    grads = tape.gradient(target, atts)
+    grads = [np.zeros_like(a.numpy()) if g is None else g.numpy() for a, g in zip(atts, grads)]
+    return [a.numpy() for a in atts], grads, score.numpy().reshape(-1)
+
+
+class GradCAM:
+    """Grad-CAM (Selvaraju et al., 2017) on the CNN's last feature map ('cnn_features'), for comparison with
+    rollout. Works on the CNN alone or on the hybrid. Call returns masks in [0, 1] at the image's size."""
+
+    def __init__(self, model, layer: str = FEATURES):
+        import keras
+
+        self.model = model
+        shape = model.inputs[0].shape
+        self.size, self.channels = (int(shape[1]), int(shape[2])), int(shape[3])
+        self.reader = keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]])
+
+    def explain(self, image):
+        tf = _require_tensorflow("Grad-CAM")
+        batch, original, batched = _as_batch(image, self.size, self.channels)
+        x = tf.convert_to_tensor(batch, tf.float32)
+        with tf.GradientTape() as tape:
+            features, score = self.reader(x, training=False)
+            target = tf.reduce_sum(score)
+        grads = tape.gradient(target, features).numpy()
+        weights = grads.mean(axis=(1, 2), keepdims=True)
+        cam = np.maximum((weights * features.numpy()).sum(axis=-1), 0)
+        masks = to_unit_range(grid_to_pixels(to_unit_range(cam), tuple(original)))
+        scores = score.numpy().reshape(-1)
+        return (masks if batched else masks[0]), (scores if batched else scores[0])
+
+    def __call__(self, image):
+        return self.explain(image)[0]

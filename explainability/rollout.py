@@ -1,0 +1,98 @@
+"""Attention rollout (Abnar & Zuidema, 2020) as pure array maths, and a class that reads a model's attention.
+
+`rollout` works on NumPy arrays only. `AttentionRollout` builds a second Keras model that shares the user's
+layers and returns the attention scores of every encoder block; the user's model is not changed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+HEAD_FUSIONS = ("mean", "max", "min")
+
+
+def fuse_heads(attention: np.ndarray, head_fusion: str = "mean") -> np.ndarray:
+    """(B, heads, T, T) -> (B, T, T) by the mean, max or min over heads."""
+    if head_fusion not in HEAD_FUSIONS:
+        raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
+    return getattr(np, head_fusion)(np.asarray(attention, np.float64), axis=1)
+
+
+def discard_lowest(attention: np.ndarray, ratio: float) -> np.ndarray:
+    """Zero the lowest `ratio` share of each row's attention over the patch tokens, for every image.
+
+    The class-token column (index 0) is never discarded, so every row keeps its attention to CLS.
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"discard_ratio must lie in [0, 1), got {ratio}")
+    att = np.array(attention, np.float64, copy=True)
+    patches = att[..., 1:]
+    k = int(np.floor(patches.shape[-1] * ratio))
+    if k > 0:
+        lowest = np.argsort(patches, axis=-1, kind="stable")[..., :k]
+        np.put_along_axis(patches, lowest, 0.0, axis=-1)
+    return att
+
+
+def rollout(attentions, head_fusion: str = "mean", discard_ratio: float = 0.0) -> np.ndarray:
+    """Roll attention out through the layers.
+
+    Args:
+        attentions: per layer, an array (B, heads, T, T) (or (heads, T, T) for one image); token 0 is CLS.
+        head_fusion: 'mean', 'max' or 'min' over heads.
+        discard_ratio: share of each row's lowest patch attention set to zero before the residual is added.
+
+    Returns:
+        (B, T - 1): the rolled-out attention of the CLS token over the patch tokens (rows of the joint
+        attention sum to one, so this is a distribution's share, not rescaled).
+    """
+    attentions = [np.asarray(a, np.float64) for a in attentions]
+    if not attentions:
+        raise ValueError("rollout needs the attention of at least one layer")
+    single = attentions[0].ndim == 3
+    attentions = [a[None] if single else a for a in attentions]
+    batch, _, tokens, _ = attentions[0].shape
+    eye = np.eye(tokens)[None]
+    joint = np.repeat(eye, batch, axis=0)
+    for att in attentions:
+        a = discard_lowest(fuse_heads(att, head_fusion), discard_ratio)
+        a = a + eye
+        a = a / a.sum(axis=-1, keepdims=True)
+        joint = a @ joint
+    cls_map = joint[:, 0, 1:]
+    return cls_map[0] if single else cls_map
+
+
+def gradient_rollout(attentions, gradients) -> np.ndarray:
+    """Class-specific rollout: per layer the heads' mean of attention x gradient of the fake score, negatives
+    clipped (Chefer et al., 2021), then the residual rule and the product through the layers as in `rollout`.
+    Returns (B, T - 1)."""
+    weighted = [np.clip(np.asarray(a, np.float64) * np.asarray(g, np.float64), 0, None)
+                for a, g in zip(attentions, gradients)]
+    batch, _, tokens, _ = weighted[0].shape
+    eye = np.eye(tokens)[None]
+    joint = np.repeat(eye, batch, axis=0)
+    for w in weighted:
+        a = w.mean(axis=1) + eye
+        a = a / a.sum(axis=-1, keepdims=True)
+        joint = a @ joint
+    return joint[:, 0, 1:]
+
+
+def to_unit_range(maps: np.ndarray) -> np.ndarray:
+    """Rescale each map of a batch (B, ...) to [0, 1]; a constant map becomes all ones (uniform)."""
+    maps = np.asarray(maps, np.float64)
+    flat = maps.reshape(len(maps), -1)
+    lo, hi = flat.min(axis=1, keepdims=True), flat.max(axis=1, keepdims=True)
+    span = hi - lo
+    out = np.where(span > 1e-12, (flat - lo) / np.where(span > 1e-12, span, 1.0), 1.0)
+    return out.reshape(maps.shape)
+
+
+def grid_to_pixels(grid_maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(B, gh, gw) token maps -> (B, H, W): each token sits at the centre of its cell of the CNN's stride
+    (e.g. 8x8 px after three 2x2 poolings of a 64 px input); bilinear in between, edges held."""
+    import cv2
+
+    h, w = size
+    return np.stack([cv2.resize(np.asarray(m, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+                     for m in grid_maps])

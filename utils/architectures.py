@@ -1,0 +1,66 @@
+"""build_cnn (trained from scratch) and build_hybrid_vit (a ViT whose tokens are the CNN's feature map)."""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from .layers import ClassToken, PositionEmbedding, Standardize, TakeToken, TransformerEncoderBlock
+
+FEATURES = "cnn_features"
+
+
+def build_cnn(input_shape=(64, 64, 1), filters=(16, 32, 64), dropout=0.3, bn_momentum=0.9, name="cnn"):
+    """CNN for 64 px patches: per stage two 3x3 conv + BatchNorm + ReLU, then 2x2 max-pooling; global average
+    pooling, dropout, sigmoid. The last stage's pooled map (8x8 for 64 px) is named 'cnn_features'.
+
+    Inputs are images in [0, 1]; the model standardises them itself. BatchNorm momentum 0.9: with a few
+    thousand patches, the default 0.99 leaves inference statistics behind after short training.
+    """
+    inputs = keras.Input(input_shape, name="image")
+    x = Standardize(name="standardize")(inputs)
+    for stage, width in enumerate(filters):
+        for j in range(2):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{stage + 1}_{j + 1}")(x)
+            x = layers.BatchNormalization(momentum=bn_momentum, name=f"bn{stage + 1}_{j + 1}")(x)
+            x = layers.ReLU(name=f"relu{stage + 1}_{j + 1}")(x)
+        x = layers.MaxPooling2D(2, name=FEATURES if stage == len(filters) - 1 else f"pool{stage + 1}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="score")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_hybrid_vit(cnn, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1, feature_layer=FEATURES,
+                     name="hybrid_vit"):
+    """Hybrid ViT (Dosovitskiy et al. 2021, section 3.1): the CNN's feature map, 1x1 patches projected to
+    `dim`, becomes the token sequence; a class token and learned position embeddings are added; `depth` pre-norm
+    encoder blocks; the head reads the class token. Shares (not copies) the CNN's layers up to `feature_layer`.
+    """
+    features = cnn.get_layer(feature_layer).output
+    gh, gw = features.shape[1], features.shape[2]
+    x = layers.Conv2D(dim, 1, name="patch_projection")(features)
+    x = layers.Reshape((gh * gw, dim), name="tokens")(x)
+    x = ClassToken(name="class_token")(x)
+    x = PositionEmbedding(name="position_embedding")(x)
+    for i in range(depth):
+        x, _ = TransformerEncoderBlock(heads, dim // heads, mlp_dim, dropout, name=f"encoder_{i}")(x)
+    x = layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")(x)
+    x = TakeToken(0, name="cls")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="score")(x)
+    return keras.Model(cnn.inputs, outputs, name=name)
+
+
+def encoder_blocks(model) -> list:
+    """The TransformerEncoderBlock layers of a model, in order."""
+    return [layer for layer in model.layers if isinstance(layer, TransformerEncoderBlock)]
+
+
+def cnn_layer_names(model, feature_layer=FEATURES) -> list[str]:
+    """Names of the layers from the input up to and including the CNN's feature map."""
+    names = []
+    for layer in model.layers:
+        names.append(layer.name)
+        if layer.name == feature_layer:
+            return names
+    raise ValueError(f"model {model.name!r} has no layer {feature_layer!r}")

@@ -1,0 +1,161 @@
+"""Serializable layers of the hybrid CNN -> ViT, written with keras.ops only (TensorFlow and JAX backends)."""
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+PACKAGE = "deepfake_ct"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ClassToken(layers.Layer):
+    """Prepends a learnable class token to a sequence of tokens: (B, T, D) -> (B, T + 1, D).
+
+    Args:
+        initializer: initializer of the token (zeros, as in ViT).
+    """
+
+    def __init__(self, initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.initializer = keras.initializers.get(initializer)
+
+    def build(self, input_shape):
+        self.token = self.add_weight(name="token", shape=(1, 1, input_shape[-1]), initializer=self.initializer)
+        super().build(input_shape)
+
+    def call(self, tokens):
+        batch = ops.shape(tokens)[0]
+        cls = ops.broadcast_to(ops.cast(self.token, tokens.dtype), (batch, 1, ops.shape(tokens)[-1]))
+        return ops.concatenate([cls, tokens], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        t = None if input_shape[1] is None else input_shape[1] + 1
+        return (input_shape[0], t, input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "initializer": keras.initializers.serialize(self.initializer)}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PositionEmbedding(layers.Layer):
+    """Adds a learnable position embedding to a fixed-length token sequence (B, T, D).
+
+    Args:
+        stddev: standard deviation of the initial embedding.
+    """
+
+    def __init__(self, stddev=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.stddev = stddev
+
+    def build(self, input_shape):
+        self.embedding = self.add_weight(name="embedding", shape=(1, input_shape[1], input_shape[2]),
+                                         initializer=keras.initializers.RandomNormal(stddev=self.stddev))
+        super().build(input_shape)
+
+    def call(self, tokens):
+        return tokens + ops.cast(self.embedding, tokens.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "stddev": self.stddev}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TransformerEncoderBlock(layers.Layer):
+    """Pre-norm ViT encoder block: x + MHA(LN(x)), then x + MLP(LN(x)) with GELU.
+
+    Returns `(tokens, attention_scores)`; the scores, shape (B, heads, T, T), are what attention rollout reads.
+
+    Args:
+        num_heads: attention heads.
+        key_dim: width of each head.
+        mlp_dim: hidden width of the MLP.
+        dropout: dropout after attention and in the MLP.
+        attention_dropout: dropout on the attention weights.
+        epsilon: LayerNormalization epsilon.
+    """
+
+    def __init__(self, num_heads=4, key_dim=16, mlp_dim=128, dropout=0.1, attention_dropout=0.0, epsilon=1e-6,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads, self.key_dim, self.mlp_dim = num_heads, key_dim, mlp_dim
+        self.dropout, self.attention_dropout, self.epsilon = dropout, attention_dropout, epsilon
+        self.norm1 = layers.LayerNormalization(epsilon=epsilon, name="norm1")
+        self.attention = layers.MultiHeadAttention(num_heads, key_dim, dropout=attention_dropout, name="attention")
+        self.drop1 = layers.Dropout(dropout)
+        self.norm2 = layers.LayerNormalization(epsilon=epsilon, name="norm2")
+        self.mlp_in = layers.Dense(mlp_dim, activation="gelu", name="mlp_in")
+        self.drop2 = layers.Dropout(dropout)
+        self.mlp_out = None
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        self.mlp_out = layers.Dense(dim, name="mlp_out")
+        self.norm1.build(input_shape)
+        self.attention.build(input_shape, input_shape)
+        self.norm2.build(input_shape)
+        self.mlp_in.build(input_shape)
+        self.mlp_out.build((*input_shape[:-1], self.mlp_dim))
+        super().build(input_shape)
+
+    def call(self, x, training=None):
+        h = self.norm1(x)
+        h, scores = self.attention(h, h, return_attention_scores=True, training=training)
+        x = x + self.drop1(h, training=training)
+        h = self.mlp_out(self.drop2(self.mlp_in(self.norm2(x)), training=training))
+        return x + self.drop2(h, training=training), scores
+
+    def compute_output_shape(self, input_shape):
+        t = input_shape[1]
+        return input_shape, (input_shape[0], self.num_heads, t, t)
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
+                "mlp_dim": self.mlp_dim, "dropout": self.dropout, "attention_dropout": self.attention_dropout,
+                "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TakeToken(layers.Layer):
+    """Selects one token of a sequence: (B, T, D) -> (B, D).
+
+    Args:
+        index: position of the token (0 = the class token).
+    """
+
+    def __init__(self, index=0, **kwargs):
+        super().__init__(**kwargs)
+        self.index = index
+
+    def call(self, tokens):
+        return tokens[:, self.index, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "index": self.index}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Standardize(layers.Layer):
+    """Maps inputs in [0, 1] to zero-centred values: (x - mean) / scale. Keeps preprocessing inside the model.
+
+    Args:
+        mean: value subtracted.
+        scale: divisor.
+    """
+
+    def __init__(self, mean=0.5, scale=0.25, **kwargs):
+        super().__init__(**kwargs)
+        self.mean, self.scale = mean, scale
+
+    def call(self, x):
+        return (x - self.mean) / self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "scale": self.scale}
+
+
+CUSTOM_OBJECTS = {cls.__name__: cls for cls in (ClassToken, PositionEmbedding, TransformerEncoderBlock, TakeToken,
+                                                   Standardize)}

@@ -1,0 +1,209 @@
+"""Training: phase 1 CNN from scratch, phase 2a transformer on the frozen CNN, phase 2b end-to-end fine-tuning.
+
+Model selection uses the validation split only (best validation AUC per phase). Saves `.keras` then `.h5`
+(saving `.h5` strips the optimizer from the model in place, so the native file is written first).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from .architectures import build_cnn, build_hybrid_vit, cnn_layer_names
+from .data import augment, load_split
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run (saved as models/train_config.json).
+
+    Args:
+        data_dir: corpus folder with train/ and val/ (and test/).
+        models_dir: where models and histories go.
+        image_size: patch side the models take.
+        batch_size: images per step.
+        cnn_epochs, vit_epochs, finetune_epochs: epoch limits of phases 1, 2a and 2b (0 skips a phase).
+        cnn_lr, vit_lr, finetune_lr: AdamW learning rates per phase.
+        weight_decay: AdamW weight decay.
+        patience: epochs without a better validation AUC before a phase stops.
+        filters: CNN widths per stage.
+        dim, depth, heads, mlp_dim, dropout: transformer size.
+        augment: flips, 90-degree rotations and small shifts on training batches.
+        max_train: cap on training patches (quick runs), None for all.
+        seed: seeds Keras, NumPy and the batch order.
+    """
+
+    data_dir: str = "data"
+    models_dir: str = "models"
+    image_size: int = 64
+    batch_size: int = 128
+    cnn_epochs: int = 8
+    vit_epochs: int = 4
+    finetune_epochs: int = 3
+    cnn_lr: float = 2e-3
+    vit_lr: float = 1e-3
+    finetune_lr: float = 1e-4
+    weight_decay: float = 1e-4
+    patience: int = 3
+    filters: tuple = (16, 32, 64)
+    dim: int = 64
+    depth: int = 4
+    heads: int = 4
+    mlp_dim: int = 128
+    dropout: float = 0.1
+    augment: bool = True
+    max_train: int | None = None
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def save(self, path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the best monitored validation value and restores them at the end;
+    stops after `patience` epochs without improvement."""
+
+    def __init__(self, monitor="val_auc", mode="max", patience=3):
+        super().__init__()
+        self.monitor, self.sign, self.patience = monitor, (1 if mode == "max" else -1), patience
+
+    def on_train_begin(self, logs=None):
+        self.best, self.best_epoch, self.weights, self.wait = -np.inf, -1, None, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise KeyError(f"BestWeights monitors {self.monitor!r}, which the logs lack: {sorted(logs or {})}")
+        if self.sign * value > self.best:
+            self.best, self.best_epoch, self.wait = self.sign * value, epoch, 0
+            self.weights = self.model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
+
+
+def make_batches(x, y, batch_size=64, shuffle=True, augment_batches=False, seed=0):
+    """A Keras PyDataset over in-memory arrays; reshuffles (and augments) every epoch."""
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(x)) if shuffle else np.arange(len(x))
+
+        def __len__(self):
+            return int(np.ceil(len(x) / batch_size))
+
+        def __getitem__(self, i):
+            idx = np.sort(self.order[i * batch_size : (i + 1) * batch_size])
+            xb = x[idx]
+            return (augment(xb, self.rng) if augment_batches else xb), y[idx].astype(np.float32)
+
+        def on_epoch_end(self):
+            if shuffle:
+                self.order = self.rng.permutation(len(x))
+
+    return Batches()
+
+
+def class_weights(y) -> dict:
+    counts = np.bincount(np.asarray(y, int), minlength=2).astype(float)
+    if (counts == 0).any():
+        raise ValueError(f"the training split needs both classes (real, fake); it has counts {counts.tolist()}")
+    return {i: float(counts.sum() / (2 * c)) for i, c in enumerate(counts)}
+
+
+def compile_model(model, lr, weight_decay):
+    model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=weight_decay),
+                  loss="binary_crossentropy",
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+    return model
+
+
+def fit_phase(model, train, val, epochs, cfg: TrainConfig, name: str, verbose=1) -> dict:
+    """One training phase with validation-AUC model selection. Returns its history (+ best epoch, seconds)."""
+    (x, y), (xv, yv) = train, val
+    keeper = BestWeights("val_auc", "max", cfg.patience)
+    start = time.perf_counter()
+    hist = model.fit(make_batches(x, y, cfg.batch_size, True, cfg.augment, cfg.seed), epochs=epochs,
+                     validation_data=(xv, yv.astype(np.float32)), class_weight=class_weights(y),
+                     callbacks=[keeper], verbose=verbose)
+    out = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    out.update(phase=name, best_epoch=keeper.best_epoch + 1, seconds=round(time.perf_counter() - start, 1),
+               images_per_second=round(len(x) * len(out.get("loss", [])) / max(time.perf_counter() - start, 1e-9), 1))
+    return out
+
+
+def set_cnn_trainable(model, trainable: bool) -> None:
+    for name in cnn_layer_names(model):
+        model.get_layer(name).trainable = trainable
+
+
+def save_model(model, models_dir, stem) -> dict:
+    """`stem.keras` first, then `stem.h5` (which strips the optimizer in place)."""
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    native, legacy = models_dir / f"{stem}.keras", models_dir / f"{stem}.h5"
+    model.save(native)
+    model.save(legacy)
+    return {"keras": str(native), "h5": str(legacy)}
+
+
+def load_training_data(cfg: TrainConfig):
+    data = {}
+    for split in ("train", "val"):
+        x, y, _ = load_split(Path(cfg.data_dir) / split, cfg.image_size)
+        data[split] = (x, y)
+    if cfg.max_train and len(data["train"][0]) > cfg.max_train:
+        rng = np.random.default_rng(cfg.seed)
+        idx = np.sort(rng.choice(len(data["train"][0]), cfg.max_train, replace=False))
+        data["train"] = (data["train"][0][idx], data["train"][1][idx])
+    return data
+
+
+def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) -> dict:
+    """Run the requested phases ('cnn' = phase 1; 'vit' = phases 2a and 2b) and save models and histories.
+
+    With phases=('vit',) the CNN is loaded from models/cnn_model.keras. Returns paths, histories, models.
+    """
+    keras.utils.set_random_seed(cfg.seed)
+    data = data or load_training_data(cfg)
+    models_dir = Path(cfg.models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(models_dir / "train_config.json")
+    histories, paths = {}, {}
+    shape = data["train"][0].shape[1:]
+    if "cnn" in phases:
+        cnn = compile_model(build_cnn(shape, cfg.filters), cfg.cnn_lr, cfg.weight_decay)
+        histories["cnn"] = fit_phase(cnn, data["train"], data["val"], cfg.cnn_epochs, cfg, "cnn", verbose)
+        paths["cnn"] = save_model(cnn, models_dir, "cnn_model")
+    else:
+        cnn = keras.models.load_model(models_dir / "cnn_model.keras")
+    result = {"cnn": cnn}
+    if "vit" in phases:
+        hybrid = build_hybrid_vit(cnn, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout)
+        set_cnn_trainable(hybrid, False)
+        compile_model(hybrid, cfg.vit_lr, cfg.weight_decay)
+        if cfg.vit_epochs:
+            histories["vit"] = fit_phase(hybrid, data["train"], data["val"], cfg.vit_epochs, cfg, "vit", verbose)
+        set_cnn_trainable(hybrid, True)
+        compile_model(hybrid, cfg.finetune_lr, cfg.weight_decay)
+        if cfg.finetune_epochs:
+            histories["finetune"] = fit_phase(hybrid, data["train"], data["val"], cfg.finetune_epochs, cfg,
+                                              "finetune", verbose)
+        paths["hybrid"] = save_model(hybrid, models_dir, "deepfake_detection_model")
+        result["hybrid"] = hybrid
+    for name, hist in histories.items():
+        (models_dir / f"history_{name}.json").write_text(json.dumps(hist, indent=1) + "\n")
+    result.update(paths=paths, histories=histories)
+    return result
