@@ -9,6 +9,17 @@ from utils.data import to_model_input
 from .rollout import HEAD_FUSIONS, gradient_rollout, grid_to_pixels, rollout, to_unit_range
 
 
+def to_numpy(tensor) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(tensor))
+
+
+def predict(model, batch) -> np.ndarray:
+    """Fake scores (B,) of a small batch: a direct call (no per-shape retracing as `model.predict` does)."""
+    return to_numpy(model(np.asarray(batch, np.float32), training=False)).reshape(-1)
+
+
 def _as_batch(image, size, channels):
     """Any single image (H, W), (H, W, C) or batch (B, H, W, C) -> model batch, original (H, W), batched?"""
     arr = np.asarray(image, np.float32)
@@ -60,8 +71,8 @@ class AttentionRollout:
 
     def attentions(self, batch) -> tuple[list[np.ndarray], np.ndarray]:
         """Attention scores per block, each (B, heads, T, T), and the model's scores (B,)."""
-        outs = self.reader.predict(np.asarray(batch, np.float32), verbose=0)
-        return [np.asarray(a) for a in outs[:-1]], np.asarray(outs[-1]).reshape(-1)
+        outs = [to_numpy(o) for o in self.reader(np.asarray(batch, np.float32), training=False)]
+        return outs[:-1], outs[-1].reshape(-1)
 
     def token_map(self, image) -> np.ndarray:
         """The raw rolled-out CLS attention on the token grid, (gh, gw) or (B, gh, gw); not rescaled."""

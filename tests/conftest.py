@@ -65,3 +65,19 @@ def shared_data() -> Path:
         pytest.skip(f"real development data not found at {SHARED} (it ships beside the repository only on "
                     "development machines)")
     return SHARED
+
+
+TINY_CORPUS = dict(n_scans=16, slices_per_scan=1, tampers_per_slice=3, workers=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A 16-scan embedded corpus (one slice per scan), built once per test session."""
+    from utils.synthetic import CorpusConfig, build_synthetic_corpus
+
+    out = tmp_path_factory.mktemp("tiny_corpus")
+    build_synthetic_corpus(out, CorpusConfig(**TINY_CORPUS), progress=False)
+    return out
+
+
+TINY_MODEL = dict(filters=(4, 8, 8), dim=16, depth=2, heads=2, mlp_dim=32)

@@ -44,6 +44,36 @@ def _contact(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from .training import TrainConfig, run_training
+
+    cfg = TrainConfig(data_dir=args.data, models_dir=args.models, seed=args.seed, batch_size=args.batch_size)
+    for name in ("cnn_epochs", "vit_epochs", "finetune_epochs", "max_train"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    result = run_training(cfg, phases=tuple(args.phases), verbose=1 if args.verbose else 2)
+    for phase, hist in result["histories"].items():
+        print(f"{phase}: best epoch {hist['best_epoch']}, val AUC {max(hist['val_auc']):.3f}, {hist['seconds']} s")
+    for name, paths in result["paths"].items():
+        print(f"saved {name}: {paths['keras']} and {paths['h5']}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    import keras
+
+    from .evaluate import evaluate_on_testset
+
+    model = keras.models.load_model(args.model, compile=False)
+    metrics = evaluate_on_testset(model, args.test_dir, threshold=args.threshold, bootstrap=args.bootstrap)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            print(f"{key}: {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m utils.cli",
@@ -84,6 +114,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=8, help="patches per row")
     p.add_argument("--out", default="reports/contact_sheet.png")
     p.set_defaults(func=_contact)
+
+    p = sub.add_parser("train", help="train the CNN (phase 1) and/or the hybrid CNN -> ViT (phases 2a, 2b)",
+                       description="Phase 1: CNN from scratch. Phase 2a: transformer on the frozen CNN's feature "
+                       "map. Phase 2b: end-to-end fine-tuning. Best epoch per phase by validation AUC.")
+    p.add_argument("--data", default="data", help="corpus with train/ and val/ (default: data)")
+    p.add_argument("--models", default="models", help="output folder (default: models)")
+    p.add_argument("--phases", nargs="+", choices=("cnn", "vit"), default=["cnn", "vit"],
+                   help="'cnn' = phase 1; 'vit' = phases 2a + 2b on models/cnn_model.keras")
+    p.add_argument("--cnn-epochs", type=int)
+    p.add_argument("--vit-epochs", type=int)
+    p.add_argument("--finetune-epochs", type=int)
+    p.add_argument("--max-train", type=int, help="cap on training patches (quick runs)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", action="store_true", help="a progress bar per step (default: a line per epoch)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="metrics of a saved model on a test split",
+                       description="Accuracy, precision, recall, F1, ROC-AUC, AP, EER, confusion matrix, "
+                       "bootstrap intervals; per kind and per scan when a manifest is found.")
+    p.add_argument("model", help="a .keras or .h5 model")
+    p.add_argument("test_dir", help="split folder holding real/ and fake/")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=_evaluate)
     return parser
 
 

@@ -13,6 +13,9 @@ from .data import list_split, read_image
 from .patches import read_manifest
 
 
+PAIRS = (("FM", "TM"), ("FB", "control"), ("FM", "control"), ("FB", "TB"))  # tampered kind vs authentic kind
+
+
 def equal_error_rate(y, scores) -> float:
     """The error rate where false-positive and false-negative rates are equal (interpolated on the ROC)."""
     fpr, tpr, _ = roc_curve(y, scores)
@@ -131,6 +134,11 @@ def evaluate_on_testset(model, test_dir, threshold: float = 0.5, batch_size: int
                 both = sel | (y == 0)
                 entry["roc_auc_vs_authentic"] = float(roc_auc_score(y[both], scores[both]))
             out["per_kind"][kind] = entry
+        out["pairs"] = {}
+        for fake, real in PAIRS:
+            a, b = kinds == fake, kinds == real
+            if a.any() and b.any():
+                out["pairs"][f"{fake}_vs_{real}"] = float(roc_auc_score(y[a | b], scores[a | b]))
         by_scan = defaultdict(list)
         for g, s, label in zip(groups, scores, y):
             by_scan[g].append((s, label))
@@ -144,3 +152,41 @@ def evaluate_on_testset(model, test_dir, threshold: float = 0.5, batch_size: int
         out["labels"] = y.tolist()
         out["files"] = [str(f) for f in files]
     return out
+
+
+def evaluate_authentic(model, corpus_dir, threshold: float = 0.5, batch_size: int = 256) -> dict:
+    """False alarms on a corpus of authentic patches only (e.g. CT of other scanners, `utils.authentic`):
+    share flagged as fake at `threshold`, overall and per kind (TB random lung, TM tumour)."""
+    corpus_dir = Path(corpus_dir)
+    rows = [r for r in read_manifest(corpus_dir / "manifest.csv") if r["label"] == "0"]
+    if not rows:
+        raise ValueError(f"{corpus_dir}: the manifest lists no authentic patches")
+    scores = predict_files(model, [corpus_dir / r["path"] for r in rows], batch_size)
+    kinds = np.array([r["kind"] for r in rows], dtype=object)
+    out = {"n": len(rows), "flag_rate": float(np.mean(scores >= threshold)), "mean_score": float(scores.mean()),
+           "threshold": float(threshold), "per_kind": {}}
+    for kind in sorted(set(kinds)):
+        sel = kinds == kind
+        out["per_kind"][str(kind)] = {"n": int(sel.sum()), "flag_rate": float(np.mean(scores[sel] >= threshold))}
+    return out
+
+
+def summary_row(name: str, metrics: dict) -> dict:
+    """The figures a results table shows, rounded, from an `evaluate_on_testset` dict."""
+    lo, hi = metrics.get("roc_auc_ci", [np.nan, np.nan])
+    alo, ahi = metrics.get("accuracy_ci", [np.nan, np.nan])
+    row = {"model": name, "n": sum(metrics["counts"].values()),
+           "accuracy": f"{metrics['accuracy']:.3f} [{alo:.3f}, {ahi:.3f}]", "f1": f"{metrics['f1']:.3f}",
+           "roc_auc": f"{metrics['roc_auc']:.3f} [{lo:.3f}, {hi:.3f}]"}
+    pairs = metrics.get("pairs", {})
+    for pair, label in (("FM_vs_TM", "AUC FM vs TM"), ("FB_vs_control", "AUC FB vs control")):
+        if pair in pairs:
+            row[label] = f"{pairs[pair]:.3f}"
+    return row
+
+
+def markdown_table(rows: list[dict]) -> str:
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)

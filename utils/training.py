@@ -41,14 +41,14 @@ class TrainConfig:
     models_dir: str = "models"
     image_size: int = 64
     batch_size: int = 128
-    cnn_epochs: int = 8
-    vit_epochs: int = 4
-    finetune_epochs: int = 3
-    cnn_lr: float = 2e-3
+    cnn_epochs: int = 10
+    vit_epochs: int = 5
+    finetune_epochs: int = 4
+    cnn_lr: float = 1e-3
     vit_lr: float = 1e-3
     finetune_lr: float = 1e-4
     weight_decay: float = 1e-4
-    patience: int = 3
+    patience: int = 4
     filters: tuple = (16, 32, 64)
     dim: int = 64
     depth: int = 4
@@ -123,19 +123,25 @@ def class_weights(y) -> dict:
     return {i: float(counts.sum() / (2 * c)) for i, c in enumerate(counts)}
 
 
-def compile_model(model, lr, weight_decay):
+def compile_model(model, lr, weight_decay, decay_steps: int | None = None):
+    """AdamW (cosine-decayed over `decay_steps` when given), binary cross-entropy, accuracy and AUC."""
+    if decay_steps:
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps, alpha=0.05)
     model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=weight_decay),
                   loss="binary_crossentropy",
                   metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
     return model
 
 
-def fit_phase(model, train, val, epochs, cfg: TrainConfig, name: str, verbose=1) -> dict:
-    """One training phase with validation-AUC model selection. Returns its history (+ best epoch, seconds)."""
+def fit_phase(model, train, val, epochs, lr, cfg: TrainConfig, name: str, verbose=1) -> dict:
+    """One training phase (compiles the model: cosine-decayed AdamW from `lr`) with validation-AUC model
+    selection. Returns its history, best epoch, seconds and training images per second."""
     (x, y), (xv, yv) = train, val
+    batches = make_batches(x, y, cfg.batch_size, True, cfg.augment, cfg.seed)
+    compile_model(model, lr, cfg.weight_decay, decay_steps=len(batches) * epochs)
     keeper = BestWeights("val_auc", "max", cfg.patience)
     start = time.perf_counter()
-    hist = model.fit(make_batches(x, y, cfg.batch_size, True, cfg.augment, cfg.seed), epochs=epochs,
+    hist = model.fit(batches, epochs=epochs,
                      validation_data=(xv, yv.astype(np.float32)), class_weight=class_weights(y),
                      callbacks=[keeper], verbose=verbose)
     out = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
@@ -184,23 +190,27 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
     histories, paths = {}, {}
     shape = data["train"][0].shape[1:]
     if "cnn" in phases:
-        cnn = compile_model(build_cnn(shape, cfg.filters), cfg.cnn_lr, cfg.weight_decay)
-        histories["cnn"] = fit_phase(cnn, data["train"], data["val"], cfg.cnn_epochs, cfg, "cnn", verbose)
+        cnn = build_cnn(shape, cfg.filters)
+        histories["cnn"] = fit_phase(cnn, data["train"], data["val"], cfg.cnn_epochs, cfg.cnn_lr, cfg, "cnn",
+                                     verbose)
         paths["cnn"] = save_model(cnn, models_dir, "cnn_model")
     else:
         cnn = keras.models.load_model(models_dir / "cnn_model.keras")
     result = {"cnn": cnn}
     if "vit" in phases:
-        hybrid = build_hybrid_vit(cnn, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout)
+        stem = keras.models.clone_model(cnn)  # the hybrid fine-tunes its own copy; `cnn` stays phase 1's
+        stem.set_weights(cnn.get_weights())
+        hybrid = build_hybrid_vit(stem, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout)
         set_cnn_trainable(hybrid, False)
-        compile_model(hybrid, cfg.vit_lr, cfg.weight_decay)
         if cfg.vit_epochs:
-            histories["vit"] = fit_phase(hybrid, data["train"], data["val"], cfg.vit_epochs, cfg, "vit", verbose)
+            histories["vit"] = fit_phase(hybrid, data["train"], data["val"], cfg.vit_epochs, cfg.vit_lr, cfg,
+                                         "vit", verbose)
         set_cnn_trainable(hybrid, True)
-        compile_model(hybrid, cfg.finetune_lr, cfg.weight_decay)
         if cfg.finetune_epochs:
-            histories["finetune"] = fit_phase(hybrid, data["train"], data["val"], cfg.finetune_epochs, cfg,
-                                              "finetune", verbose)
+            histories["finetune"] = fit_phase(hybrid, data["train"], data["val"], cfg.finetune_epochs,
+                                              cfg.finetune_lr, cfg, "finetune", verbose)
+        else:
+            compile_model(hybrid, cfg.finetune_lr, cfg.weight_decay)
         paths["hybrid"] = save_model(hybrid, models_dir, "deepfake_detection_model")
         result["hybrid"] = hybrid
     for name, hist in histories.items():

@@ -1,0 +1,81 @@
+"""How often does a map point at the tampered region? Pointing game, energy in region, deletion / insertion.
+
+All functions take maps and regions as arrays; the model is only needed for deletion / insertion.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def region_mask(shape, cx: float, cy: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
+
+
+def pointing_hit(saliency: np.ndarray, region: np.ndarray) -> bool:
+    """True when the map's maximum (the first in raster order, for ties) lies inside the region."""
+    return bool(region.flat[int(np.argmax(saliency))])
+
+
+def energy_ratio(saliency: np.ndarray, region: np.ndarray) -> float:
+    """Share of the map's mass inside the region divided by the region's area share (1 = no better than flat)."""
+    s = np.clip(np.asarray(saliency, np.float64), 0, None)
+    total = s.sum()
+    if total <= 0 or not region.any():
+        return 1.0
+    return float((s[region].sum() / total) / region.mean())
+
+
+def _perturbation_curve(model, image, saliency, steps, delete: bool, neutral: float | None):
+    img = np.asarray(image, np.float32)
+    neutral = float(img.mean()) if neutral is None else neutral
+    order = np.argsort(-saliency.ravel(), kind="stable")
+    n = order.size
+    batch = []
+    for k in np.linspace(0, n, steps + 1).astype(int):
+        x = img.copy() if delete else np.full_like(img, neutral)
+        flat = x.reshape(n, -1)
+        if delete:
+            flat[order[:k]] = neutral
+        else:
+            flat[order[:k]] = img.reshape(n, -1)[order[:k]]
+        batch.append(x)
+    from .maps import predict
+
+    return predict(model, np.stack(batch))
+
+
+def deletion_insertion(model, image, saliency, steps: int = 16, neutral: float | None = None):
+    """Area under the fake-score curve when the most relevant pixels are replaced by a neutral value
+    (deletion: lower is better) and when they are put back into a neutral image (insertion: higher is
+    better). image (H, W, C) in the model's input size; saliency (H, W)."""
+    d = _perturbation_curve(model, image, saliency, steps, True, neutral)
+    i = _perturbation_curve(model, image, saliency, steps, False, neutral)
+    x = np.linspace(0, 1, steps + 1)
+    return float(np.trapezoid(d, x)), float(np.trapezoid(i, x))
+
+
+def centre_prior(shape, sigma_frac: float = 0.25) -> np.ndarray:
+    """A Gaussian centred on the patch: the baseline any map must beat, since patches centre on the point."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    s = sigma_frac * min(h, w)
+    return np.exp(-(((xx - (w - 1) / 2) ** 2 + (yy - (h - 1) / 2) ** 2) / (2 * s**2)))
+
+
+def score_maps(maps: dict, regions, model=None, images=None, steps: int = 16) -> dict:
+    """Per method: pointing-game hit rate, mean energy ratio and (with a model) deletion / insertion AUC.
+
+    maps: method -> array (N, H, W); regions: (N, H, W) boolean tampered regions.
+    """
+    out = {}
+    for method, ms in maps.items():
+        hits = [pointing_hit(m, r) for m, r in zip(ms, regions)]
+        energy = [energy_ratio(m, r) for m, r in zip(ms, regions)]
+        row = {"n": len(hits), "pointing": float(np.mean(hits)), "energy_ratio": float(np.mean(energy))}
+        if model is not None:
+            di = [deletion_insertion(model, img, m, steps) for img, m in zip(images, ms)]
+            row["deletion_auc"] = float(np.mean([d for d, _ in di]))
+            row["insertion_auc"] = float(np.mean([i for _, i in di]))
+        out[method] = row
+    return out

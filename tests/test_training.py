@@ -1,0 +1,71 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras
+from tests.conftest import REPO, TINY_MODEL
+from utils.training import TrainConfig, run_training
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_corpus, tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    cfg = TrainConfig(data_dir=str(tiny_corpus), models_dir=str(models), cnn_epochs=4, vit_epochs=2,
+                      finetune_epochs=1, batch_size=32, patience=10, **TINY_MODEL)
+    return run_training(cfg, verbose=0), models
+
+
+def test_training_lowers_loss_and_saves_expected_files(trained):
+    result, models = trained
+    cnn_loss = result["histories"]["cnn"]["loss"]
+    assert cnn_loss[-1] < cnn_loss[0]
+    for name in ("cnn_model.keras", "cnn_model.h5", "deepfake_detection_model.keras",
+                 "deepfake_detection_model.h5", "train_config.json", "history_cnn.json", "history_vit.json",
+                 "history_finetune.json"):
+        assert (models / name).is_file(), name
+    assert json.loads((models / "train_config.json").read_text())["dim"] == TINY_MODEL["dim"]
+    best = result["histories"]["cnn"]["best_epoch"]
+    assert 1 <= best <= 4
+
+
+def test_saved_models_load_in_safe_mode_with_same_scores(trained, tiny_corpus):
+    result, models = trained
+    from utils.data import load_split
+
+    x, _, _ = load_split(tiny_corpus / "test")
+    for stem, model in (("cnn_model", result["cnn"]), ("deepfake_detection_model", result["hybrid"])):
+        for suffix in (".keras", ".h5"):
+            loaded = keras.models.load_model(models / f"{stem}{suffix}", safe_mode=True)
+            np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_readme_lines_run_verbatim(trained, tiny_corpus, tmp_path):
+    _, models = trained
+    (tmp_path / "models").symlink_to(models, target_is_directory=True)
+    code = (
+        "from tensorflow.keras.models import load_model\n"
+        "from utils.evaluate import evaluate_on_testset\n"
+        'model = load_model("models/deepfake_detection_model.h5")\n'
+        f"test_dir = {str(tiny_corpus / 'test')!r}\n"
+        "metrics = evaluate_on_testset(model, test_dir)\n"
+        "print(metrics)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "roc_auc" in run.stdout
+
+
+def test_cli_evaluate_json(trained, tiny_corpus):
+    _, models = trained
+    run = subprocess.run([sys.executable, "-m", "utils.cli", "evaluate", str(models / "cnn_model.keras"),
+                          str(tiny_corpus / "test"), "--json", "--bootstrap", "50"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads(run.stdout.strip().splitlines()[-1])
+    assert {"accuracy", "roc_auc", "f1", "confusion_matrix", "roc_auc_ci"} <= set(metrics)
