@@ -105,52 +105,57 @@ def evaluate_on_testset(model, test_dir, threshold: float = 0.5, batch_size: int
     Returns a plain dict: accuracy, precision, recall, f1, roc_auc, average_precision, eer, confusion_matrix,
     counts per class, 95% bootstrap intervals of ROC-AUC and accuracy (resampling scans when the manifest
     names them). When `manifest.csv` is found (in or beside test_dir), also per-kind figures (FM = injected,
-    FB = removed, each against the authentic patches; accuracy per kind) and scan-level ROC-AUC (max score).
+    FB = removed; accuracy per kind, AUC against the authentic patches), AUCs of tampered vs authentic kind
+    pairs (FM vs TM, FB vs control, ...) and scan-level ROC-AUC (max score per scan).
     """
     test_dir = Path(test_dir)
     files, y = list_split(test_dir)
     scores = predict_files(model, files, batch_size)
-    out = metrics_from_scores(y, scores, threshold)
-    out["counts"] = {"real": int(np.sum(y == 0)), "fake": int(np.sum(y == 1))}
     manifest = Path(manifest) if manifest else _find_manifest(test_dir)
     info = {}
     if manifest is not None:
-        root = manifest.parent
         for row in read_manifest(manifest):
-            info[(root / row["path"]).resolve()] = row
+            info[(manifest.parent / row["path"]).resolve()] = row
     rows = [info.get(Path(f).resolve()) for f in files]
-    groups = [r["scan"] if r else None for r in rows]
-    use_scans = all(g is not None for g in groups)
-    out.update(bootstrap_ci(y, scores, groups if use_scans else None, threshold, bootstrap, seed))
-    out["bootstrap_unit"] = "scan" if use_scans else "patch"
-    if use_scans:
-        kinds = np.array([str(r["kind"]) for r in rows], dtype=object)
-        out["per_kind"] = {}
-        for kind in sorted(set(kinds)):
-            sel = kinds == kind
-            entry = {"n": int(sel.sum()), "mean_score": float(scores[sel].mean()),
-                     "accuracy": float(np.mean((scores[sel] >= threshold) == y[sel]))}
-            if kind in ("FM", "FB") and (y == 0).any():
-                both = sel | (y == 0)
-                entry["roc_auc_vs_authentic"] = float(roc_auc_score(y[both], scores[both]))
-            out["per_kind"][kind] = entry
-        out["pairs"] = {}
-        for fake, real in PAIRS:
-            a, b = kinds == fake, kinds == real
-            if a.any() and b.any():
-                out["pairs"][f"{fake}_vs_{real}"] = float(roc_auc_score(y[a | b], scores[a | b]))
-        by_scan = defaultdict(list)
-        for g, s, label in zip(groups, scores, y):
-            by_scan[g].append((s, label))
-        scan_y = np.array([max(lbl for _, lbl in v) for v in by_scan.values()])
-        scan_s = np.array([max(s for s, _ in v) for v in by_scan.values()])
-        out["scans"] = {"n": len(by_scan), "tampered": int(scan_y.sum())}
-        if len(np.unique(scan_y)) == 2:
-            out["scan_roc_auc"] = float(roc_auc_score(scan_y, scan_s))
+    out = report_from_scores(y, scores, rows if all(rows) else None, threshold, bootstrap, seed)
     if return_scores:
-        out["scores"] = scores.tolist()
-        out["labels"] = y.tolist()
-        out["files"] = [str(f) for f in files]
+        out.update(scores=scores.tolist(), labels=y.tolist(), files=[str(f) for f in files])
+    return out
+
+
+def report_from_scores(y, scores, rows=None, threshold: float = 0.5, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Everything `evaluate_on_testset` reports, from labels, scores and (optionally) manifest rows."""
+    y, scores = np.asarray(y, int), np.asarray(scores, float)
+    out = metrics_from_scores(y, scores, threshold)
+    out["counts"] = {"real": int(np.sum(y == 0)), "fake": int(np.sum(y == 1))}
+    groups = [r["scan"] for r in rows] if rows else None
+    out.update(bootstrap_ci(y, scores, groups, threshold, bootstrap, seed))
+    out["bootstrap_unit"] = "scan" if rows else "patch"
+    if not rows:
+        return out
+    kinds = np.array([str(r["kind"]) for r in rows], dtype=object)
+    out["per_kind"] = {}
+    for kind in sorted(set(kinds)):
+        sel = kinds == kind
+        entry = {"n": int(sel.sum()), "mean_score": float(scores[sel].mean()),
+                 "accuracy": float(np.mean((scores[sel] >= threshold) == y[sel]))}
+        if kind in ("FM", "FB") and (y == 0).any():
+            both = sel | (y == 0)
+            entry["roc_auc_vs_authentic"] = float(roc_auc_score(y[both], scores[both]))
+        out["per_kind"][str(kind)] = entry
+    out["pairs"] = {}
+    for fake, real in PAIRS:
+        a, b = kinds == fake, kinds == real
+        if a.any() and b.any():
+            out["pairs"][f"{fake}_vs_{real}"] = float(roc_auc_score(y[a | b], scores[a | b]))
+    by_scan = defaultdict(list)
+    for g, sc, label in zip(groups, scores, y):
+        by_scan[g].append((sc, label))
+    scan_y = np.array([max(lbl for _, lbl in v) for v in by_scan.values()])
+    scan_s = np.array([max(sc for sc, _ in v) for v in by_scan.values()])
+    out["scans"] = {"n": len(by_scan), "tampered": int(scan_y.sum())}
+    if len(np.unique(scan_y)) == 2:
+        out["scan_roc_auc"] = float(roc_auc_score(scan_y, scan_s))
     return out
 
 

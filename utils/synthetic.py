@@ -6,6 +6,7 @@ patches like the real data set's scans.
 from __future__ import annotations
 
 import os
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -175,11 +176,12 @@ def build_synthetic_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None,
     return write_corpus(synthetic_patches(cfg, progress), out_dir, cfg)
 
 
-def background_sources(root: str | Path) -> list[tuple[str, list[CTSlice]]]:
+def background_sources(root: str | Path, include=None) -> list[tuple[str, list[CTSlice]]]:
     """Authentic slices to tamper, grouped by source scan: (source id, slices).
 
     `root` may be a CT-GAN data set folder (its label files say where it was tampered: emulated targets stay
     at least a touch-up region away from those points), or any folder of DICOM series / single DICOM files.
+    `include`: only these source ids (a CT-GAN scan's id is its key, e.g. 'EXP1-1009'), e.g. training folds.
     """
     from .ctgan import find_layout, load_dataset
     from .dicom import list_dicom_files, read_series, read_slice
@@ -193,12 +195,14 @@ def background_sources(root: str | Path) -> list[tuple[str, list[CTSlice]]]:
     sources = []
     if is_ctgan:
         for scan in load_dataset(root):
+            if include is not None and scan.key not in include:
+                continue
             slices = []
             for inst in sorted(scan.slices):
                 sl = scan.slice(inst)
                 sl.meta["keep_clear"] = [(r.x, r.y) for r in scan.labels if r.slice == inst]
                 slices.append(sl)
-            sources.append((f"{scan.experiment}_{scan.uuid}", slices))
+            sources.append((scan.key, slices))
         return sources
     if root.is_file():
         return [(root.stem, [read_slice(root)])]
@@ -210,12 +214,15 @@ def background_sources(root: str | Path) -> list[tuple[str, list[CTSlice]]]:
                             read_series(folder)))
         else:
             sources.extend((f.stem, [read_slice(f)]) for f in files)
+    if include is not None:
+        sources = [(sid, sl) for sid, sl in sources if sid in include]
     if not sources:
-        raise FileNotFoundError(f"{root}: no DICOM files found")
+        raise FileNotFoundError(f"{root}: no DICOM slices found" + (" among the included sources" if include else ""))
     return sources
 
 
-def background_patches(root: str | Path, cfg: CorpusConfig, variants: int = 4, progress: bool = True):
+def background_patches(root: str | Path, cfg: CorpusConfig, variants: int = 4, progress: bool = True,
+                       include=None):
     """Emulated CT-GAN tampering on real authentic slices: `variants` tampered copies (alternately inject and
     remove, fresh targets each time) of every slice with enough lung. Yields (key, kind, patches) per source.
 
@@ -223,11 +230,11 @@ def background_patches(root: str | Path, cfg: CorpusConfig, variants: int = 4, p
     """
     from tqdm.auto import tqdm
 
-    for s_index, (source, slices) in enumerate(tqdm(background_sources(root), desc="backgrounds", unit="series",
-                                                    disable=not progress)):
+    for source, slices in tqdm(background_sources(root, include), desc="backgrounds", unit="series",
+                               disable=not progress):
         group = []
         for v in range(variants):
-            rng = np.random.default_rng([cfg.seed, s_index, v])
+            rng = np.random.default_rng([cfg.seed, zlib.crc32(source.encode()), v])
             kind = ("FM", "FB")[v % 2]
             fresh = [CTSlice(s.hu, s.spacing, s.instance, s.z, s.path, dict(s.meta)) for s in slices]
             avoid = {s.instance: s.meta.get("keep_clear", []) for s in fresh}

@@ -1,0 +1,21 @@
+"""The notebook runs top to bottom in its quick mode (tiny corpus, one epoch per phase)."""
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.conftest import REPO
+
+
+@pytest.mark.slow
+def test_notebook_quick_mode(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPFAKE_QUICK", "1")
+    for name in ("DATA", "MODELS", "REPORTS"):
+        monkeypatch.setenv(f"DEEPFAKE_{name}", str(tmp_path / name.lower()))
+    nb = nbformat.read(REPO / "deepfake-detection.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    reports = tmp_path / "reports"
+    for name in ("contact_sheet.png", "training_curves.png", "results.md", "confusion_matrix.png", "roc_pr.png",
+                 "explanations.png"):
+        assert (reports / name).is_file(), name
+    assert (tmp_path / "models" / "deepfake_detection_model.h5").is_file()
+    assert "hybrid CNN-ViT" in (reports / "results.md").read_text()
