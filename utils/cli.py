@@ -74,6 +74,31 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _scan(args) -> int:
+    import keras
+
+    from .scan import draw, scan_series
+
+    model = keras.models.load_model(args.model, compile=False)
+    result = scan_series(model, args.path, stride=args.stride, threshold=args.threshold, top_k=args.top_k,
+                         progress=not args.json)
+    out = Path(args.out)
+    best = sorted({loc.slice for loc in result.locations}, key=lambda s: -result.slices[s].locations[0].score)
+    written = [draw(result.slices[s].hu_source, result.slices[s], out / f"scan_slice{s}.png")
+               for s in best[: args.figures]] if args.figures else []
+    if args.json:
+        print(json.dumps(result.as_json()))
+        return 0
+    print(f"verdict: {result.verdict} (score {result.score:.3f}, threshold {args.threshold})")
+    for rank, loc in enumerate(result.locations, start=1):
+        print(f"  {rank}. slice {loc.slice}  x {loc.x}  y {loc.y}  score {loc.score:.3f}")
+    for msg in result.skipped:
+        print(f"  skipped: {msg}")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m utils.cli",
@@ -140,6 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("scan", help="scan a DICOM slice or series for tampered locations",
+                       description="Slide the patch model over the lungs of every slice; print the verdict and "
+                       "the top locations (slice, x column, y row, score) and write PNG overlays.")
+    p.add_argument("path", help="a .dcm file or a folder holding one series")
+    p.add_argument("--model", default="models/deepfake_detection_model.keras")
+    p.add_argument("--stride", type=int, default=16, help="grid step in pixels (default 16)")
+    p.add_argument("--threshold", type=float, default=0.5, help="score above which the verdict is 'tampered'")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--out", default="reports/scan", help="folder for the PNG overlays")
+    p.add_argument("--figures", type=int, default=3, help="PNGs of the best slices to write (0: none)")
+    p.add_argument("--json", action="store_true", help="one JSON object: verdict, score, locations")
+    p.set_defaults(func=_scan)
     return parser
 
 

@@ -84,10 +84,10 @@ def predict_files(model, files, batch_size: int = 256) -> np.ndarray:
         warnings.warn(f"images are {first.shape[0]}x{first.shape[1]}x1, the model takes {h}x{w}x{c}: "
                       "converting (resizing changes forensic traces; prefer a model of the data's size)",
                       stacklevel=3)
-    scores = []
-    for i in range(0, len(files), batch_size):
-        x = np.stack([read_image(p, (h, w), c) for p in files[i : i + batch_size]])
-        scores.append(np.asarray(model.predict(x, verbose=0)).reshape(-1))
+    scores, chunk = [], 16 * batch_size  # bounded memory; one predict call per chunk (no retracing)
+    for i in range(0, len(files), chunk):
+        x = np.stack([read_image(p, (h, w), c) for p in files[i : i + chunk]])
+        scores.append(np.asarray(model.predict(x, batch_size=batch_size, verbose=0)).reshape(-1))
     return np.concatenate(scores)
 
 

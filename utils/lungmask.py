@@ -8,6 +8,15 @@ from scipy import ndimage
 OUTSIDE_FOV_HU = -1500.0  # scanners pad the region outside the reconstruction circle with -2000 / -2048
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of a binary mask: everything not reachable from the border through background."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    flood = padded.copy()
+    ff = np.zeros((padded.shape[0] + 2, padded.shape[1] + 2), np.uint8)
+    cv2.floodFill(flood, ff, (0, 0), 1)
+    return (padded | (1 - flood)).astype(bool)[1:-1, 1:-1]
+
+
 def body_mask(hu: np.ndarray) -> np.ndarray:
     """The patient's body with its cavities filled: the largest connected region above -500 HU.
 
@@ -20,7 +29,7 @@ def body_mask(hu: np.ndarray) -> np.ndarray:
         return np.zeros(hu.shape, bool)
     sizes = ndimage.sum_labels(dense, labels, index=np.arange(1, n + 1))
     body = labels == (1 + int(np.argmax(sizes)))
-    return ndimage.binary_fill_holes(body)
+    return fill_holes(body)
 
 
 def lung_mask(hu: np.ndarray, spacing: float = 0.7, close_mm: float = 5.0) -> np.ndarray:
@@ -45,7 +54,7 @@ def lung_mask(hu: np.ndarray, spacing: float = 0.7, close_mm: float = 5.0) -> np
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     padded = np.pad(lungs.astype(np.uint8), radius)
     lungs = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, disk)[radius:-radius, radius:-radius].astype(bool)
-    return ndimage.binary_fill_holes(lungs) & body
+    return fill_holes(lungs) & body
 
 
 def erode(mask: np.ndarray, radius_px: float) -> np.ndarray:

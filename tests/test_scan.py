@@ -1,0 +1,92 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras
+from tests.conftest import REPO, TINY_MODEL, write_dicom
+from utils.architectures import build_cnn, build_hybrid_vit
+from utils.dicom import DicomError
+from utils.scan import merge_locations, Location, scan_series, scan_slice
+
+
+class CentreBrightness:
+    """Stand-in patch model: the score is the mean brightness of the patch's central 8x8 pixels."""
+
+    inputs = [keras.KerasTensor((None, 64, 64, 1))]
+
+    def predict(self, x, **kwargs):
+        return x[:, 28:36, 28:36, 0].mean(axis=(1, 2))[:, None]
+
+
+def test_top_point_lands_on_the_marked_spot(chest_slices):
+    slices, profile = chest_slices
+    hu = slices[1].copy()
+    from utils.lungmask import lung_mask
+
+    ys, xs = np.nonzero(lung_mask(hu, profile.spacing))
+    i = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean() - 40) ** 2)
+    y0, x0 = int(ys[i]), int(xs[i])
+    hu[y0 - 4 : y0 + 4, x0 - 4 : x0 + 4] = 300.0  # a bright spot only the stand-in model cares about
+    res = scan_slice(CentreBrightness(), hu, profile.spacing, stride=8, top_k=3)
+    top = res.locations[0]
+    assert abs(top.x - x0) <= 8 and abs(top.y - y0) <= 8
+    assert res.heatmap.shape == hu.shape and res.heatmap.max() <= 1.0
+    assert res.heatmap[y0, x0] >= 0.8 * res.heatmap.max()
+    assert len(res.locations) == 3
+
+
+def test_no_lungs_is_a_clear_error():
+    hu = np.full((128, 128), -1000.0)
+    hu[20:108, 20:108] = 40.0
+    with pytest.raises(ValueError, match="no lungs"):
+        scan_slice(CentreBrightness(), hu)
+
+
+def test_series_bad_inputs(tmp_path, chest_slices):
+    slices, profile = chest_slices
+    series = tmp_path / "series"
+    for i, hu in enumerate(slices):
+        write_dicom(series / f"{i}.dcm", hu, instance=i + 1, z=2.5 * i, spacing=profile.spacing)
+    (series / "9.dcm").write_bytes(b"broken")
+    with pytest.warns(UserWarning, match="9.dcm"):
+        result = scan_series(CentreBrightness(), series, stride=32, progress=False)
+    assert len(result.slices) == 3 and result.verdict in ("tampered", "authentic")
+    assert set(result.as_json()) == {"verdict", "score", "locations"}
+    mixed = tmp_path / "mixed"
+    write_dicom(mixed / "a.dcm", slices[0], instance=1)
+    write_dicom(mixed / "b.dcm", slices[0][:256, :256], instance=2, z=2.5)
+    with pytest.raises(DicomError, match="mixes slice sizes"):
+        scan_series(CentreBrightness(), mixed, progress=False)
+    bare = write_dicom(tmp_path / "bare.dcm", slices[0], rescale=False)
+    with pytest.raises(DicomError, match="RescaleSlope"):
+        scan_series(CentreBrightness(), bare, progress=False)
+    text = tmp_path / "notes.dcm"
+    text.write_text("hello")
+    with pytest.raises(DicomError, match="notes.dcm"):
+        scan_series(CentreBrightness(), text, progress=False)
+
+
+def test_merge_keeps_best_of_neighbouring_slices():
+    locs = [Location(10, 100, 100, 0.9), Location(11, 105, 98, 0.95), Location(30, 100, 100, 0.5),
+            Location(10, 300, 300, 0.7)]
+    merged = merge_locations(locs)
+    assert [(m.slice, m.score) for m in merged] == [(11, 0.95), (10, 0.7), (30, 0.5)]
+
+
+def test_cli_scan_json(tmp_path, chest_slices):
+    slices, profile = chest_slices
+    keras.utils.set_random_seed(0)
+    model = build_hybrid_vit(build_cnn((64, 64, 1), TINY_MODEL["filters"]), TINY_MODEL["dim"], 1, 2, 32)
+    model.save(tmp_path / "m.keras")
+    dcm = write_dicom(tmp_path / "one.dcm", slices[0], spacing=profile.spacing)
+    run = subprocess.run([sys.executable, "-m", "utils.cli", "scan", str(dcm), "--model", str(tmp_path / "m.keras"),
+                          "--json", "--out", str(tmp_path / "out"), "--stride", "32"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert set(result) == {"verdict", "score", "locations"} and result["locations"]
+    assert set(result["locations"][0]) == {"slice", "x", "y", "score"}
+    assert list((tmp_path / "out").glob("*.png"))

@@ -1,0 +1,178 @@
+"""Whole-slice and whole-series scanning: where in this CT was it tampered?
+
+The patch model slides over the lung region of each 512x512 HU slice on a grid (stride px), in batches, with
+the same crop and lung window as training (`patches.crop_hu`, `dicom.window`). Scores become a heatmap at
+slice resolution and the top suspicious points after non-maximum suppression; a series is reduced to its top
+3-D locations (points of neighbouring slices merged) and a scan-level score (the maximum), as video-level
+scores aggregate frames in deepfake benchmarks.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .dicom import CTSlice, read_series, read_slice, window
+from .lungmask import lung_mask
+from .patches import crop_hu
+
+
+@dataclass
+class Location:
+    """A suspicious point: slice (InstanceNumber), x = column, y = row (slice pixels), fake score."""
+
+    slice: int
+    x: int
+    y: int
+    score: float
+
+
+@dataclass
+class SliceResult:
+    """Heatmap (H, W) of fake probability inside the lungs (0 elsewhere) and the top points, best first."""
+
+    heatmap: np.ndarray
+    locations: list
+    n_patches: int
+    hu_source: np.ndarray | None = None
+
+
+@dataclass
+class SeriesResult:
+    verdict: str
+    score: float
+    locations: list
+    slices: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {"verdict": self.verdict, "score": self.score,
+                "locations": [asdict(loc) for loc in self.locations]}
+
+
+def model_patch_size(model) -> int:
+    shape = model.inputs[0].shape
+    if shape[1] != shape[2]:
+        raise ValueError(f"the scanner needs a square patch model, got input {tuple(shape[1:])}")
+    return int(shape[1])
+
+
+def grid_points(lungs: np.ndarray, stride: int, margin: int = 0) -> np.ndarray:
+    """(N, 2) grid points (y, x) every `stride` px that lie inside the lung mask."""
+    h, w = lungs.shape
+    ys = np.arange(margin + stride // 2, h - margin, stride)
+    xs = np.arange(margin + stride // 2, w - margin, stride)
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    keep = lungs[yy, xx]
+    return np.stack([yy[keep], xx[keep]], axis=1)
+
+
+def nms(points, scores, radius: float, top_k: int) -> list[int]:
+    """Indices of the best points, each at least `radius` px from every better one kept."""
+    kept = []
+    for i in np.argsort(-np.asarray(scores), kind="stable"):
+        if all((points[i][0] - points[j][0]) ** 2 + (points[i][1] - points[j][1]) ** 2 >= radius**2 for j in kept):
+            kept.append(int(i))
+            if len(kept) == top_k:
+                break
+    return kept
+
+
+def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: int = 256, top_k: int = 5,
+               nms_px: float = 32.0, instance: int = 0, name: str = "slice") -> SliceResult:
+    """Slide the patch model over the lungs of one HU slice (a 2-D array or a `CTSlice`)."""
+    if isinstance(hu, CTSlice):
+        spacing, instance, name = hu.spacing[1], hu.instance, hu.path or name
+        hu = hu.hu
+    hu = np.asarray(hu, np.float32)
+    if hu.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D HU slice, got shape {hu.shape}")
+    lungs = lung_mask(hu, spacing)
+    if not lungs.any():
+        raise ValueError(f"{name}: no lungs found in this slice (nothing to scan)")
+    size = model_patch_size(model)
+    points = grid_points(lungs, stride)
+    scores = np.empty(len(points), np.float32)
+    for i in range(0, len(points), batch_size):
+        chunk = points[i : i + batch_size]
+        x = np.stack([window(crop_hu(hu, int(px), int(py), size)) for py, px in chunk]).astype(np.float32) / 255.0
+        scores[i : i + len(chunk)] = np.asarray(model.predict(x[..., None], batch_size=batch_size, verbose=0)).ravel()
+    grid = np.zeros((hu.shape[0] // stride + 1, hu.shape[1] // stride + 1), np.float32)
+    grid[points[:, 0] // stride, points[:, 1] // stride] = scores
+    heat = cv2.resize(grid, (grid.shape[1] * stride, grid.shape[0] * stride), interpolation=cv2.INTER_LINEAR)
+    heatmap = heat[: hu.shape[0], : hu.shape[1]] * lungs
+    best = nms(points, scores, nms_px, top_k)
+    locations = [Location(instance, int(points[i][1]), int(points[i][0]), float(scores[i])) for i in best]
+    return SliceResult(heatmap, locations, len(points), hu)
+
+
+def merge_locations(locations: list[Location], radius: float = 24.0, slice_gap: int = 2,
+                    top_k: int = 5) -> list[Location]:
+    """Merge points of neighbouring slices (<= slice_gap apart, <= radius px in-plane) into 3-D locations,
+    each represented by its best point; best first."""
+    merged: list[Location] = []
+    for loc in sorted(locations, key=lambda l: -l.score):
+        if not any(abs(loc.slice - m.slice) <= slice_gap and (loc.x - m.x) ** 2 + (loc.y - m.y) ** 2 <= radius**2
+                   for m in merged):
+            merged.append(loc)
+    return merged[:top_k]
+
+
+def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: int = 5, progress: bool = True,
+                **kwargs) -> SeriesResult:
+    """Scan a DICOM series folder (or one .dcm file): per-slice heatmaps, top 3-D locations, verdict.
+
+    Corrupt slices are reported and skipped; slices without lungs are skipped (listed in `skipped`).
+    """
+    from tqdm.auto import tqdm
+
+    path = Path(path)
+    if path.is_file():
+        slices = [read_slice(path)]
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            slices = read_series(path, skip_corrupt=True)
+        for w in caught:
+            warnings.warn(str(w.message), stacklevel=2)
+    results, skipped, points = {}, [], []
+    for sl in tqdm(slices, desc="slices", unit="slice", disable=not progress or len(slices) < 2):
+        try:
+            res = scan_slice(model, sl, stride=stride, top_k=top_k, **kwargs)
+        except ValueError as err:
+            skipped.append(str(err))
+            continue
+        results[sl.instance] = res
+        points += res.locations
+    if not results:
+        raise ValueError(f"{path}: no slice with lungs to scan" + (f" ({skipped[0]})" if skipped else ""))
+    locations = merge_locations(points, top_k=top_k)
+    score = locations[0].score
+    return SeriesResult("tampered" if score >= threshold else "authentic", score, locations, results, skipped)
+
+
+def draw(hu: np.ndarray, result: SliceResult, path, alpha: float = 0.45) -> Path:
+    """PNG of the slice (lung window) with the heatmap over the lungs and the top points circled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = window(hu).astype(np.float32) / 255.0
+    heat = plt.get_cmap("inferno")(result.heatmap)[..., :3]
+    weight = alpha * (result.heatmap > 0)[..., None]
+    img = (np.repeat(base[..., None], 3, axis=-1) * (1 - weight) + heat * weight)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(img, interpolation="nearest")
+    for rank, loc in enumerate(result.locations, start=1):
+        ax.add_patch(plt.Circle((loc.x, loc.y), 20, fill=False, color="cyan" if rank > 1 else "lime", lw=1.2))
+        ax.text(loc.x + 22, loc.y, f"{rank}: {loc.score:.2f}", color="white", fontsize=7)
+    ax.set_axis_off()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
