@@ -25,7 +25,7 @@ class ScannerProfile:
     Args:
         spacing: pixel spacing in mm (isotropic in-plane), 0.6-0.9.
         body_w, body_h: half axes of the body outline in mm.
-        noise_sigma: standard deviation of the quantum noise in HU (10-40).
+        noise_sigma: standard deviation of the quantum noise in HU (8-45).
         kernel_sigma: blur of the reconstruction kernel in pixels (small = sharp kernel).
         noise_cutoff: fraction of Nyquist where the noise spectrum rolls off (high = sharp kernel).
         fov_pad: value outside the reconstruction circle (-2048 GE style, or -1000).
@@ -46,9 +46,9 @@ class ScannerProfile:
             spacing=float(rng.uniform(0.6, 0.9)),
             body_w=float(rng.uniform(150, 180)),
             body_h=float(rng.uniform(100, 125)),
-            noise_sigma=float(rng.uniform(10, 40)),
-            kernel_sigma=float(0.45 + 0.7 * (1 - sharp)),
-            noise_cutoff=float(0.35 + 0.55 * sharp),
+            noise_sigma=float(rng.uniform(8, 45)),
+            kernel_sigma=float(0.4 + 1.2 * (1 - sharp)),  # sharp (lung) to soft (B40f-like, thick) kernels
+            noise_cutoff=float(0.25 + 0.7 * sharp),
             fov_pad=float(rng.choice([-2048.0, -1000.0])),
         )
 
