@@ -8,7 +8,7 @@ trained on), a CNN and a hybrid are trained and selected on a validation split o
 and the fold's real patches (FM, FB, TM, matched controls, random lung) are scored. Scores of all folds are
 pooled; intervals are bootstrap over scans. False alarms: authentic CT of another scanner
 (`../shared/data/authentic-ct`, never a training background here), averaged over the fold models.
-Writes OUT/transfer.md and OUT/transfer.json.
+Writes OUT/transfer.md and OUT/transfer.json (with --with-synthetic: OUT/transfer_with_synthetic.*).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from utils.ctgan import prepare_ctgan
 from utils.evaluate import evaluate_authentic, markdown_table, predict_files, report_from_scores, summary_row
 from utils.patches import read_manifest
 from utils.synthetic import CorpusConfig, background_patches, write_corpus
-from utils.training import TrainConfig, run_training
+from utils.training import TrainConfig, load_training_data, run_training
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--work", default="data/transfer")
     parser.add_argument("--out", default="reports")
     parser.add_argument("--quick", action="store_true", help="one epoch per phase, two variants (smoke test)")
+    parser.add_argument("--with-synthetic", metavar="CORPUS",
+                        help="also train on this embedded corpus's train/val splits (regime a + b)")
     args = parser.parse_args()
     root, work, out = Path(args.ctgan), Path(args.work), Path(args.out)
     if not root.is_dir():
@@ -76,7 +78,12 @@ def main() -> None:
         tcfg = TrainConfig(data_dir=str(corpus), models_dir=str(corpus / "models"), seed=k)
         if args.quick:
             tcfg.cnn_epochs = tcfg.vit_epochs = tcfg.finetune_epochs = 1
-        result = run_training(tcfg, verbose=0)
+        data = load_training_data(tcfg)
+        if args.with_synthetic:
+            extra = load_training_data(TrainConfig(data_dir=args.with_synthetic))
+            data = {split: tuple(np.concatenate([a, b]) for a, b in zip(data[split], extra[split]))
+                    for split in data}
+        result = run_training(tcfg, verbose=0, data=data)
         test_rows = [r for r in real if fold_of[r["scan"]] == k]
         files = [work / "real" / r["path"] for r in test_rows]
         for name, model in (("CNN", result["cnn"]), ("hybrid CNN-ViT", result["hybrid"])):
@@ -100,8 +107,9 @@ def main() -> None:
         table.append(row)
     out.mkdir(parents=True, exist_ok=True)
     md = markdown_table(table)
-    (out / "transfer.md").write_text(md + "\n")
-    (out / "transfer.json").write_text(json.dumps({"folds": args.folds, "variants": variants, **report}, indent=1))
+    stem = "transfer_with_synthetic" if args.with_synthetic else "transfer"
+    (out / f"{stem}.md").write_text(md + "\n")
+    (out / f"{stem}.json").write_text(json.dumps({"folds": args.folds, "variants": variants, **report}, indent=1))
     print(md)
 
 

@@ -64,3 +64,23 @@ def cnn_layer_names(model, feature_layer=FEATURES) -> list[str]:
         if layer.name == feature_layer:
             return names
     raise ValueError(f"model {model.name!r} has no layer {feature_layer!r}")
+
+
+def build_plain_vit(input_shape=(64, 64, 1), patch=8, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1,
+                    name="plain_vit"):
+    """A ViT on raw pixels (no CNN): non-overlapping `patch` x `patch` pixel patches linearly projected to
+    `dim`, class token, position embeddings, pre-norm encoder blocks, head on the class token. The baseline
+    that shows what the CNN stem adds."""
+    inputs = keras.Input(input_shape, name="image")
+    x = Standardize(name="standardize")(inputs)
+    x = layers.Conv2D(dim, patch, strides=patch, name="patch_projection")(x)
+    x = layers.Reshape(((input_shape[0] // patch) * (input_shape[1] // patch), dim), name="tokens")(x)
+    x = ClassToken(name="class_token")(x)
+    x = PositionEmbedding(name="position_embedding")(x)
+    for i in range(depth):
+        x, _ = TransformerEncoderBlock(heads, dim // heads, mlp_dim, dropout, name=f"encoder_{i}")(x)
+    x = layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")(x)
+    x = TakeToken(0, name="cls")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="score")(x)
+    return keras.Model(inputs, outputs, name=name)

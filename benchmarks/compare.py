@@ -1,0 +1,182 @@
+"""Detectors side by side: CNN alone, hybrid CNN -> ViT, plain ViT on pixels, classic forensic features.
+
+    python -m benchmarks.compare [--seeds 0 1 2] [--data data] [--out reports] [--quick]
+
+Same corpus, same scan-level split, several seeds (mean ± sd). Each detector and seed trains in its own
+process (timings of several models in one process were wrong). Scored on the embedded test split and on the
+real development sample (data/ctgan/test, prepared from ../shared/data/ctgan-sample when missing), with
+false alarms on authentic CT of another scanner; also parameters, training time and images per second.
+Writes OUT/benchmark.md and OUT/benchmark.json. --quick: a tiny corpus, one epoch, one seed (for the tests).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DETECTORS = ("cnn+hybrid", "plain_vit", "forensic")
+
+
+def _sources(data: Path) -> dict:
+    out = {"synthetic": data / "test"}
+    if (data / "ctgan" / "test").is_dir():
+        out["real"] = data / "ctgan" / "test"
+    return out
+
+
+def _throughput(predict, x, repeats: int = 2) -> float:
+    predict(x[:64])
+    start = time.perf_counter()
+    for _ in range(repeats):
+        predict(x)
+    return repeats * len(x) / (time.perf_counter() - start)
+
+
+def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool) -> list[dict]:
+    """Train and score one detector with one seed (in this process)."""
+    import keras
+
+    from utils.data import load_split
+    from utils.evaluate import evaluate_authentic, evaluate_on_testset, report_from_scores
+    from utils.training import TrainConfig, fit_phase, load_training_data, run_training
+
+    cfg = TrainConfig(data_dir=str(data), models_dir=str(work / f"{detector}_{seed}"), seed=seed)
+    if quick:
+        cfg.cnn_epochs = cfg.vit_epochs = cfg.finetune_epochs = 1
+    keras.utils.set_random_seed(seed)
+    train = load_training_data(cfg)
+    x_test, _, _ = load_split(data / "test")
+    results = []
+
+    def score(name, model, params, seconds, train_ips, predict):
+        row = {"model": name, "seed": seed, "params": params, "train_seconds": round(seconds, 1),
+               "train_images_per_s": round(train_ips, 1), "infer_images_per_s": round(_throughput(predict, x_test), 1)}
+        for source, folder in _sources(data).items():
+            if model is not None:
+                row[source] = evaluate_on_testset(model, folder, bootstrap=300)
+            else:
+                xs, ys, files = load_split(folder)
+                row[source] = report_from_scores(ys, predict(xs), None, bootstrap=300)
+        auth = data / "authentic"
+        if model is not None and (auth / "manifest.csv").is_file():
+            row["authentic_flag_rate"] = evaluate_authentic(model, auth)["flag_rate"]
+        results.append(row)
+
+    if detector == "cnn+hybrid":
+        run = run_training(cfg, verbose=0, data=train)
+        h = run["histories"]
+        for name, model, phases in (("CNN", run["cnn"], ["cnn"]), ("hybrid CNN-ViT", run["hybrid"], list(h))):
+            secs = sum(h[p]["seconds"] for p in phases)
+            ips = np.mean([h[p]["images_per_second"] for p in phases])
+            score(name, model, model.count_params(), secs, ips,
+                  lambda x, m=model: np.asarray(m.predict(x, batch_size=256, verbose=0)).ravel())
+    elif detector == "plain_vit":
+        from utils.architectures import build_plain_vit
+
+        model = build_plain_vit(train["train"][0].shape[1:], dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
+                                mlp_dim=cfg.mlp_dim, dropout=cfg.dropout)
+        epochs = cfg.cnn_epochs + cfg.vit_epochs
+        hist = fit_phase(model, train["train"], train["val"], epochs, cfg.vit_lr, cfg, "plain_vit", verbose=0)
+        score("plain ViT (pixels)", model, model.count_params(), hist["seconds"], hist["images_per_second"],
+              lambda x: np.asarray(model.predict(x, batch_size=256, verbose=0)).ravel())
+    elif detector == "forensic":
+        from utils.forensic import build_forensic_classifier, features
+
+        (x, y), (xv, yv) = train["train"], train["val"]
+        start = time.perf_counter()
+        clf = build_forensic_classifier(seed).fit(features(x), y)
+        secs = time.perf_counter() - start
+        score("forensic features + gradient boosting", None, None, secs,
+              len(x) / secs, lambda xx: clf.predict_proba(features(xx))[:, 1])
+    else:
+        raise ValueError(f"unknown detector {detector!r}")
+    for row in results:
+        for source in _sources(data):
+            row[source] = {k: v for k, v in row[source].items() if k not in ("scores", "labels", "files")}
+    return results
+
+
+def _fmt(values, digits=3):
+    values = [v for v in values if v is not None]
+    if not values:
+        return ""
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}" if len(values) > 1 else f"{values[0]:.{digits}f}"
+
+
+def summarize(rows: list[dict]) -> str:
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    sources = [s for s in ("synthetic", "real") if any(s in r for r in rows)]
+    head = ["model", "seeds", "params"] + [f"{s} {m}" for s in sources for m in ("accuracy", "F1", "ROC-AUC")]
+    head += ["flagged authentic CT", "train s", "train img/s", "infer img/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in models:
+        rs = [r for r in rows if r["model"] == name]
+        cells = [name, str(len(rs)), str(rs[0]["params"] or "")]
+        for s in sources:
+            cells += [_fmt([r[s]["accuracy"] for r in rs]), _fmt([r[s]["f1"] for r in rs]),
+                      _fmt([r[s]["roc_auc"] for r in rs]) + (f" (seed {rs[0]['seed']} CI "
+                      f"{rs[0][s]['roc_auc_ci'][0]:.3f}–{rs[0][s]['roc_auc_ci'][1]:.3f})")]
+        cells += [_fmt([r.get("authentic_flag_rate") for r in rs]), _fmt([r["train_seconds"] for r in rs], 0),
+                  _fmt([r["train_images_per_s"] for r in rs], 0), _fmt([r["infer_images_per_s"] for r in rs], 0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _prepare(data: Path, quick: bool) -> None:
+    """The corpora the comparison needs: the embedded corpus, the real sample and authentic CT, if missing."""
+    from utils.synthetic import CorpusConfig, build_synthetic_corpus
+
+    if not (data / "manifest.csv").is_file():
+        cfg = CorpusConfig(n_scans=16, slices_per_scan=1, tampers_per_slice=3, workers=1) if quick else CorpusConfig()
+        build_synthetic_corpus(data, cfg, progress=False)
+    if (SHARED / "ctgan-sample").is_dir() and not (data / "ctgan" / "manifest.csv").is_file():
+        from utils.ctgan import prepare_ctgan
+
+        prepare_ctgan(SHARED / "ctgan-sample", data / "ctgan", protocol="test", progress=False)
+    if (SHARED / "authentic-ct").is_dir() and not (data / "authentic" / "manifest.csv").is_file():
+        from utils.authentic import write_authentic
+
+        write_authentic(SHARED / "authentic-ct", data / "authentic")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--data", default="data")
+    parser.add_argument("--work", default="data/benchmark_models")
+    parser.add_argument("--out", default="reports")
+    parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=DETECTORS)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    data, work, out = Path(args.data), Path(args.work), Path(args.out)
+    if args.one:
+        print(json.dumps(run_one(args.one, args.seeds[0], data, work, args.quick)))
+        return
+    _prepare(data, args.quick)
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    rows = []
+    for detector in args.detectors:
+        for seed in seeds:
+            cmd = [sys.executable, "-m", "benchmarks.compare", "--one", detector, "--seeds", str(seed), "--data",
+                   str(data), "--work", str(work)] + (["--quick"] if args.quick else [])
+            run = subprocess.run(cmd, capture_output=True, text=True)
+            if run.returncode != 0:
+                raise SystemExit(f"{detector} seed {seed} failed:\n{run.stderr[-4000:]}")
+            rows += json.loads(run.stdout.strip().splitlines()[-1])
+            print(f"done: {detector} seed {seed}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    md = summarize(rows)
+    (out / "benchmark.md").write_text(md + "\n")
+    (out / "benchmark.json").write_text(json.dumps(rows, indent=1))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
