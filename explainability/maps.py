@@ -17,7 +17,7 @@ def to_numpy(tensor) -> np.ndarray:
 
 def predict(model, batch) -> np.ndarray:
     """Fake scores (B,) of a small batch: a direct call (no per-shape retracing as `model.predict` does)."""
-    return to_numpy(model(np.asarray(batch, np.float32), training=False)).reshape(-1)
+    return to_numpy(model([np.asarray(batch, np.float32)], training=False)).reshape(-1)
 
 
 def _as_batch(image, size, channels):
@@ -71,7 +71,7 @@ class AttentionRollout:
 
     def attentions(self, batch) -> tuple[list[np.ndarray], np.ndarray]:
         """Attention scores per block, each (B, heads, T, T), and the model's scores (B,)."""
-        outs = [to_numpy(o) for o in self.reader(np.asarray(batch, np.float32), training=False)]
+        outs = [to_numpy(o) for o in self.reader([np.asarray(batch, np.float32)], training=False)]
         return outs[:-1], outs[-1].reshape(-1)
 
     def token_map(self, image) -> np.ndarray:
@@ -117,7 +117,7 @@ def attention_gradients(reader, batch):
     tf = _require_tensorflow("gradient rollout")
     x = tf.convert_to_tensor(batch, tf.float32)
     with tf.GradientTape() as tape:
-        outs = reader(x, training=False)
+        outs = reader([x], training=False)
         atts, score = outs[:-1], outs[-1]
         target = tf.reduce_sum(score)
     grads = tape.gradient(target, atts)
@@ -142,7 +142,7 @@ class GradCAM:
         batch, original, batched = _as_batch(image, self.size, self.channels)
         x = tf.convert_to_tensor(batch, tf.float32)
         with tf.GradientTape() as tape:
-            features, score = self.reader(x, training=False)
+            features, score = self.reader([x], training=False)
             target = tf.reduce_sum(score)
         grads = tape.gradient(target, features).numpy()
         weights = grads.mean(axis=(1, 2), keepdims=True)

@@ -90,3 +90,12 @@ def test_cli_scan_json(tmp_path, chest_slices):
     assert set(result) == {"verdict", "score", "locations"} and result["locations"]
     assert set(result["locations"][0]) == {"slice", "x", "y", "score"}
     assert list((tmp_path / "out").glob("*.png"))
+
+
+def test_real_slice_and_tcia_series(shared_data):
+    sample = sorted((shared_data / "ctgan-sample" / "CT_Scans" / "EXP1_blind").glob("*/*.dcm"))[0]
+    one = scan_series(CentreBrightness(), sample, stride=32, progress=False)
+    assert len(one.slices) == 1 and one.locations
+    series = scan_series(CentreBrightness(), shared_data / "authentic-ct" / "Lung_Dx-A0002" / "B40f", stride=32,
+                         progress=False)
+    assert len(series.slices) >= 10 and series.skipped  # slices below the lungs are skipped, with a reason

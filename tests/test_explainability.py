@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+import keras
+from explainability import AttentionRollout, GradCAM
+from explainability.faithfulness import centre_prior, energy_ratio, pointing_hit, region_mask, score_maps
+from explainability.overlay import explanation_grid, overlay
+from tests.conftest import TINY_MODEL
+from utils.architectures import build_cnn, build_hybrid_vit, encoder_blocks
+
+
+@pytest.fixture(scope="module")
+def hybrid():
+    keras.utils.set_random_seed(1)
+    cnn = build_cnn((64, 64, 1), TINY_MODEL["filters"])
+    return build_hybrid_vit(cnn, TINY_MODEL["dim"], TINY_MODEL["depth"], TINY_MODEL["heads"], TINY_MODEL["mlp_dim"])
+
+
+@pytest.mark.parametrize("shape,expected", [((64, 64), (64, 64)), ((64, 64, 1), (64, 64)), ((224, 224, 3), (224, 224)),
+                                            ((100, 80, 4), (100, 80)), ((1, 64, 64, 1), (1, 64, 64)),
+                                            ((3, 32, 32, 3), (3, 32, 32))])
+def test_every_input_form(hybrid, shape, expected):
+    img = np.random.default_rng(0).uniform(size=shape).astype(np.float32)
+    mask = AttentionRollout(hybrid)(img)
+    assert mask.shape == expected and mask.min() >= 0 and mask.max() <= 1
+    assert GradCAM(hybrid)(img).shape == expected
+
+
+def test_token_map_and_user_model_untouched(hybrid):
+    n_layers, outputs = len(hybrid.layers), len(hybrid.outputs)
+    rollout = AttentionRollout(hybrid, head_fusion="max", discard_ratio=0.5)
+    grid = rollout.token_map(np.zeros((64, 64)))
+    assert grid.shape == (8, 8) and np.all(grid >= 0) and grid.sum() < 1
+    assert len(hybrid.layers) == n_layers and len(hybrid.outputs) == outputs
+
+
+def test_bad_arguments(hybrid):
+    with pytest.raises(ValueError, match="head_fusion"):
+        AttentionRollout(hybrid, head_fusion="median")
+    with pytest.raises(ValueError, match="TransformerEncoderBlock"):
+        AttentionRollout(build_cnn((64, 64, 1), TINY_MODEL["filters"]))
+    with pytest.raises(ValueError, match="method"):
+        AttentionRollout(hybrid).explain(np.zeros((64, 64)), method="lime")
+
+
+def test_gradient_rollout_differs_when_attention_ignores_the_input(hybrid):
+    model = keras.models.clone_model(hybrid)
+    model.set_weights(hybrid.get_weights())
+    for block in encoder_blocks(model):
+        for dense in (block.attention._query_dense, block.attention._key_dense):
+            dense.set_weights([np.zeros_like(w) for w in dense.get_weights()])  # uniform attention
+    img = np.random.default_rng(3).uniform(size=(64, 64)).astype(np.float32)
+    rollout = AttentionRollout(model, discard_ratio=0.0)
+    plain, _ = rollout.explain(img)
+    assert np.allclose(plain, plain.flat[0])  # input-independent attention: a flat map
+    grad, _ = rollout.explain(img, method="gradient")
+    assert grad.std() > 0.05
+
+
+def test_overlay_and_grid(tmp_path):
+    img = np.random.default_rng(0).uniform(size=(64, 64))
+    mask = centre_prior((64, 64))
+    out = overlay(img, mask, alpha=0.5)
+    assert out.shape == (64, 64, 3) and 0 <= out.min() and out.max() <= 1
+    with pytest.raises(ValueError, match="differ in size"):
+        overlay(img, mask[:32])
+    path = explanation_grid([img, img], {"a": [mask, mask]}, [0.9, 0.1], ["fake", "real"], tmp_path / "g.png",
+                            regions=[(32, 32, 10), None])
+    assert path.is_file()
+
+
+def test_faithfulness_scores():
+    region = region_mask((64, 64), 40, 20, 8)
+    peaked = np.zeros((64, 64))
+    peaked[20, 40] = 1.0
+    assert pointing_hit(peaked, region) and not pointing_hit(centre_prior((64, 64)), region)
+    assert energy_ratio(peaked, region) > 10 and energy_ratio(np.ones((64, 64)), region) == pytest.approx(1.0)
+    scores = score_maps({"peak": peaked[None], "flat": np.ones((1, 64, 64))}, region[None])
+    assert scores["peak"]["pointing"] == 1.0 and scores["flat"]["energy_ratio"] == pytest.approx(1.0)
