@@ -9,7 +9,7 @@ from utils.patches import read_manifest
 def test_help_lists_subcommands():
     out = subprocess.run([sys.executable, "-m", "utils.cli", "--help"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0
-    for cmd in ("synth", "prepare-ctgan", "contact-sheet", "train", "evaluate", "scan"):
+    for cmd in ("synth", "prepare-ctgan", "contact-sheet", "train", "evaluate", "explain", "scan"):
         assert cmd in out.stdout
 
 

@@ -77,3 +77,20 @@ def test_faithfulness_scores():
     assert energy_ratio(peaked, region) > 10 and energy_ratio(np.ones((64, 64)), region) == pytest.approx(1.0)
     scores = score_maps({"peak": peaked[None], "flat": np.ones((1, 64, 64))}, region[None])
     assert scores["peak"]["pointing"] == 1.0 and scores["flat"]["energy_ratio"] == pytest.approx(1.0)
+
+
+def test_cli_explain(hybrid, tmp_path):
+    import subprocess
+    import sys
+
+    import cv2
+
+    from tests.conftest import REPO
+
+    hybrid.save(tmp_path / "m.keras")
+    img = tmp_path / "p.png"
+    cv2.imwrite(str(img), (np.random.default_rng(0).uniform(size=(64, 64)) * 255).astype(np.uint8))
+    run = subprocess.run([sys.executable, "-m", "utils.cli", "explain", str(img), "--model", str(tmp_path / "m.keras"),
+                          "--out", str(tmp_path / "e.png")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "e.png").is_file() and "fake score" in run.stdout

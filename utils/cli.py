@@ -1,4 +1,4 @@
-"""Command line: `python -m utils.cli {synth,prepare-ctgan,train,evaluate,explain,scan} --help`."""
+"""Command line: `python -m utils.cli {synth,prepare-ctgan,contact-sheet,train,evaluate,explain,scan} --help`."""
 from __future__ import annotations
 
 import argparse
@@ -71,6 +71,27 @@ def _evaluate(args) -> int:
     else:
         for key, value in metrics.items():
             print(f"{key}: {value}")
+    return 0
+
+
+def _explain(args) -> int:
+    import keras
+    import numpy as np
+
+    from explainability.figures import compute_maps
+    from explainability.overlay import explanation_grid
+
+    from .data import read_image
+
+    model = keras.models.load_model(args.model, compile=False)
+    size = tuple(int(v) for v in model.inputs[0].shape[1:3])
+    images = np.stack([read_image(p, size) for p in args.images])
+    maps, scores = compute_maps(model, images)
+    shown = {k: maps[k] for k in ("rollout mean", "rollout max", "gradient rollout", "Grad-CAM")}
+    path = explanation_grid(images, shown, scores, [Path(p).name[:24] for p in args.images], args.out)
+    for p, sc in zip(args.images, scores):
+        print(f"{p}: fake score {sc:.3f}")
+    print(f"wrote {path}")
     return 0
 
 
@@ -165,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("explain", help="attention rollout, gradient rollout and Grad-CAM overlays of patches",
+                       description="Write a PNG grid: each image with its rollout (mean, max), gradient-rollout "
+                       "and Grad-CAM overlays and the model's fake score.")
+    p.add_argument("images", nargs="+", help="patch images (PNG/JPEG/NPY), converted to the model's input")
+    p.add_argument("--model", default="models/deepfake_detection_model.keras")
+    p.add_argument("--out", default="reports/explain.png")
+    p.set_defaults(func=_explain)
 
     p = sub.add_parser("scan", help="scan a DICOM slice or series for tampered locations",
                        description="Slide the patch model over the lungs of every slice; print the verdict and "
