@@ -102,7 +102,7 @@ def _scan(args) -> int:
 
     model = keras.models.load_model(args.model, compile=False)
     result = scan_series(model, args.path, stride=args.stride, threshold=args.threshold, top_k=args.top_k,
-                         progress=not args.json)
+                         progress=not args.json, relative=args.relative)
     out = Path(args.out)
     best = sorted({loc.slice for loc in result.locations}, key=lambda s: -result.slices[s].locations[0].score)
     written = [draw(result.slices[s].hu_source, result.slices[s], out / f"scan_slice{s}.png")
@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=16, help="grid step in pixels (default 16)")
     p.add_argument("--threshold", type=float, default=0.5, help="score above which the verdict is 'tampered'")
     p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--relative", action="store_true",
+                   help="verdict from the best slice's contrast (top score minus the slice's median score)")
     p.add_argument("--out", default="reports/scan", help="folder for the PNG overlays")
     p.add_argument("--figures", type=int, default=3, help="PNGs of the best slices to write (0: none)")
     p.add_argument("--json", action="store_true", help="one JSON object: verdict, score, locations")

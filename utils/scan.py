@@ -38,6 +38,11 @@ class SliceResult:
     locations: list
     n_patches: int
     hu_source: np.ndarray | None = None
+    baseline: float = 0.0  # median score of the slice's lung patches
+
+    def contrast(self) -> float:
+        """Top score minus the slice's median: tampering is local, a scanner's texture lifts every patch."""
+        return self.locations[0].score - self.baseline if self.locations else 0.0
 
 
 @dataclass
@@ -106,7 +111,7 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
     heatmap = heat[: hu.shape[0], : hu.shape[1]] * lungs
     best = nms(points, scores, nms_px, top_k)
     locations = [Location(instance, int(points[i][1]), int(points[i][0]), float(scores[i])) for i in best]
-    return SliceResult(heatmap, locations, len(points), hu)
+    return SliceResult(heatmap, locations, len(points), hu, float(np.median(scores)))
 
 
 def merge_locations(locations: list[Location], radius: float = 24.0, slice_gap: int = 2,
@@ -122,10 +127,12 @@ def merge_locations(locations: list[Location], radius: float = 24.0, slice_gap: 
 
 
 def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: int = 5, progress: bool = True,
-                **kwargs) -> SeriesResult:
+                relative: bool = False, **kwargs) -> SeriesResult:
     """Scan a DICOM series folder (or one .dcm file): per-slice heatmaps, top 3-D locations, verdict.
 
-    Corrupt slices are reported and skipped; slices without lungs are skipped (listed in `skipped`).
+    The scan score is the best location's score, or with `relative` its slice's contrast (top score minus
+    the slice's median patch score). Corrupt slices are reported and skipped; slices without lungs are
+    skipped (listed in `skipped`).
     """
     from tqdm.auto import tqdm
 
@@ -150,7 +157,7 @@ def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: in
     if not results:
         raise ValueError(f"{path}: no slice with lungs to scan" + (f" ({skipped[0]})" if skipped else ""))
     locations = merge_locations(points, top_k=top_k)
-    score = locations[0].score
+    score = results[locations[0].slice].contrast() if relative else locations[0].score
     return SeriesResult("tampered" if score >= threshold else "authentic", score, locations, results, skipped)
 
 
