@@ -23,12 +23,10 @@ def predict(model, batch) -> np.ndarray:
 def _as_batch(image, size, channels):
     """Any single image (H, W), (H, W, C) or batch (B, H, W, C) -> model batch, original (H, W), batched?"""
     arr = np.asarray(image, np.float32)
-    batched = arr.ndim == 4
-    images = arr if batched else arr[None]
     if arr.ndim not in (2, 3, 4):
         raise ValueError(f"expected an image (H, W), (H, W, C) or a batch (B, H, W, C), got shape {arr.shape}")
-    if arr.ndim == 2:
-        images = arr[None, ..., None]
+    batched = arr.ndim == 4
+    images = arr if batched else arr[None]
     original = images.shape[1:3]
     batch = np.stack([to_model_input(im, size, channels) for im in images])
     return batch, original, batched
