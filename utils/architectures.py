@@ -30,6 +30,18 @@ def build_cnn(input_shape=(64, 64, 1), filters=(16, 32, 64), dropout=0.3, bn_mom
     return keras.Model(inputs, outputs, name=name)
 
 
+def _encoder_and_head(tokens, dim, depth, heads, mlp_dim, dropout):
+    """Class token, position embeddings, `depth` encoder blocks, final norm, sigmoid head on the class token."""
+    x = ClassToken(name="class_token")(tokens)
+    x = PositionEmbedding(name="position_embedding")(x)
+    for i in range(depth):
+        x, _ = TransformerEncoderBlock(heads, dim // heads, mlp_dim, dropout, name=f"encoder_{i}")(x)
+    x = layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")(x)
+    x = TakeToken(0, name="cls")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    return layers.Dense(1, activation="sigmoid", name="score")(x)
+
+
 def build_hybrid_vit(cnn, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1, feature_layer=FEATURES,
                      name="hybrid_vit"):
     """Hybrid ViT (Dosovitskiy et al. 2021, section 3.1): the CNN's feature map, 1x1 patches projected to
@@ -40,14 +52,7 @@ def build_hybrid_vit(cnn, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1, fe
     gh, gw = features.shape[1], features.shape[2]
     x = layers.Conv2D(dim, 1, name="patch_projection")(features)
     x = layers.Reshape((gh * gw, dim), name="tokens")(x)
-    x = ClassToken(name="class_token")(x)
-    x = PositionEmbedding(name="position_embedding")(x)
-    for i in range(depth):
-        x, _ = TransformerEncoderBlock(heads, dim // heads, mlp_dim, dropout, name=f"encoder_{i}")(x)
-    x = layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")(x)
-    x = TakeToken(0, name="cls")(x)
-    x = layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="score")(x)
+    outputs = _encoder_and_head(x, dim, depth, heads, mlp_dim, dropout)
     return keras.Model(cnn.inputs, outputs, name=name)
 
 
@@ -75,12 +80,5 @@ def build_plain_vit(input_shape=(64, 64, 1), patch=8, dim=64, depth=4, heads=4, 
     x = Standardize(name="standardize")(inputs)
     x = layers.Conv2D(dim, patch, strides=patch, name="patch_projection")(x)
     x = layers.Reshape(((input_shape[0] // patch) * (input_shape[1] // patch), dim), name="tokens")(x)
-    x = ClassToken(name="class_token")(x)
-    x = PositionEmbedding(name="position_embedding")(x)
-    for i in range(depth):
-        x, _ = TransformerEncoderBlock(heads, dim // heads, mlp_dim, dropout, name=f"encoder_{i}")(x)
-    x = layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")(x)
-    x = TakeToken(0, name="cls")(x)
-    x = layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="score")(x)
+    outputs = _encoder_and_head(x, dim, depth, heads, mlp_dim, dropout)
     return keras.Model(inputs, outputs, name=name)
