@@ -61,7 +61,7 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool) -> li
             if model is not None:
                 row[source] = evaluate_on_testset(model, folder, bootstrap=300)
             else:
-                xs, ys, files = load_split(folder)
+                xs, ys, _ = load_split(folder)
                 row[source] = report_from_scores(ys, predict(xs), None, bootstrap=300)
         auth = data / "authentic"
         if model is not None and (auth / "manifest.csv").is_file():
@@ -88,7 +88,7 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool) -> li
     elif detector == "forensic":
         from utils.forensic import build_forensic_classifier, features
 
-        (x, y), (xv, yv) = train["train"], train["val"]
+        x, y = train["train"]
         start = time.perf_counter()
         clf = build_forensic_classifier(seed).fit(features(x), y)
         secs = time.perf_counter() - start

@@ -9,16 +9,18 @@ from utils.data import read_image
 from utils.patches import read_manifest
 
 from .faithfulness import centre_prior, region_mask, score_maps
-from .maps import AttentionRollout, GradCAM
+from .maps import AttentionRollout, GradCAM, _as_batch
+from .rollout import HEAD_FUSIONS, rollout
 from .overlay import explanation_grid
 
 
 def compute_maps(model, images) -> tuple[dict, np.ndarray]:
     """Masks (N, H, W) in [0, 1] per method, and the model's scores, for a batch of images."""
-    maps = {}
-    for fusion in ("mean", "max", "min"):
-        maps[f"rollout {fusion}"], scores = AttentionRollout(model, fusion, 0.9).explain(images)
-    maps["gradient rollout"], _ = AttentionRollout(model).explain(images, method="gradient")
+    reader = AttentionRollout(model, discard_ratio=0.9)
+    batch, size, _ = _as_batch(images, reader.size, reader.channels)
+    atts, scores = reader.attentions(batch)  # one forward pass serves every head fusion
+    maps = {f"rollout {fusion}": reader.to_masks(rollout(atts, fusion, 0.9), size) for fusion in HEAD_FUSIONS}
+    maps["gradient rollout"], _ = reader.explain(images, method="gradient")
     maps["Grad-CAM"], _ = GradCAM(model).explain(images)
     return maps, scores
 

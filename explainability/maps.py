@@ -90,9 +90,13 @@ class AttentionRollout:
             grid = gradient_rollout(atts, grads)
         else:
             raise ValueError(f"method must be 'rollout' or 'gradient', got {method!r}")
-        grid = grid.reshape(len(batch), *self.grid)
-        masks = to_unit_range(grid_to_pixels(to_unit_range(grid), tuple(original)))
+        masks = self.to_masks(grid, original)
         return (masks if batched else masks[0]), (scores if batched else scores[0])
+
+    def to_masks(self, cls_maps: np.ndarray, size) -> np.ndarray:
+        """(B, T - 1) rolled-out maps -> (B, H, W) masks in [0, 1] at the image size."""
+        grid = np.asarray(cls_maps).reshape(len(cls_maps), *self.grid)
+        return to_unit_range(grid_to_pixels(to_unit_range(grid), tuple(size)))
 
     def __call__(self, image) -> np.ndarray:
         """Mask in [0, 1]: (H, W) for an image given as (H, W) or (H, W, C); (B, H, W) for a batch (B, H, W, C)."""

@@ -9,7 +9,7 @@ import pytest
 import keras
 from tests.conftest import REPO, TINY_MODEL
 from utils.architectures import build_cnn, build_hybrid_vit, encoder_blocks
-from utils.layers import CUSTOM_OBJECTS, ClassToken, PositionEmbedding, TakeToken, TransformerEncoderBlock
+from utils.layers import ClassToken, PositionEmbedding, TakeToken, TransformerEncoderBlock
 
 
 def _tiny_models():

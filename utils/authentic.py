@@ -9,7 +9,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
-import pydicom
 
 from .dicom import read_slice, window
 from .lungmask import cached_lung_mask, sample_lung_points
@@ -42,11 +41,10 @@ def authentic_patches(root: str | Path, per_slice: int = 4, seed: int = 0) -> li
     patches = []
     for path in sorted(root.rglob("*.dcm")):
         sl = read_slice(path)
-        uid = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
         series = path.parent.relative_to(root).as_posix().replace("/", "_") or path.stem
         key = f"AUTH-{series}"
         lungs = cached_lung_mask(sl)
-        tumours = boxes.get(uid, [])
+        tumours = boxes.get(sl.meta["sop_instance_uid"], [])
         for x, y in tumours:
             patches.append(Patch(window(crop_hu(sl.hu, x, y)), 0, "TM", key, "authentic", sl.instance, x, y))
         if lungs.sum() < MIN_LUNG_PX:

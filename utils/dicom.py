@@ -80,6 +80,7 @@ def read_slice(path: str | Path) -> CTSlice:
             "thickness": float(ds.get("SliceThickness", 0) or 0),
             "kernel": str(ds.get("ConvolutionKernel", "")),
             "manufacturer": str(ds.get("Manufacturer", "")),
+            "sop_instance_uid": str(ds.get("SOPInstanceUID", "")),
         },
     )
 

@@ -156,6 +156,3 @@ class Standardize(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "mean": self.mean, "scale": self.scale}
 
-
-CUSTOM_OBJECTS = {cls.__name__: cls for cls in (ClassToken, PositionEmbedding, TransformerEncoderBlock, TakeToken,
-                                                   Standardize)}

@@ -11,7 +11,7 @@ The generator here is not CT-GAN's GAN: it is an emulation of the traces the pip
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
@@ -41,8 +41,6 @@ class TamperRecord:
     noise: str
     nodule_radius: float = 0.0
 
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def resample_roundtrip(hu: np.ndarray, spacing: float) -> np.ndarray:
