@@ -89,3 +89,36 @@ def test_scan_kinds_follow_ctgan_convention():
     assert fm.kind == "FM" and {r.type for r in fm.labels} <= {"FM", "TM"}
     assert tb.labels[0].type == "TB" and tb.labels[0].slice == 0
     assert fm.radii and all(v > 0 for v in fm.radii.values())
+
+
+def test_no_authentic_patch_reaches_a_tampered_footprint(tiny_corpus):
+    """Controls, random and TM patches of tampered slices lie wholly outside every touch-up box (jitter included)."""
+    from utils.tamper import footprint_half_px
+
+    rows = read_manifest(tiny_corpus / "manifest.csv")
+    half_fp = footprint_half_px(0.6)  # the corpus's finest spacing gives the widest footprint in pixels
+    tampered = {}
+    for r in rows:
+        if r["label"] == "1":
+            tx = int(r["x"]) + float(r["tamper_x"]) - 32
+            ty = int(r["y"]) + float(r["tamper_y"]) - 32
+            tampered.setdefault((r["scan"], r["slice"]), []).append((tx, ty))
+    checked = 0
+    for r in rows:
+        if r["label"] == "0" and (r["scan"], r["slice"]) in tampered:
+            for tx, ty in tampered[(r["scan"], r["slice"])]:
+                # patch box [x-32, x+32) and footprint box [t-half, t+half) must not intersect
+                assert max(abs(int(r["x"]) - tx), abs(int(r["y"]) - ty)) >= 32 + half_fp - 0.5, r["path"]
+            checked += 1
+    assert checked >= 10
+
+
+def test_authentic_scans_are_resampled_as_often_as_configured():
+    """Resampling is no label: a share of authentic scans goes through CT-GAN's 1 mm round trip too."""
+    cfg = CorpusConfig(**dict(TINY, n_scans=48, resample_authentic=0.5))
+    authentic = [synthetic_scan(i, cfg) for i in range(48) if i % 8 in (4, 7)]
+    flags = [s.resampled for s in authentic]
+    assert True in flags and False in flags
+    assert all(synthetic_scan(i, cfg).resampled for i in (0, 1))  # tampered scans: always
+    never = CorpusConfig(**dict(TINY, resample_authentic=0.0))
+    assert not synthetic_scan(7, never).resampled

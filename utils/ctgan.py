@@ -15,7 +15,7 @@ from pathlib import Path
 import pydicom
 
 from .dicom import DicomError, list_dicom_files
-from .scans import CODES, LabelRow, Scan
+from .scans import CODES, TAMPERED, LabelRow, Scan
 
 _EXPERIMENT_DIR = re.compile(r"^exp(?:eriment)?[\s_-]*(\d)(?!\d)", re.IGNORECASE)
 _LABEL_FILE = re.compile(r"^labels_exp(\d)\.csv$", re.IGNORECASE)
@@ -105,7 +105,7 @@ def load_dataset(root: str | Path, experiments=("EXP1", "EXP2"), skip_corrupt: b
             kind = next((k for k in ("FM", "FB", "TM", "TB") if k in kinds), "TB")
             present = [r for r in rows if r.type == "TB" or r.slice in slices]
             missing += len(rows) - len(present)
-            scans.append(Scan(exp, uuid, "ctgan", kind, dict(slices), present))
+            scans.append(Scan(exp, uuid, "ctgan", kind, dict(slices), present, resampled=kind in TAMPERED))
     if missing:
         warnings.warn(f"{missing} label row(s) under {root} point to scans or slices that are not there; "
                       "they were left out", stacklevel=2)

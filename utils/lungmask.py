@@ -72,8 +72,12 @@ def cached_lung_mask(sl) -> np.ndarray:
 
 
 def sample_lung_points(hu: np.ndarray, lungs: np.ndarray, spacing: float, rng: np.random.Generator, n: int,
-                       avoid=(), min_dist_px: float = 48.0, margin: int = 40) -> list[tuple[int, int]]:
+                       avoid=(), min_dist_px: float = 48.0, margin: int = 40,
+                       clear_boxes=()) -> list[tuple[int, int]]:
     """Up to n lung points (x, y), `min_dist_px` apart and from every point in `avoid`.
+
+    `clear_boxes` holds squares (x, y, half): no point lies less than `half` px from a box centre along both
+    axes (Chebyshev distance), e.g. so that a patch centred on the point cannot reach a tampered region.
 
     Points are drawn where cancers sit as often as in open lung: weights favour pixels within 12 mm of the
     lung border and pixels near dense structures (vessels, nodules), so that authentic points do not differ
@@ -86,6 +90,8 @@ def sample_lung_points(hu: np.ndarray, lungs: np.ndarray, spacing: float, rng: n
     core[:, :margin] = False
     core[:, -margin:] = False
     cand = np.argwhere(core)
+    for cx, cy, half in clear_boxes:
+        cand = cand[np.maximum(np.abs(cand[:, 1] - cx), np.abs(cand[:, 0] - cy)) >= half]
     if len(cand) == 0 or n <= 0:
         return []
     edge_mm = cv2.distanceTransform(lungs.astype(np.uint8), cv2.DIST_L2, 5)[cand[:, 0], cand[:, 1]] / ppm

@@ -17,19 +17,22 @@ import numpy as np
 from .dicom import window
 from .lungmask import cached_lung_mask, sample_lung_points
 from .scans import Scan
+from .tamper import footprint_half_px
 
 PATCH_SIZE = 64
 SPLITS = ("train", "val", "test")
 CLASSES = ("real", "fake")  # label 0, label 1
-FAR_PX = 48  # authentic points of tampered slices keep this far from every tampered point
+AUTHENTIC_SPACING_PX = 48  # authentic points keep this far from each other and from labelled points
 HOLE_MM = 20.0
+CUBE_Z_MM = 16.0  # slices this close (in z) to a tampered point lie inside its 32 mm cube
 MANIFEST_FIELDS = ("path", "split", "label", "kind", "scan", "source", "slice", "x", "y",
-                   "tamper_x", "tamper_y", "tamper_r")
+                   "tamper_x", "tamper_y", "tamper_r", "resampled")
 
 
 @dataclass
 class Patch:
-    """A windowed patch and where it came from. tamper_* are in patch pixels (None for authentic patches)."""
+    """A windowed patch and where it came from. tamper_* are in patch pixels (None for authentic patches);
+    resampled: 1 if its scan went through a 1 mm resampling round trip, 0 if not, None if unknown."""
 
     image: np.ndarray
     label: int
@@ -42,6 +45,7 @@ class Patch:
     tamper_x: float | None = None
     tamper_y: float | None = None
     tamper_r: float | None = None
+    resampled: int | None = None
 
 
 def crop_hu(hu: np.ndarray, x: int, y: int, size: int = PATCH_SIZE) -> np.ndarray:
@@ -57,7 +61,8 @@ def soft_tissue_share(hu_patch: np.ndarray) -> float:
 
 def _make(sl, x, y, size, label, kind, scan, tamper=None) -> tuple[Patch, float]:
     hu = crop_hu(sl.hu, x, y, size)
-    patch = Patch(window(hu), label, kind, scan.key, scan.source, sl.instance, int(x), int(y))
+    patch = Patch(window(hu), label, kind, scan.key, scan.source, sl.instance, int(x), int(y),
+                  resampled=None if scan.resampled is None else int(scan.resampled))
     if tamper is not None:
         tx, ty, r = tamper
         patch.tamper_x, patch.tamper_y, patch.tamper_r = tx - x + size // 2, ty - y + size // 2, r
@@ -72,11 +77,13 @@ def extract_patches(scan: Scan, rng: np.random.Generator, size: int = PATCH_SIZE
     - a fake patch at every FB/FM point (with `neighbours`, also on the scan's other slices within the
       in-painted region's z-extent, +-10 mm);
     - an authentic patch at every TM point;
-    - with `controls`, one matched control per fake: an untouched lung point of the same slice (else scan), at
-      least 48 px from every tampered point, whose share of pixels above -500 HU is closest to the fake's;
+    - with `controls`, one matched control per fake: an untouched lung point of the same slice (else scan) whose
+      share of pixels above -500 HU is closest to the fake's;
     - `random_per_slice` untouched lung points per slice (kind TB). A TB scan stored on disk contributes
       `random_slices` slices from the middle of the scan.
-    Centres move by up to `jitter` px so that position is no cue.
+    Centres move by up to `jitter` px so that position is no cue. No pixel of an authentic patch (control,
+    random or TM), jitter included, falls inside the footprint of a tampered point of its slice or of a slice
+    within the tampered cube's z-extent (`clear_boxes`).
     """
     by_slice = defaultdict(list)
     tampered = [r for r in scan.labels if r.tampered]
@@ -106,7 +113,10 @@ def extract_patches(scan: Scan, rng: np.random.Generator, size: int = PATCH_SIZE
     for r in scan.labels:
         if r.type == "TM" and r.slice in scan.slices:
             dx, dy = jit()
-            patches.append(_make(scan.slice(r.slice), r.x + dx, r.y + dy, size, 0, "TM", scan)[0])
+            x, y = r.x + dx, r.y + dy
+            if any(max(abs(x - cx), abs(y - cy)) < half for cx, cy, half in clear_boxes(scan, r.slice, size, 0)):
+                continue  # an authentic cancer inside a tampered region is no longer authentic
+            patches.append(_make(scan.slice(r.slice), x, y, size, 0, "TM", scan)[0])
 
     instances = {r.slice for r in scan.labels if r.slice in scan.slices}
     instances |= {k for k, v in scan.slices.items() if not isinstance(v, (str, Path))}
@@ -125,8 +135,9 @@ def extract_patches(scan: Scan, rng: np.random.Generator, size: int = PATCH_SIZE
         avoid = [(r.x, r.y) for r in scan.labels if r.slice == inst and r.type in ("FB", "FM", "TM")]
         avoid += sl.meta.get("keep_clear", [])
         n = random_per_slice + (need[inst] + 3 if controls else 0)
-        for x, y in sample_lung_points(sl.hu, lungs, sl.spacing[1], rng, n, avoid=avoid, min_dist_px=FAR_PX,
-                                       margin=size // 2):
+        for x, y in sample_lung_points(sl.hu, lungs, sl.spacing[1], rng, n, avoid=avoid,
+                                       min_dist_px=AUTHENTIC_SPACING_PX, margin=size // 2,
+                                       clear_boxes=clear_boxes(scan, inst, size, jitter)):
             dx, dy = jit()
             patch, share = _make(sl, x + dx, y + dy, size, 0, "TB", scan)
             pool.append((inst, patch, share))
@@ -146,6 +157,26 @@ def extract_patches(scan: Scan, rng: np.random.Generator, size: int = PATCH_SIZE
         patches.extend(by_inst[inst][:random_per_slice])
     scan.release()
     return patches
+
+
+def clear_boxes(scan: Scan, instance: int, size: int = PATCH_SIZE, jitter: int = 0) -> list[tuple[int, int, int]]:
+    """Squares (x, y, half) that an authentic patch centre of this slice must stay out of (Chebyshev distance):
+    the footprint of every tampered point of the slice, or of a slice within the cube's z-extent, grown by half
+    a patch and the jitter. Points of a real tampered scan given as `keep_clear` count as tampered."""
+    sl = scan.slice(instance)
+    half = int(np.ceil(footprint_half_px(sl.spacing[1]) + size / 2 + jitter))
+    points = set(map(tuple, sl.meta.get("keep_clear", [])))
+    for r in scan.labels:
+        if not r.tampered or r.slice not in scan.slices:
+            continue
+        if r.slice == instance:
+            points.add((r.x, r.y))
+        elif sl.z is not None:
+            other = scan.slices[r.slice]
+            z = other.z if not isinstance(other, (str, Path)) else None
+            if z is not None and abs(z - sl.z) < CUBE_Z_MM:
+                points.add((r.x, r.y))
+    return [(int(x), int(y), half) for x, y in sorted(points)]
 
 
 def split_scans(scan_kinds: dict[str, str], fractions=(0.7, 0.15, 0.15), seed: int = 0) -> dict[str, str]:

@@ -39,6 +39,8 @@ class Scan:
         slices: InstanceNumber -> CTSlice or path.
         labels: label rows of this scan.
         radii: (slice, x, y) -> radius in pixels of each tampered region, where known.
+        resampled: whether the whole scan went through CT-GAN's 1 mm round trip (every slice of a tampered scan
+            does; authentic scans may too, as hospitals resample and reformat); None when unknown.
     """
 
     experiment: str
@@ -48,6 +50,7 @@ class Scan:
     slices: dict = field(default_factory=dict)
     labels: list = field(default_factory=list)
     radii: dict = field(default_factory=dict)
+    resampled: bool | None = None
 
     @property
     def key(self) -> str:

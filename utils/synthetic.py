@@ -18,7 +18,7 @@ from .dicom import CTSlice
 from .lungmask import cached_lung_mask
 from .patches import extract_patches
 from .scans import LabelRow, Scan
-from .tamper import pick_targets, tamper_slice
+from .tamper import pick_targets, resample_roundtrip, tamper_slice
 
 KIND_CYCLE = ("FM", "FB", "FM", "FB", "TM", "FM", "FB", "TB")  # as the blind trial: 3 FM : 3 FB : 1 TM : 1 TB
 MIN_LUNG_MM2 = 4000.0  # slices with less lung than this are not tampered
@@ -39,6 +39,8 @@ class CorpusConfig:
         patch_size: patch side in px.
         fractions: train/val/test shares of scans.
         workers: processes (results do not depend on it).
+        resample_authentic: share of authentic (TB/TM) scans that go through the same whole-scan 1 mm round trip
+            as tampered ones, so that resampling (which hospitals do too) is no label.
     """
 
     n_scans: int = 80
@@ -51,6 +53,7 @@ class CorpusConfig:
     patch_size: int = 64
     fractions: tuple = (0.7, 0.15, 0.15)
     workers: int = 2
+    resample_authentic: float = 0.5
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,25 +64,34 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
     """Tamper authentic slices as CT-GAN would for the scan's kind and fill in its slices and label rows.
 
     FM: inject at `tampers_per_slice` cancer-like locations. FB: remove at `removal_targets[instance]` (real
-    nodules) or, when none are given, at cancer-like locations. TB/TM: untouched. `avoid[instance]` lists
-    points that must stay untouched (known nodules, tampered points of a real scan).
+    nodules) or, when none are given, at cancer-like locations. TB/TM: untouched, but with probability
+    `cfg.resample_authentic` resampled like a tampered scan. Every slice of an FB/FM scan is resampled, as
+    CT-GAN resamples the whole scan. `avoid[instance]` lists points that must stay untouched (known nodules,
+    tampered points of a real scan).
     """
     removal_targets = removal_targets or {}
     avoid = avoid or {}
+    tampering = scan.kind in ("FB", "FM")
+    scan.resampled = tampering or bool(rng.random() < cfg.resample_authentic)
     for sl in slices:
         spacing = sl.spacing[1]
         scan.slices[sl.instance] = sl
-        if scan.kind not in ("FB", "FM"):
+        if not tampering:
+            if scan.resampled:
+                scan.slices[sl.instance] = _resampled(sl, sl.hu)
             continue
         lungs = cached_lung_mask(sl)
         if lungs.sum() * spacing**2 < MIN_LUNG_MM2:
+            scan.slices[sl.instance] = _resampled(sl, sl.hu)
             continue
         keep_clear = list(avoid.get(sl.instance, []))
         if scan.kind == "FB" and removal_targets.get(sl.instance):
             points = list(removal_targets[sl.instance])[: cfg.tampers_per_slice]
         else:
-            points = pick_targets(sl.hu, lungs, spacing, rng, cfg.tampers_per_slice, avoid=keep_clear)
+            points = pick_targets(sl.hu, lungs, spacing, rng, cfg.tampers_per_slice, avoid=keep_clear,
+                                  clear_px=cfg.patch_size / 2 + cfg.jitter)
         if not points:
+            scan.slices[sl.instance] = _resampled(sl, sl.hu)
             continue
         action = "inject" if scan.kind == "FM" else "remove"
         hu, records = tamper_slice(sl.hu, spacing, [(x, y, action) for x, y in points], rng,
@@ -91,6 +103,13 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
     if scan.kind == "TB" and not scan.labels:
         scan.labels.append(LabelRow("TB", scan.uuid, 0, 0, 0, scan.experiment))
     return scan
+
+
+def _resampled(sl: CTSlice, hu) -> CTSlice:
+    """The slice after CT-GAN's whole-scan 1 mm round trip (padding outside the field of view kept)."""
+    out = resample_roundtrip(hu, sl.spacing[1])
+    out = np.where(hu <= -1500, hu, np.rint(np.clip(out, -1000, 3071))).astype(np.float32)
+    return CTSlice(out, sl.spacing, sl.instance, sl.z, None, dict(sl.meta))  # the lung mask stays valid
 
 
 def synthetic_scan(index: int, cfg: CorpusConfig) -> Scan:

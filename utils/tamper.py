@@ -25,6 +25,14 @@ from .lungmask import erode, lung_mask, sample_lung_points
 CUBE_MM = 32.0  # CT-GAN cuts a 32 mm cube around the target ...
 HOLE_MM = 20.0  # ... and in-paints its inner 20 mm (voxels 6..26)
 TOUCHUP_PX = 64  # noise and blend act on 2x the cube in voxels of the original grid
+
+
+def footprint_half_px(spacing: float) -> float:
+    """Half the side, in pixels, of the square that tampering at a point rewrites: the touch-up region
+    (TOUCHUP_PX on the slice's own grid) or the pasted cube (CUBE_MM), whichever is larger at this spacing."""
+    return max(TOUCHUP_PX / 2, CUBE_MM / 2 / spacing)
+
+
 NOISE_MODES = ("copy", "gauss", "none")
 NOISE_MODE_P = (0.6, 0.25, 0.15)  # CT-GAN's default is copied noise
 
@@ -214,7 +222,13 @@ def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, s
 
 
 def pick_targets(hu: np.ndarray, lungs: np.ndarray, spacing: float, rng: np.random.Generator, n: int,
-                 avoid=(), min_dist_mm: float = 40.0):
-    """Lung locations where CT-GAN's users put cancers (near the pleura and vessels), a cube apart."""
+                 avoid=(), min_dist_mm: float = 40.0, clear_px: float = 0.0):
+    """Lung locations where CT-GAN's users put cancers (near the pleura and vessels), a cube apart.
+
+    With `clear_px`, every point's footprint stays at least that far (Chebyshev, in px) from each point of
+    `avoid`, so that a patch around an avoided point (an authentic nodule) is not touched.
+    """
+    half = int(np.ceil(footprint_half_px(spacing) + clear_px))
+    boxes = [(x, y, half) for x, y in avoid] if clear_px else ()
     return sample_lung_points(hu, lungs, spacing, rng, n, avoid=avoid, min_dist_px=min_dist_mm / spacing,
-                              margin=TOUCHUP_PX // 2 + 8)
+                              margin=TOUCHUP_PX // 2 + 8, clear_boxes=boxes)
