@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from utils.evaluate import bootstrap_ci, equal_error_rate, evaluate_on_testset, metrics_from_scores
+from utils.evaluate import (bootstrap_ci, equal_error_rate, evaluate_on_testset, expected_max, metrics_from_scores,
+                            paired_bootstrap_auc_diff, report_from_scores, scan_scores)
 
 
 def test_metrics_agree_with_sklearn():
@@ -66,3 +67,92 @@ def test_other_model_size_is_converted_with_a_warning(tmp_path):
     (tmp_path / "fake" / "bad.png").write_bytes(b"nope")
     with pytest.raises(ValueError, match="bad.png"):
         evaluate_on_testset(_Constant(), tmp_path)
+
+
+def _eer_brute_force(y, s, steps=4001):
+    """The crossing of FPR and FNR on the ROC joined by straight lines, found by a dense sweep."""
+    y, s = np.asarray(y), np.asarray(s, float)
+    ts = np.concatenate([[np.inf], np.sort(np.unique(s))[::-1]])
+    fpr = np.array([np.mean(s[y == 0] >= t) for t in ts])
+    fnr = np.array([np.mean(s[y == 1] < t) for t in ts])
+    best, value = np.inf, None
+    for i in range(len(ts) - 1):
+        lam = np.linspace(0, 1, steps)
+        f, n = fpr[i] + lam * (fpr[i + 1] - fpr[i]), fnr[i] + lam * (fnr[i + 1] - fnr[i])
+        j = np.argmin(np.abs(f - n))
+        if abs(f[j] - n[j]) < best:
+            best, value = abs(f[j] - n[j]), (f[j] + n[j]) / 2
+    return value
+
+
+def test_eer_matches_a_brute_force_sweep_with_ties_and_steps():
+    # FPR = FNR = 0.25 at threshold 0.6 (the old code said 0.0 here)
+    y = [0, 0, 0, 0, 1, 1, 1, 1]
+    assert equal_error_rate(y, [0.1, 0.2, 0.3, 0.6, 0.5, 0.7, 0.8, 0.9]) == pytest.approx(0.25)
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        n = int(rng.integers(4, 30))
+        yy = rng.integers(0, 2, n)
+        yy[:2] = [0, 1]
+        ss = np.round(rng.uniform(size=n) + 0.3 * yy, int(rng.integers(1, 3)))  # ties and steps
+        assert equal_error_rate(yy, ss) == pytest.approx(_eer_brute_force(yy, ss), abs=1e-3), (yy, ss)
+
+
+def test_scan_score_does_not_grow_with_the_number_of_patches():
+    """An authentic scan with 4x as many (equally distributed) patches does not outrank one with fewer."""
+    rng = np.random.default_rng(0)
+    few, many, old_few, old_many = [], [], [], []
+    for _ in range(400):
+        a, b = rng.uniform(size=30), rng.uniform(size=120)
+        groups = ["a"] * 30 + ["b"] * 120
+        score, _, m = scan_scores(groups, np.concatenate([a, b]), np.zeros(150))
+        assert m == 30
+        few.append(score["a"]), many.append(score["b"])
+        old_few.append(a.max()), old_many.append(b.max())
+    assert np.mean(many) == pytest.approx(np.mean(few), abs=0.005)
+    assert np.mean(old_many) - np.mean(old_few) > 0.015  # the old max over all patches favours the larger scan
+    assert expected_max([0.1, 0.2, 0.3], 2) == pytest.approx((0.2 + 0.3 + 0.3) / 3)
+
+
+def test_bootstrap_counts_dropped_resamples_and_groups_widen_the_interval():
+    rng = np.random.default_rng(3)
+    # 20 scans, each of one class, 10 patches per scan sharing a strong scan effect
+    scan_label = np.tile([0, 1], 10)
+    effect = rng.normal(0, 1.0, 20)
+    y = np.repeat(scan_label, 10)
+    s = np.repeat(effect + 0.5 * scan_label, 10) + rng.normal(0, 0.1, 200)
+    groups = np.repeat(np.arange(20), 10)
+    by_patch = bootstrap_ci(y, s, None, n=400)
+    by_scan = bootstrap_ci(y, s, groups, n=400)
+    width = lambda ci: ci["roc_auc_ci"][1] - ci["roc_auc_ci"][0]  # noqa: E731
+    assert width(by_scan) > 2 * width(by_patch)
+    few = bootstrap_ci([0, 1, 1], [0.1, 0.8, 0.9], [0, 1, 2], n=200)
+    assert few["bootstrap_dropped"] > 0 and few["bootstrap_dropped"] + few["bootstrap_resamples"] == 200
+
+
+def test_paired_difference_is_tighter_than_separate_intervals():
+    rng = np.random.default_rng(4)
+    y = np.tile([0, 1], 150)
+    groups = np.repeat(np.arange(30), 10)
+    base = y * 0.8 + rng.normal(0, 1, 300) + np.repeat(rng.normal(0, 0.7, 30), 10)
+    better = base + y * 0.3
+    diff = paired_bootstrap_auc_diff(y, better, base, groups, n=400)
+    assert diff["diff"] > 0 and diff["ci"][0] > 0  # the same scans for both: the shared noise cancels
+    same = paired_bootstrap_auc_diff(y, base, base, groups, n=100)
+    assert same["diff"] == 0 and same["ci"] == [0.0, 0.0]
+    with pytest.raises(ValueError, match="same patches"):
+        paired_bootstrap_auc_diff(y, base[:10], base, groups)
+
+
+def test_pair_aucs_carry_intervals_and_mark_small_samples():
+    rng = np.random.default_rng(6)
+    kinds = ["FM"] * 30 + ["FB"] * 8 + ["control"] * 38 + ["TB"] * 30
+    y = np.array([1] * 38 + [0] * 68)
+    s = rng.uniform(size=106) + 0.5 * y
+    rows = [{"scan": f"s{i // 4}", "kind": k, "resampled": str(i % 2)} for i, k in enumerate(kinds)]
+    out = report_from_scores(y, s, rows, bootstrap=100)
+    fm, fb = out["pairs"]["FM_vs_control"], out["pairs"]["FB_vs_control"]
+    assert fm["ci"][0] <= fm["auc"] <= fm["ci"][1] and not fm["small"]
+    assert fb["small"] and fb["n_fake"] == 8
+    assert "resampled_vs_untouched_authentic" in out
+    assert out["scans"]["patches_per_scan"] >= 1

@@ -6,6 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from scipy.special import gammaln
 from sklearn.metrics import (average_precision_score, confusion_matrix, f1_score, precision_score, recall_score,
                              roc_auc_score, roc_curve)
 
@@ -13,18 +14,23 @@ from .data import list_split, read_image
 from .patches import read_manifest
 
 
-PAIRS = (("FM", "TM"), ("FB", "control"), ("FM", "control"), ("FB", "TB"))  # tampered kind vs authentic kind
+# tampered kind vs authentic kind; the first two are the headline pairs (same slice, same resampling history)
+PAIRS = (("FM", "control"), ("FB", "control"), ("FM", "TM"), ("FB", "TB"))
+MIN_SIDE = 20  # a figure from fewer patches than this on either side is marked "small"
 
 
 def equal_error_rate(y, scores) -> float:
-    """The error rate where false-positive and false-negative rates are equal (interpolated on the ROC)."""
-    fpr, tpr, _ = roc_curve(y, scores)
-    fnr = 1 - tpr
-    i = int(np.nanargmin(np.abs(fnr - fpr)))
-    if i == 0:
-        return float((fpr[0] + fnr[0]) / 2)
-    d0, d1 = fpr[i - 1] - fnr[i - 1], fpr[i] - fnr[i]
-    t = d0 / (d0 - d1) if d0 != d1 else 0.0
+    """The rate where false-positive and false-negative rates are equal.
+
+    The ROC is taken with every threshold (ties give one point) and joined by straight lines (a randomised
+    threshold between two points); FPR - FNR rises along it from -1 to 1 and the EER is where it crosses 0.
+    """
+    fpr, tpr, _ = roc_curve(y, scores, drop_intermediate=False)
+    d = fpr - (1 - tpr)
+    i = int(np.argmax(d >= 0))
+    if d[i] == 0 or i == 0:
+        return float(fpr[i])
+    t = -d[i - 1] / (d[i] - d[i - 1])
     return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
 
 
@@ -52,23 +58,97 @@ def metrics_from_scores(y, scores, threshold: float = 0.5) -> dict:
     }
 
 
-def bootstrap_ci(y, scores, groups=None, threshold=0.5, n=1000, seed=0) -> dict:
-    """95% percentile intervals of ROC-AUC and accuracy, resampling whole groups (scans) when given."""
-    y, scores = np.asarray(y, int), np.asarray(scores, float)
-    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-    uniq, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
+def _group_members(groups, n: int) -> list[np.ndarray]:
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    _, inverse = np.unique(groups, return_inverse=True)
+    return [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)] if n else []
+
+
+def _resamples(members, n: int, seed: int):
+    """Bootstrap resamples of whole groups: index arrays."""
     rng = np.random.default_rng(seed)
-    aucs, accs = [], []
     for _ in range(n):
-        idx = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
+        yield np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+
+
+def _interval(values) -> list[float]:
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if len(values) else [float("nan")] * 2
+
+
+def bootstrap_ci(y, scores, groups=None, threshold=0.5, n=1000, seed=0) -> dict:
+    """95% percentile intervals of ROC-AUC and accuracy, resampling whole groups (scans) when given.
+
+    A resample holding one class has no AUC: it is left out and counted in `bootstrap_dropped`.
+    """
+    y, scores = np.asarray(y, int), np.asarray(scores, float)
+    members = _group_members(groups, len(y))
+    aucs, accs, dropped = [], [], 0
+    for idx in _resamples(members, n, seed):
         yy = y[idx]
         if len(np.unique(yy)) < 2:
+            dropped += 1
             continue
         aucs.append(roc_auc_score(yy, scores[idx]))
         accs.append(np.mean((scores[idx] >= threshold) == yy))
-    ci = lambda v: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if v else [float("nan")] * 2  # noqa: E731
-    return {"roc_auc_ci": ci(aucs), "accuracy_ci": ci(accs), "bootstrap_resamples": len(aucs)}
+    return {"roc_auc_ci": _interval(aucs), "accuracy_ci": _interval(accs), "bootstrap_resamples": len(aucs),
+            "bootstrap_dropped": dropped}
+
+
+def paired_bootstrap_auc_diff(y, scores_a, scores_b, groups=None, n=1000, seed=0) -> dict:
+    """ROC-AUC of model a minus model b on the same patches, with a 95% interval from a **paired** bootstrap:
+    each resample draws whole groups (scans) once and scores both models on them.
+
+    Returns diff, ci, the share of resamples where a does not beat b (`p_not_better`), resamples, dropped.
+    """
+    y = np.asarray(y, int)
+    a, b = np.asarray(scores_a, float), np.asarray(scores_b, float)
+    if not (len(y) == len(a) == len(b)):
+        raise ValueError(f"paired comparison needs scores of the same patches: {len(y)}, {len(a)}, {len(b)}")
+    diffs, dropped = [], 0
+    for idx in _resamples(_group_members(groups, len(y)), n, seed):
+        if len(np.unique(y[idx])) < 2:
+            dropped += 1
+            continue
+        diffs.append(roc_auc_score(y[idx], a[idx]) - roc_auc_score(y[idx], b[idx]))
+    diffs = np.asarray(diffs)
+    return {"diff": float(roc_auc_score(y, a) - roc_auc_score(y, b)), "ci": _interval(diffs),
+            "p_not_better": float(np.mean(diffs <= 0)) if len(diffs) else float("nan"),
+            "resamples": int(len(diffs)), "dropped": dropped}
+
+
+def auc_with_ci(y, scores, groups=None, n=1000, seed=0) -> dict:
+    """ROC-AUC, its scan-level bootstrap interval, the patch counts per side and `small` (fewer than
+    MIN_SIDE on either side: read with care)."""
+    y, scores = np.asarray(y, int), np.asarray(scores, float)
+    ci = bootstrap_ci(y, scores, groups, n=n, seed=seed)
+    n_fake, n_real = int(np.sum(y == 1)), int(np.sum(y == 0))
+    return {"auc": float(roc_auc_score(y, scores)), "ci": ci["roc_auc_ci"], "n_fake": n_fake, "n_real": n_real,
+            "small": min(n_fake, n_real) < MIN_SIDE, "dropped": ci["bootstrap_dropped"]}
+
+
+def expected_max(scores, m: int) -> float:
+    """Expected maximum of m scores drawn without replacement from `scores`.
+
+    A scan's score that does not grow with its number of patches: every scan is judged as if it had m patches.
+    """
+    s = np.sort(np.asarray(scores, float))
+    n = len(s)
+    m = int(min(max(m, 1), n))
+    i = np.arange(m, n + 1)  # 1-based rank of the maximum
+    logp = gammaln(i) - gammaln(m) - gammaln(i - m + 1) - (gammaln(n + 1) - gammaln(m + 1) - gammaln(n - m + 1))
+    return float(np.sum(np.exp(logp) * s[m - 1 :]))
+
+
+def scan_scores(groups, scores, labels, m: int | None = None) -> tuple[dict, dict, int]:
+    """Per scan: expected maximum of m patch scores (m = the smallest patch count of any scan when None) and
+    whether any patch is tampered. Returns (score by scan, label by scan, m)."""
+    by_scan = defaultdict(list)
+    for g, sc, label in zip(groups, scores, labels):
+        by_scan[g].append((float(sc), int(label)))
+    m = m or min(len(v) for v in by_scan.values())
+    score = {g: expected_max([sc for sc, _ in v], m) for g, v in by_scan.items()}
+    label = {g: max(lbl for _, lbl in v) for g, v in by_scan.items()}
+    return score, label, m
 
 
 def model_input_spec(model) -> tuple[int, int, int]:
@@ -128,7 +208,7 @@ def report_from_scores(y, scores, rows=None, threshold: float = 0.5, bootstrap: 
     y, scores = np.asarray(y, int), np.asarray(scores, float)
     out = metrics_from_scores(y, scores, threshold)
     out["counts"] = {"real": int(np.sum(y == 0)), "fake": int(np.sum(y == 1))}
-    groups = [r["scan"] for r in rows] if rows else None
+    groups = np.array([r["scan"] for r in rows], dtype=object) if rows else None
     out.update(bootstrap_ci(y, scores, groups, threshold, bootstrap, seed))
     out["bootstrap_unit"] = "scan" if rows else "patch"
     if not rows:
@@ -141,21 +221,25 @@ def report_from_scores(y, scores, rows=None, threshold: float = 0.5, bootstrap: 
                  "accuracy": float(np.mean((scores[sel] >= threshold) == y[sel]))}
         if kind in ("FM", "FB") and (y == 0).any():
             both = sel | (y == 0)
-            entry["roc_auc_vs_authentic"] = float(roc_auc_score(y[both], scores[both]))
+            entry["roc_auc_vs_authentic"] = auc_with_ci(y[both], scores[both], groups[both], bootstrap, seed)
         out["per_kind"][str(kind)] = entry
     out["pairs"] = {}
     for fake, real in PAIRS:
-        a, b = kinds == fake, kinds == real
-        if a.any() and b.any():
-            out["pairs"][f"{fake}_vs_{real}"] = float(roc_auc_score(y[a | b], scores[a | b]))
-    by_scan = defaultdict(list)
-    for g, sc, label in zip(groups, scores, y):
-        by_scan[g].append((sc, label))
-    scan_y = np.array([max(lbl for _, lbl in v) for v in by_scan.values()])
-    scan_s = np.array([max(sc for sc, _ in v) for v in by_scan.values()])
-    out["scans"] = {"n": len(by_scan), "tampered": int(scan_y.sum())}
-    if len(np.unique(scan_y)) == 2:
-        out["scan_roc_auc"] = float(roc_auc_score(scan_y, scan_s))
+        sel = (kinds == fake) | (kinds == real)
+        if (kinds == fake).any() and (kinds == real).any():
+            out["pairs"][f"{fake}_vs_{real}"] = auc_with_ci(y[sel], scores[sel], groups[sel], bootstrap, seed)
+    resampled = np.array([str(r.get("resampled", "")) for r in rows], dtype=object)
+    auth = (y == 0) & np.isin(resampled, ["0", "1"])
+    if len(set(resampled[auth])) == 2:  # a detector of tampering should not tell these apart (AUC near 0.5)
+        out["resampled_vs_untouched_authentic"] = auc_with_ci(
+            (resampled[auth] == "1").astype(int), scores[auth], groups[auth], bootstrap, seed)
+    scan_s, scan_y, m = scan_scores(groups, scores, y)
+    keys = sorted(scan_s)
+    sy, ss = np.array([scan_y[k] for k in keys]), np.array([scan_s[k] for k in keys])
+    out["scans"] = {"n": len(keys), "tampered": int(sy.sum()), "patches_per_scan": m,
+                    "score": f"expected maximum of {m} patch scores"}
+    if len(np.unique(sy)) == 2:
+        out["scan_roc_auc"] = float(roc_auc_score(sy, ss))
     return out
 
 
@@ -184,10 +268,19 @@ def summary_row(name: str, metrics: dict) -> dict:
            "accuracy": f"{metrics['accuracy']:.3f} [{alo:.3f}, {ahi:.3f}]", "f1": f"{metrics['f1']:.3f}",
            "roc_auc": f"{metrics['roc_auc']:.3f} [{lo:.3f}, {hi:.3f}]"}
     pairs = metrics.get("pairs", {})
-    for pair, label in (("FM_vs_TM", "AUC FM vs TM"), ("FB_vs_control", "AUC FB vs control")):
+    for pair, label in (("FM_vs_control", "AUC FM vs control"), ("FB_vs_control", "AUC FB vs control"),
+                        ("FM_vs_TM", "AUC FM vs TM")):
         if pair in pairs:
-            row[label] = f"{pairs[pair]:.3f}"
+            row[label] = format_auc(pairs[pair])
     return row
+
+
+def format_auc(entry: dict) -> str:
+    """'0.912 [0.85, 0.96]', with the patch counts when a side holds fewer than MIN_SIDE patches."""
+    text = f"{entry['auc']:.3f} [{entry['ci'][0]:.2f}, {entry['ci'][1]:.2f}]"
+    if entry.get("small"):
+        text += f" (small: {entry['n_fake']} vs {entry['n_real']})"
+    return text
 
 
 def markdown_table(rows: list[dict]) -> str:
