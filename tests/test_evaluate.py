@@ -156,3 +156,25 @@ def test_pair_aucs_carry_intervals_and_mark_small_samples():
     assert fb["small"] and fb["n_fake"] == 8
     assert "resampled_vs_untouched_authentic" in out
     assert out["scans"]["patches_per_scan"] >= 1
+
+
+def _folder(tmp_path, sizes=(64, 64)):
+    for cls, value in (("real", 40), ("fake", 220)):
+        (tmp_path / cls).mkdir(parents=True, exist_ok=True)
+        for i, size in enumerate(sizes):
+            cv2.imwrite(str(tmp_path / cls / f"{i}.png"), np.full((size, size), value + i, np.uint8))
+    return tmp_path
+
+
+def test_mixed_patch_sizes_name_the_first_odd_file(tmp_path):
+    _folder(tmp_path, sizes=(64, 64, 48))
+    with pytest.raises(ValueError, match=r"2\.png: image is 48x48"):
+        evaluate_on_testset(_Constant(64), tmp_path, bootstrap=10)
+
+
+def test_partial_manifest_says_what_it_left_out(tmp_path):
+    _folder(tmp_path)
+    (tmp_path / "manifest.csv").write_text("path,split,label,kind,scan\nreal/0.png,test,0,TB,a\n")
+    with pytest.warns(UserWarning, match="covers 1 of 4 images"):
+        m = evaluate_on_testset(_Constant(64), tmp_path, bootstrap=10)
+    assert "pairs" in m["left_out"] and "pairs" not in m

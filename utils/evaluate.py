@@ -10,7 +10,7 @@ from scipy.special import gammaln
 from sklearn.metrics import (average_precision_score, confusion_matrix, f1_score, precision_score, recall_score,
                              roc_auc_score, roc_curve)
 
-from .data import list_split, read_image
+from .data import list_split, read_image, to_model_input
 from .patches import read_manifest
 
 
@@ -157,7 +157,10 @@ def model_input_spec(model) -> tuple[int, int, int]:
 
 
 def predict_files(model, files, batch_size: int = 256) -> np.ndarray:
-    """Fake probability per image file; images are converted to the model's size and channels."""
+    """Fake probability per image file; images are converted to the model's size and channels.
+
+    All files must have one size: the first file of another size is an error naming it.
+    """
     h, w, c = model_input_spec(model)
     first = read_image(files[0])
     if first.shape[:2] != (h, w) or c != 1:
@@ -166,8 +169,14 @@ def predict_files(model, files, batch_size: int = 256) -> np.ndarray:
                       stacklevel=3)
     scores, chunk = [], 16 * batch_size  # bounded memory; one predict call per chunk (no retracing)
     for i in range(0, len(files), chunk):
-        x = np.stack([read_image(p, (h, w), c) for p in files[i : i + chunk]])
-        scores.append(np.asarray(model.predict(x, batch_size=batch_size, verbose=0)).reshape(-1))
+        batch = []
+        for p in files[i : i + chunk]:
+            img = read_image(p)
+            if img.shape[:2] != first.shape[:2]:
+                raise ValueError(f"{p}: image is {img.shape[0]}x{img.shape[1]}, but {files[0]} is "
+                                 f"{first.shape[0]}x{first.shape[1]}: one folder must hold one patch size")
+            batch.append(to_model_input(img, (h, w), c))
+        scores.append(np.asarray(model.predict(np.stack(batch), batch_size=batch_size, verbose=0)).reshape(-1))
     return np.concatenate(scores)
 
 
@@ -186,21 +195,41 @@ def evaluate_on_testset(model, test_dir, threshold: float = 0.5, batch_size: int
     counts per class, 95% bootstrap intervals of ROC-AUC and accuracy (resampling scans when the manifest
     names them). When `manifest.csv` is found (in or beside test_dir), also per-kind figures (FM = injected,
     FB = removed; accuracy per kind, AUC against the authentic patches), AUCs of tampered vs authentic kind
-    pairs (FM vs TM, FB vs control, ...) and scan-level ROC-AUC (max score per scan).
+    pairs with intervals (FM vs control and FB vs control first: same slice, same history), AUC of resampled vs
+    untouched authentic patches (near 0.5 is right) and scan-level ROC-AUC (`scan_scores`). A manifest that
+    covers only some files leaves those figures out (listed in `left_out`, with a warning).
     """
     test_dir = Path(test_dir)
     files, y = list_split(test_dir)
     scores = predict_files(model, files, batch_size)
-    manifest = Path(manifest) if manifest else _find_manifest(test_dir)
-    info = {}
-    if manifest is not None:
-        for row in read_manifest(manifest):
-            info[(manifest.parent / row["path"]).resolve()] = row
-    rows = [info.get(Path(f).resolve()) for f in files]
-    out = report_from_scores(y, scores, rows if all(rows) else None, threshold, bootstrap, seed)
+    rows = manifest_rows(files, manifest or _find_manifest(test_dir))
+    out = report_from_scores(y, scores, rows, threshold, bootstrap, seed)
+    if rows is None and (manifest or _find_manifest(test_dir)):
+        out["left_out"] = PER_MANIFEST_FIGURES
     if return_scores:
-        out.update(scores=scores.tolist(), labels=y.tolist(), files=[str(f) for f in files])
+        out.update(scores=scores.tolist(), labels=y.tolist(), files=[str(f) for f in files],
+                   scans=[r["scan"] for r in rows] if rows else None)
     return out
+
+
+PER_MANIFEST_FIGURES = ["per_kind", "pairs", "scan_roc_auc", "resampled_vs_untouched_authentic",
+                        "bootstrap by scan (patches resampled instead)"]
+
+
+def manifest_rows(files, manifest) -> list[dict] | None:
+    """The manifest row of every file, or None (with a warning naming the figures left out) when the manifest
+    is absent or does not cover every file."""
+    if manifest is None:
+        return None
+    manifest = Path(manifest)
+    info = {(manifest.parent / row["path"]).resolve(): row for row in read_manifest(manifest)}
+    rows = [info.get(Path(f).resolve()) for f in files]
+    missing = [f for f, r in zip(files, rows) if r is None]
+    if missing:
+        warnings.warn(f"{manifest} covers {len(files) - len(missing)} of {len(files)} images (first missing: "
+                      f"{missing[0]}): left out {', '.join(PER_MANIFEST_FIGURES)}", stacklevel=3)
+        return None
+    return rows
 
 
 def report_from_scores(y, scores, rows=None, threshold: float = 0.5, bootstrap: int = 1000, seed: int = 0) -> dict:
