@@ -6,7 +6,8 @@ Same corpus, same scan-level split, several seeds (mean ± sd). Each detector an
 process (timings of several models in one process were wrong). Scored on the embedded test split and on the
 real development sample (data/ctgan/test, prepared from ../shared/data/ctgan-sample when missing), with
 false alarms on authentic CT of another scanner; also parameters, training time and images per second.
-Writes OUT/benchmark.md and OUT/benchmark.json. --quick: a tiny corpus, one epoch, one seed (for the tests).
+Writes OUT/benchmark.md and OUT/benchmark.json, with paired bootstrap differences of ROC-AUC
+(hybrid minus each other detector, same seed, scans resampled together). --quick: a tiny corpus, one epoch, one seed (for the tests).
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool) -> li
     import keras
 
     from utils.data import load_split
-    from utils.evaluate import evaluate_authentic, evaluate_on_testset, report_from_scores
+    from utils.evaluate import evaluate_authentic, evaluate_on_testset, manifest_rows, report_from_scores
     from utils.training import TrainConfig, fit_phase, load_training_data, run_training
 
     cfg = TrainConfig(data_dir=str(data), models_dir=str(work / f"{detector}_{seed}"), seed=seed)
@@ -59,10 +60,13 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool) -> li
                "train_images_per_s": round(train_ips, 1), "infer_images_per_s": round(_throughput(predict, x_test), 1)}
         for source, folder in _sources(data).items():
             if model is not None:
-                row[source] = evaluate_on_testset(model, folder, bootstrap=300)
+                row[source] = evaluate_on_testset(model, folder, bootstrap=300, return_scores=True)
             else:
-                xs, ys, _ = load_split(folder)
-                row[source] = report_from_scores(ys, predict(xs), None, bootstrap=300)
+                xs, ys, files = load_split(folder)
+                rows, scores = manifest_rows(files, folder.parent / "manifest.csv"), predict(xs)
+                row[source] = report_from_scores(ys, scores, rows, bootstrap=300)
+                row[source].update(scores=scores.tolist(), labels=ys.tolist(),
+                                   scans=[r["scan"] for r in rows] if rows else None)
         auth = data / "authentic"
         if model is not None and (auth / "manifest.csv").is_file():
             row["authentic_flag_rate"] = evaluate_authentic(model, auth)["flag_rate"]
@@ -98,7 +102,7 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool) -> li
         raise ValueError(f"unknown detector {detector!r}")
     for row in results:
         for source in _sources(data):
-            row[source] = {k: v for k, v in row[source].items() if k not in ("scores", "labels", "files")}
+            row[source].pop("files", None)
     return results
 
 
@@ -125,6 +129,37 @@ def summarize(rows: list[dict]) -> str:
         cells += [_fmt([r.get("authentic_flag_rate") for r in rs]), _fmt([r["train_seconds"] for r in rs], 0),
                   _fmt([r["train_images_per_s"] for r in rs], 0), _fmt([r["infer_images_per_s"] for r in rs], 0)]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_differences(rows: list[dict], n: int = 1000) -> list[dict]:
+    """ROC-AUC differences between detectors of the same seed on the same patches, with a paired bootstrap
+    over scans (`utils.evaluate.paired_bootstrap_auc_diff`): the hybrid against each other detector."""
+    from utils.evaluate import paired_bootstrap_auc_diff
+
+    out = []
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    sources = [s for s in ("synthetic", "real") if any(s in r for r in rows)]
+    for a in (m for m in models if m.startswith("hybrid")):
+        for b in (m for m in models if m != a):
+            for source in sources:
+                for seed in sorted({r["seed"] for r in rows}):
+                    ra = next((r for r in rows if r["model"] == a and r["seed"] == seed), None)
+                    rb = next((r for r in rows if r["model"] == b and r["seed"] == seed), None)
+                    if not ra or not rb or "scores" not in ra[source] or "scores" not in rb[source]:
+                        continue
+                    d = paired_bootstrap_auc_diff(ra[source]["labels"], ra[source]["scores"], rb[source]["scores"],
+                                                  ra[source].get("scans"), n=n, seed=seed)
+                    out.append({"a": a, "b": b, "source": source, "seed": seed, **d})
+    return out
+
+
+def paired_table(diffs: list[dict]) -> str:
+    lines = ["| comparison | data | seed | ROC-AUC difference [95% paired interval over scans] | share of resamples "
+             "where the first is not better |", "|---|---|---|---|---|"]
+    for d in diffs:
+        lines.append(f"| {d['a']} − {d['b']} | {d['source']} | {d['seed']} | {d['diff']:+.3f} "
+                     f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p_not_better']:.3f} |")
     return "\n".join(lines)
 
 
@@ -172,9 +207,11 @@ def main() -> None:
             rows += json.loads(run.stdout.strip().splitlines()[-1])
             print(f"done: {detector} seed {seed}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    md = summarize(rows)
+    diffs = paired_differences(rows)
+    md = summarize(rows) + "\n\nPaired differences (same seed, same patches, scans resampled together):\n\n" \
+        + paired_table(diffs)
     (out / "benchmark.md").write_text(md + "\n")
-    (out / "benchmark.json").write_text(json.dumps(rows, indent=1))
+    (out / "benchmark.json").write_text(json.dumps({"rows": rows, "paired": diffs}))
     print(md)
 
 

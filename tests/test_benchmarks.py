@@ -17,7 +17,10 @@ def test_compare_quick_writes_report(tmp_path):
     md = (tmp_path / "out" / "benchmark.md").read_text()
     for name in ("CNN", "hybrid CNN-ViT", "plain ViT (pixels)", "forensic features + gradient boosting"):
         assert f"| {name} |" in md
-    rows = json.loads((tmp_path / "out" / "benchmark.json").read_text())
+    assert "| hybrid CNN-ViT − CNN | synthetic | 0 |" in md
+    report = json.loads((tmp_path / "out" / "benchmark.json").read_text())
+    rows, paired = report["rows"], report["paired"]
+    assert {"diff", "ci", "p_not_better"} <= set(paired[0])
     assert {"model", "seed", "params", "train_seconds", "infer_images_per_s", "synthetic"} <= set(rows[0])
     assert {"accuracy", "f1", "roc_auc", "roc_auc_ci"} <= set(rows[0]["synthetic"])
 

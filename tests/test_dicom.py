@@ -57,3 +57,37 @@ def test_window_maps_lung_window_to_bytes():
     hu = np.array([-2048, -1000, -300, 400, 3000], np.float32)
     assert window(hu).tolist() == [0, 0, 128, 255, 255]
     assert abs(unwindow(window(np.float32(-300))) + 300) < 3
+
+
+def test_missing_instance_numbers_fall_back_to_position_order(tmp_path):
+    for i, z in enumerate([30.0, 10.0, 20.0]):
+        path = write_dicom(tmp_path / "s" / f"{i}.dcm", np.full((8, 8), z), instance=1, z=z)
+        import pydicom
+
+        ds = pydicom.dcmread(path)
+        del ds.InstanceNumber
+        ds.save_as(path)
+    with pytest.warns(UserWarning, match="InstanceNumber is missing or repeated"):
+        series = read_series(tmp_path / "s")
+    assert [(s.instance, s.z) for s in series] == [(1, 10.0), (2, 20.0), (3, 30.0)]
+
+
+def test_truncated_pixel_payload_names_the_file_and_is_skipped_when_asked(tmp_path):
+    import pydicom
+
+    for i in range(3):
+        write_dicom(tmp_path / "s" / f"{i}.dcm", np.zeros((8, 8)), instance=i + 1, z=float(i))
+    ds = pydicom.dcmread(tmp_path / "s" / "2.dcm")
+    ds.PixelData = ds.PixelData[:20]
+    ds.save_as(tmp_path / "s" / "2.dcm")
+    with pytest.raises(DicomError, match="2.dcm: unreadable pixel data"):
+        read_series(tmp_path / "s")
+    with pytest.warns(UserWarning, match="skipped 1"):
+        assert len(read_series(tmp_path / "s", skip_corrupt=True)) == 2
+
+
+def test_jpeg_lossless_series_decodes(shared_data):
+    series = read_series(shared_data / "authentic-ct" / "covid-ct-md" / "normal001")
+    assert len(series) == 20 and series[0].meta["kernel"] in ("D40s", "B41s")
+    lungs = series[10].hu[series[10].hu < -700]
+    assert lungs.size > 10000 and -950 < np.median(lungs) < -750

@@ -58,9 +58,16 @@ def read_slice(path: str | Path) -> CTSlice:
     path = Path(path)
     try:
         ds = pydicom.dcmread(path)
-        pixels = ds.pixel_array
     except (InvalidDicomError, AttributeError, OSError, ValueError, TypeError, KeyError) as err:
-        raise DicomError(f"{path}: not a readable DICOM image ({type(err).__name__}: {err})") from err
+        raise DicomError(f"{path}: not a readable DICOM file ({type(err).__name__}: {err})") from err
+    try:
+        pixels = ds.pixel_array
+    except Exception as err:  # noqa: BLE001 - pydicom raises many types for a bad or undecodable payload
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax is not None and syntax.is_compressed and "missing dependencies" in str(err):
+            raise DicomError(f"{path}: pixel data is compressed ({syntax.name}) and no decoder plugin is "
+                             "installed: pip install pylibjpeg pylibjpeg-libjpeg (or python-gdcm)") from err
+        raise DicomError(f"{path}: unreadable pixel data ({type(err).__name__}: {err})") from err
     if pixels.ndim != 2:
         raise DicomError(f"{path}: expected a single 2-D slice, got pixel data of shape {pixels.shape}")
     slope = float(_require(ds, "RescaleSlope", path))
@@ -123,4 +130,13 @@ def read_series(folder: str | Path, skip_corrupt: bool = False) -> list[CTSlice]
         slices.sort(key=lambda s: (s.z, s.instance))
     else:
         slices.sort(key=lambda s: s.instance)
+    numbers = [s.instance for s in slices]
+    if len(set(numbers)) < len(numbers) or 0 in numbers:
+        how = "ImagePositionPatient" if all(s.z is not None for s in slices) else "file name"
+        warnings.warn(f"{folder}: InstanceNumber is missing or repeated; slices are numbered 1..{len(slices)} "
+                      f"in {how} order instead", stacklevel=2)
+        if how == "file name":
+            slices.sort(key=lambda s: s.path)
+        for i, s in enumerate(slices, start=1):
+            s.instance = i
     return slices
