@@ -1,8 +1,8 @@
 """Where did the detector look? Attention rollout, gradient rollout, Grad-CAM, overlays, faithfulness scores.
 
-Importing the package registers the model's custom layers (through `utils`).
+Importing the package registers the model's custom layers (`utils.layers`).
 """
-import utils  # noqa: F401  (registers the custom Keras layers)
+import utils.layers  # noqa: F401  (registers the custom Keras layers)
 
 from .maps import AttentionRollout, GradCAM
 from .rollout import discard_lowest, fuse_heads, gradient_rollout, rollout

@@ -1,12 +1,14 @@
 """Reading explanations out of a trained hybrid model: attention rollout, gradient rollout and Grad-CAM."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from utils.architectures import FEATURES, encoder_blocks
 from utils.data import to_model_input
 
-from .rollout import HEAD_FUSIONS, gradient_rollout, grid_to_pixels, rollout, to_unit_range
+from .rollout import HEAD_FUSIONS, flat_maps, gradient_rollout, grid_to_pixels, rollout, to_unit_range
 
 
 def to_numpy(tensor) -> np.ndarray:
@@ -25,6 +27,12 @@ def _as_batch(image, size, channels):
     arr = np.asarray(image, np.float32)
     if arr.ndim not in (2, 3, 4):
         raise ValueError(f"expected an image (H, W), (H, W, C) or a batch (B, H, W, C), got shape {arr.shape}")
+    if arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"an array of shape {arr.shape} is not an image (H, W, C) with 1, 3 or 4 channels; "
+                         f"a batch of gray images goes in as (B, H, W, 1): use image[..., None]")
+    if arr.size and arr.max() > 1.0 + 1e-6:
+        raise ValueError(f"image values reach {arr.max():.4g}, but the model reads [0, 1]: divide 8-bit images "
+                         "by 255 (16-bit by 65535)")
     batched = arr.ndim == 4
     images = arr if batched else arr[None]
     original = images.shape[1:3]
@@ -94,13 +102,23 @@ class AttentionRollout:
         return (masks if batched else masks[0]), (scores if batched else scores[0])
 
     def to_masks(self, cls_maps: np.ndarray, size) -> np.ndarray:
-        """(B, T - 1) rolled-out maps -> (B, H, W) masks in [0, 1] at the image size."""
+        """(B, T - 1) rolled-out maps -> (B, H, W) masks in [0, 1] at the image size (flat maps: all ones)."""
         grid = np.asarray(cls_maps).reshape(len(cls_maps), *self.grid)
-        return to_unit_range(grid_to_pixels(to_unit_range(grid), tuple(size)))
+        return unit_masks(grid, size, "attention")
 
     def __call__(self, image) -> np.ndarray:
         """Mask in [0, 1]: (H, W) for an image given as (H, W) or (H, W, C); (B, H, W) for a batch (B, H, W, C)."""
         return self.explain(image)[0]
+
+
+def unit_masks(grid: np.ndarray, size, what: str) -> np.ndarray:
+    """(B, gh, gw) maps -> (B, H, W) in [0, 1]; a flat map is returned as all ones, with a warning, instead of
+    rounding error rescaled into a confident-looking heatmap."""
+    flat = flat_maps(grid)
+    if flat.any():
+        warnings.warn(f"{int(flat.sum())} of {len(grid)} {what} maps are flat (no variation beyond rounding): "
+                      "shown as uniform; the model's map does not single out any region", stacklevel=3)
+    return to_unit_range(grid_to_pixels(to_unit_range(grid), tuple(size)))
 
 
 def _require_tensorflow(what: str):
@@ -149,7 +167,7 @@ class GradCAM:
         grads = tape.gradient(target, features).numpy()
         weights = grads.mean(axis=(1, 2), keepdims=True)
         cam = np.maximum((weights * features.numpy()).sum(axis=-1), 0)
-        masks = to_unit_range(grid_to_pixels(to_unit_range(cam), tuple(original)))
+        masks = unit_masks(cam, original, "Grad-CAM")
         scores = score.numpy().reshape(-1)
         return (masks if batched else masks[0]), (scores if batched else scores[0])
 

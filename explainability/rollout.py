@@ -78,13 +78,24 @@ def gradient_rollout(attentions, gradients) -> np.ndarray:
     return joint[:, 0, 1:]
 
 
-def to_unit_range(maps: np.ndarray) -> np.ndarray:
-    """Rescale each map of a batch (B, ...) to [0, 1]; a constant map becomes all ones (uniform)."""
+FLAT_RTOL = 1e-4  # a map whose range is below this share of its magnitude is flat (float noise, not signal)
+
+
+def flat_maps(maps: np.ndarray, rtol: float = FLAT_RTOL) -> np.ndarray:
+    """(B,) True where a map of the batch (B, ...) is constant up to a relative tolerance: its max - min is at
+    most `rtol` x its largest magnitude. Rescaling such a map would blow rounding error up into a heatmap."""
+    flat = np.asarray(maps, np.float64).reshape(len(maps), -1)
+    lo, hi = flat.min(axis=1), flat.max(axis=1)
+    return (hi - lo) <= rtol * np.maximum(np.maximum(np.abs(hi), np.abs(lo)), 1e-300)
+
+
+def to_unit_range(maps: np.ndarray, rtol: float = FLAT_RTOL) -> np.ndarray:
+    """Rescale each map of a batch (B, ...) to [0, 1]; a flat map (`flat_maps`) becomes all ones (uniform)."""
     maps = np.asarray(maps, np.float64)
     flat = maps.reshape(len(maps), -1)
     lo, hi = flat.min(axis=1, keepdims=True), flat.max(axis=1, keepdims=True)
-    span = hi - lo
-    out = np.where(span > 1e-12, (flat - lo) / np.where(span > 1e-12, span, 1.0), 1.0)
+    keep = ~flat_maps(maps, rtol)[:, None]
+    out = np.where(keep, (flat - lo) / np.where(keep, hi - lo, 1.0), 1.0)
     return out.reshape(maps.shape)
 
 

@@ -9,7 +9,7 @@ from utils.patches import read_manifest
 def test_help_lists_subcommands():
     out = subprocess.run([sys.executable, "-m", "utils.cli", "--help"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0
-    for cmd in ("synth", "prepare-ctgan", "contact-sheet", "train", "evaluate", "explain", "scan"):
+    for cmd in ("synth", "prepare-ctgan", "contact-sheet", "train", "evaluate", "explain", "scan", "calibrate"):
         assert cmd in out.stdout
 
 
@@ -31,3 +31,60 @@ def test_backgrounds_from_real_ct(shared_data, tmp_path):
                  "--variants", "2"]) == 0
     rows = read_manifest(tmp_path / "manifest.csv")
     assert sum(r["label"] == "1" for r in rows) >= 36 and sum(r["label"] == "0" for r in rows) >= 36
+
+
+def _cli(*args, env=None):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "utils.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, **(env or {})))
+
+
+def _one_line_error(run, *names):
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = [ln for ln in run.stderr.strip().splitlines() if ln.startswith("error:")]
+    assert lines and "Traceback" not in run.stderr, run.stderr[-2000:]
+    for name in names:
+        assert name in lines[-1], lines[-1]
+
+
+def test_corrupt_model_file_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    png = tmp_path / "p.png"
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(png), np.zeros((64, 64), np.uint8))
+    _one_line_error(_cli("explain", str(png), "--model", str(bad)), "broken.keras")
+    _one_line_error(_cli("evaluate", str(bad), str(tmp_path)), "broken.keras")
+
+
+def test_unwritable_out_and_wrong_backend_are_one_line_errors(tmp_path):
+    import cv2
+    import numpy as np
+
+    import keras
+    from tests.conftest import TINY_MODEL
+    from utils.architectures import build_cnn, build_hybrid_vit
+
+    model = build_hybrid_vit(build_cnn((64, 64, 1), TINY_MODEL["filters"]), TINY_MODEL["dim"], 1, 2, 32)
+    model.save(tmp_path / "m.keras")
+    png = tmp_path / "p.png"
+    cv2.imwrite(str(png), np.zeros((64, 64), np.uint8))
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    _one_line_error(_cli("explain", str(png), "--model", str(tmp_path / "m.keras"), "--out",
+                         str(blocker / "e.png")), "file")
+    if keras.backend.backend() == "tensorflow":
+        _one_line_error(_cli("explain", str(png), "--model", str(tmp_path / "m.keras"), "--out",
+                             str(tmp_path / "e.png"), env={"KERAS_BACKEND": "jax"}), "KERAS_BACKEND=tensorflow")
+
+
+def test_relative_scan_needs_its_own_threshold(tmp_path):
+    from tests.conftest import TINY_MODEL
+    from utils.architectures import build_cnn
+
+    build_cnn((64, 64, 1), TINY_MODEL["filters"]).save(tmp_path / "m.keras")
+    _one_line_error(_cli("scan", str(tmp_path), "--relative", "--model", str(tmp_path / "m.keras")),
+                    "no stored relative operating point", "calibrate")

@@ -41,6 +41,10 @@ def test_bad_arguments(hybrid):
         AttentionRollout(build_cnn((64, 64, 1), TINY_MODEL["filters"]))
     with pytest.raises(ValueError, match="method"):
         AttentionRollout(hybrid).explain(np.zeros((64, 64)), method="lime")
+    with pytest.raises(ValueError, match=r"\(B, H, W, 1\)"):  # a gray batch (B, H, W) is not one W-channel image
+        AttentionRollout(hybrid)(np.zeros((5, 64, 64)))
+    with pytest.raises(ValueError, match="divide 8-bit images by 255"):
+        AttentionRollout(hybrid)(np.full((64, 64), 200.0))
 
 
 def test_gradient_rollout_differs_when_attention_ignores_the_input(hybrid):
@@ -51,8 +55,9 @@ def test_gradient_rollout_differs_when_attention_ignores_the_input(hybrid):
             dense.set_weights([np.zeros_like(w) for w in dense.get_weights()])  # uniform attention
     img = np.random.default_rng(3).uniform(size=(64, 64)).astype(np.float32)
     rollout = AttentionRollout(model, discard_ratio=0.0)
-    plain, _ = rollout.explain(img)
-    assert np.allclose(plain, plain.flat[0])  # input-independent attention: a flat map
+    with pytest.warns(UserWarning, match="flat"):
+        plain, _ = rollout.explain(img)
+    assert np.all(plain == 1.0)  # input-independent attention: uniform, not rounding error rescaled
     grad, _ = rollout.explain(img, method="gradient")
     assert grad.std() > 0.05
 

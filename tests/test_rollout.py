@@ -90,3 +90,14 @@ def test_grid_to_pixels_keeps_cell_centres():
     px = grid_to_pixels(grid, (64, 64))[0]
     y, x = np.unravel_index(np.argmax(px), px.shape)
     assert abs(y - (2 * 8 + 3.5)) <= 0.5 and abs(x - (5 * 8 + 3.5)) <= 0.5
+
+
+def test_rounding_noise_is_flat_not_a_heatmap():
+    from explainability.rollout import flat_maps
+
+    rng = np.random.default_rng(0)
+    noisy = 1.0 / 64 + rng.normal(0, 1e-9, (3, 8, 8))  # uniform attention up to float noise
+    assert flat_maps(noisy).all() and np.all(to_unit_range(noisy) == 1.0)
+    real = noisy.copy()
+    real[:, 3, 4] += 0.01
+    assert not flat_maps(real).any() and to_unit_range(real)[0, 3, 4] == 1.0

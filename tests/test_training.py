@@ -69,3 +69,32 @@ def test_cli_evaluate_json(trained, tiny_corpus):
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = json.loads(run.stdout.strip().splitlines()[-1])
     assert {"accuracy", "roc_auc", "f1", "confusion_matrix", "roc_auc_ci"} <= set(metrics)
+
+
+def test_operating_point_is_chosen_on_validation_authentic_patches(trained, tiny_corpus):
+    from utils.data import load_split
+    from utils.operating_point import load_operating_point, stored_threshold, threshold_at_false_alarm_rate
+
+    result, models = trained
+    point = load_operating_point(models / "deepfake_detection_model.keras")["patch"]
+    assert point == load_operating_point(models / "deepfake_detection_model.h5")["patch"]  # one sidecar, both files
+    x, y, _ = load_split(tiny_corpus / "val")
+    scores = result["hybrid"].predict(x[y == 0], verbose=0).ravel()
+    assert np.mean(scores >= point["threshold"]) <= 0.05
+    assert point["thresholds"]["0.01"] >= point["thresholds"]["0.05"]
+    assert stored_threshold(models / "deepfake_detection_model.keras")[0] == point["threshold"]
+    s = np.array([0.1, 0.2, 0.3, 0.9, 0.9])
+    assert np.mean(s >= threshold_at_false_alarm_rate(s, 0.2)) <= 0.2  # ties at the top are not split
+    assert np.mean(s >= threshold_at_false_alarm_rate(s, 0.4)) == 0.4
+
+
+def test_cli_calibrate_stores_a_relative_threshold(trained, tiny_corpus):
+    from utils.operating_point import load_operating_point
+
+    _, models = trained
+    run = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model",
+                          str(models / "cnn_model.keras"), "--data", str(tiny_corpus), "--stride", "32"], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    point = load_operating_point(models / "cnn_model.keras")
+    assert {"patch", "relative"} <= set(point) and point["relative"]["n_authentic"] >= 1

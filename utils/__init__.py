@@ -1,12 +1,15 @@
 """Detection of CT-GAN-style tampering in lung CT.
 
-Importing the package registers the model's custom Keras layers (so saved models load with safe_mode on).
-Heavy modules (Keras, TensorFlow) load only when a model-related name is first used.
+Importing the package is light: data-only work (corpus generation, DICOM, patches) never loads Keras or
+TensorFlow. The model's custom Keras layers register when a model module is imported (`utils.layers`,
+`utils.architectures`, `utils.evaluate`, `utils.training`, `utils.scan`, `explainability`), or at once if Keras is
+already loaded when `utils` is imported, so saved models load with safe_mode on.
 """
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of notebooks
 
@@ -28,12 +31,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'utils' has no attribute {name!r}")
 
 
-def _register_layers() -> None:
-    """Register the custom layers if Keras is importable (it is for every model task)."""
-    try:
-        importlib.import_module(".layers", __name__)
-    except ImportError:  # data-only use without Keras installed
-        pass
-
-
-_register_layers()
+if "keras" in sys.modules:  # Keras is loaded anyway: register the custom layers now (cheap)
+    importlib.import_module(".layers", __name__)

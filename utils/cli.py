@@ -1,10 +1,12 @@
-"""Command line: `python -m utils.cli {synth,prepare-ctgan,contact-sheet,train,evaluate,explain,scan} --help`."""
+"""Command line: `python -m utils.cli {synth,prepare-ctgan,contact-sheet,train,evaluate,explain,scan,calibrate} --help`."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 
 def _synth(args) -> int:
@@ -59,13 +61,30 @@ def _train(args) -> int:
     return 0
 
 
-def _evaluate(args) -> int:
+def _load_model(path):
+    """A saved Keras model, or a one-line error naming the file."""
     import keras
 
-    from .evaluate import evaluate_on_testset
+    from . import layers  # noqa: F401  (registers the custom layers for safe_mode loading)
 
-    model = keras.models.load_model(args.model, compile=False)
-    metrics = evaluate_on_testset(model, args.test_dir, threshold=args.threshold, bootstrap=args.bootstrap)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file (train one with `python -m utils.cli train`)")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as err:  # noqa: BLE001 - Keras raises many types for a corrupt or foreign file
+        raise ValueError(f"{path}: not a loadable Keras model ({type(err).__name__}: {str(err)[:200]})") from err
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate_on_testset
+    from .operating_point import stored_threshold
+
+    model = _load_model(args.model)
+    threshold, source = (args.threshold, "--threshold") if args.threshold is not None else \
+        stored_threshold(args.model, "patch")
+    metrics = evaluate_on_testset(model, args.test_dir, threshold=threshold, bootstrap=args.bootstrap)
+    metrics["threshold_source"] = source
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -75,7 +94,6 @@ def _evaluate(args) -> int:
 
 
 def _explain(args) -> int:
-    import keras
     import numpy as np
 
     from explainability.figures import compute_maps
@@ -83,7 +101,7 @@ def _explain(args) -> int:
 
     from .data import read_image
 
-    model = keras.models.load_model(args.model, compile=False)
+    model = _load_model(args.model)
     size = tuple(int(v) for v in model.inputs[0].shape[1:3])
     images = np.stack([read_image(p, size) for p in args.images])
     maps, scores = compute_maps(model, images)
@@ -96,12 +114,18 @@ def _explain(args) -> int:
 
 
 def _scan(args) -> int:
-    import keras
-
+    from .operating_point import stored_threshold
     from .scan import draw, scan_series
 
-    model = keras.models.load_model(args.model, compile=False)
-    result = scan_series(model, args.path, stride=args.stride, threshold=args.threshold, top_k=args.top_k,
+    if args.threshold is not None:
+        threshold, source = args.threshold, "--threshold"
+    elif args.relative:  # a contrast is not a probability: it needs its own threshold
+        threshold, source = stored_threshold(args.model, "relative", default=None)
+    else:
+        threshold, source = stored_threshold(args.model, "patch")
+    model = _load_model(args.model)
+    args.threshold = threshold
+    result = scan_series(model, args.path, stride=args.stride, threshold=threshold, top_k=args.top_k,
                          progress=not args.json, relative=args.relative)
     out = Path(args.out)
     best = sorted({loc.slice for loc in result.locations}, key=lambda s: -result.slices[s].locations[0].score)
@@ -110,13 +134,32 @@ def _scan(args) -> int:
     if args.json:
         print(json.dumps(result.as_json()))
         return 0
-    print(f"verdict: {result.verdict} (score {result.score:.3f}, threshold {args.threshold})")
+    print(f"verdict: {result.verdict} (score {result.score:.3f}, threshold {threshold:.3f}: {source})")
     for rank, loc in enumerate(result.locations, start=1):
         print(f"  {rank}. slice {loc.slice}  x {loc.x}  y {loc.y}  score {loc.score:.3f}")
     for msg in result.skipped:
         print(f"  skipped: {msg}")
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def _calibrate(args) -> int:
+    from .data import load_split
+    from .operating_point import operating_point, save_operating_point
+    from .scan import relative_scores, validation_authentic_slices
+
+    model = _load_model(args.model)
+    x, y, _ = load_split(Path(args.data) / "val", int(model.inputs[0].shape[1]))
+    scores = np.asarray(model.predict(x[y == 0], batch_size=256, verbose=0)).ravel()
+    patch = operating_point(scores, f"{len(scores)} validation authentic patches of {args.data}", args.rate)
+    print(f"patch threshold {patch['threshold']:.4f} ({args.rate:.0%} of {len(scores)} validation authentic "
+          f"patches flagged); wrote {save_operating_point(args.model, 'patch', patch)}")
+    slices = validation_authentic_slices(args.data)
+    contrast = relative_scores(model, slices, stride=args.stride)
+    rel = operating_point(contrast, f"{len(contrast)} validation authentic slices of {args.data}", args.rate)
+    print(f"relative threshold {rel['threshold']:.4f} ({args.rate:.0%} of {len(contrast)} validation authentic "
+          f"slices flagged); wrote {save_operating_point(args.model, 'relative', rel)}")
     return 0
 
 
@@ -182,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "bootstrap intervals; per kind and per scan when a manifest is found.")
     p.add_argument("model", help="a .keras or .h5 model")
     p.add_argument("test_dir", help="split folder holding real/ and fake/")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=float,
+                   help="decision threshold (default: the model's stored operating point, else 0.5)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_evaluate)
@@ -201,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="a .dcm file or a folder holding one series")
     p.add_argument("--model", default="models/deepfake_detection_model.keras")
     p.add_argument("--stride", type=int, default=16, help="grid step in pixels (default 16)")
-    p.add_argument("--threshold", type=float, default=0.5, help="score above which the verdict is 'tampered'")
+    p.add_argument("--threshold", type=float,
+                   help="score at or above which the verdict is 'tampered' (default: the model's stored operating "
+                   "point; with --relative its stored relative threshold, see `calibrate`)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--relative", action="store_true",
                    help="verdict from the best slice's contrast (top score minus the slice's median score)")
@@ -209,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures", type=int, default=3, help="PNGs of the best slices to write (0: none)")
     p.add_argument("--json", action="store_true", help="one JSON object: verdict, score, locations")
     p.set_defaults(func=_scan)
+
+    p = sub.add_parser("calibrate", help="choose and store a model's operating points on validation data",
+                       description="Choose the patch threshold on the validation split's authentic patches and "
+                       "the relative (slice-contrast) threshold of `scan --relative` on the validation split's "
+                       "authentic slices (regenerated from corpus.json), at a stated false-alarm rate; store both "
+                       "beside the model as NAME.operating_point.json.")
+    p.add_argument("--model", default="models/deepfake_detection_model.keras")
+    p.add_argument("--data", default="data", help="the synthetic corpus the model was trained on (default: data)")
+    p.add_argument("--rate", type=float, default=0.05, help="false-alarm rate on authentic data (default 0.05)")
+    p.add_argument("--stride", type=int, default=16)
+    p.set_defaults(func=_calibrate)
     return parser
 
 
@@ -217,7 +274,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError, NotImplementedError) as err:  # DicomError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
 

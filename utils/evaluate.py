@@ -10,6 +10,7 @@ from scipy.special import gammaln
 from sklearn.metrics import (average_precision_score, confusion_matrix, f1_score, precision_score, recall_score,
                              roc_auc_score, roc_curve)
 
+from . import layers  # noqa: F401  (registers the custom layers: models load with safe_mode)
 from .data import list_split, read_image, to_model_input
 from .patches import read_manifest
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import layers  # noqa: F401  (registers the custom layers: models load with safe_mode)
 from .dicom import CTSlice, read_series, read_slice, window
 from .lungmask import lung_mask
 from .patches import crop_hu
@@ -159,6 +160,46 @@ def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: in
     locations = merge_locations(points, top_k=top_k)
     score = results[locations[0].slice].contrast() if relative else locations[0].score
     return SeriesResult("tampered" if score >= threshold else "authentic", score, locations, results, skipped)
+
+
+def validation_authentic_slices(corpus_dir) -> list[CTSlice]:
+    """The slices of the validation split's authentic (TB/TM) scans of a synthetic corpus, regenerated from its
+    corpus.json (the corpus is reproducible from its seed, so no slice needs to be stored)."""
+    import json
+
+    from .patches import read_manifest
+    from .synthetic import CorpusConfig, synthetic_scan
+
+    corpus_dir = Path(corpus_dir)
+    if not (corpus_dir / "corpus.json").is_file():
+        raise FileNotFoundError(f"{corpus_dir / 'corpus.json'}: not found (calibration regenerates the validation "
+                                "scans of a synthetic corpus; for other data pass authentic series)")
+    raw = json.loads((corpus_dir / "corpus.json").read_text())
+    cfg = CorpusConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()
+                          if k in CorpusConfig.__dataclass_fields__})
+    val = sorted({r["scan"] for r in read_manifest(corpus_dir / "manifest.csv")
+                  if r["split"] == "val" and r["scan"].startswith("SYN-")})
+    slices = []
+    for key in val:
+        scan = synthetic_scan(int(key.split("-")[1]), cfg)
+        if scan.kind in ("TB", "TM"):
+            slices += [scan.slice(i) for i in sorted(scan.slices)]
+    if not slices:
+        raise ValueError(f"{corpus_dir}: its validation split holds no authentic synthetic scan")
+    return slices
+
+
+def relative_scores(model, slices, stride: int = 16, progress: bool = True) -> np.ndarray:
+    """The slice contrast (`SliceResult.contrast`) of every slice with lungs."""
+    from tqdm.auto import tqdm
+
+    out = []
+    for sl in tqdm(slices, desc="calibration slices", unit="slice", disable=not progress):
+        try:
+            out.append(scan_slice(model, sl, stride=stride).contrast())
+        except ValueError:
+            continue
+    return np.asarray(out)
 
 
 def draw(hu: np.ndarray, result: SliceResult, path, alpha: float = 0.45) -> Path:

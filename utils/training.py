@@ -1,7 +1,8 @@
 """Training: phase 1 CNN from scratch, phase 2a transformer on the frozen CNN, phase 2b end-to-end fine-tuning.
 
 Model selection uses the validation split only (best validation AUC per phase). Saves `.keras` then `.h5`
-(saving `.h5` strips the optimizer from the model in place, so the native file is written first).
+(saving `.h5` strips the optimizer from the model in place, so the native file is written first), and beside
+them the operating point chosen on validation authentic patches (`NAME.operating_point.json`).
 """
 from __future__ import annotations
 
@@ -165,6 +166,18 @@ def save_model(model, models_dir, stem) -> dict:
     return {"keras": str(native), "h5": str(legacy)}
 
 
+def store_patch_operating_point(model, val, paths: dict) -> dict:
+    """Choose the patch threshold on the validation split's authentic patches (1% and 5% false alarms; 5% is
+    the stored default) and write it beside the saved model (`utils.operating_point`)."""
+    from .operating_point import operating_point, save_operating_point
+
+    xv, yv = val
+    scores = np.asarray(model.predict(xv[yv == 0], batch_size=256, verbose=0)).ravel()
+    point = operating_point(scores, f"{len(scores)} validation authentic patches")
+    save_operating_point(paths["keras"], "patch", point)
+    return point
+
+
 def load_training_data(cfg: TrainConfig):
     data = {}
     for split in ("train", "val"):
@@ -194,6 +207,7 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
         histories["cnn"] = fit_phase(cnn, data["train"], data["val"], cfg.cnn_epochs, cfg.cnn_lr, cfg, "cnn",
                                      verbose)
         paths["cnn"] = save_model(cnn, models_dir, "cnn_model")
+        store_patch_operating_point(cnn, data["val"], paths["cnn"])
     else:
         cnn = keras.models.load_model(models_dir / "cnn_model.keras")
     result = {"cnn": cnn}
@@ -212,6 +226,7 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
         else:
             compile_model(hybrid, cfg.finetune_lr, cfg.weight_decay)
         paths["hybrid"] = save_model(hybrid, models_dir, "deepfake_detection_model")
+        store_patch_operating_point(hybrid, data["val"], paths["hybrid"])
         result["hybrid"] = hybrid
     for name, hist in histories.items():
         (models_dir / f"history_{name}.json").write_text(json.dumps(hist, indent=1) + "\n")

@@ -1,0 +1,74 @@
+"""Operating points: decision thresholds chosen on validation authentic data, stored beside the model.
+
+A model file `models/NAME.keras` (or `.h5`) has its thresholds in `models/NAME.operating_point.json`:
+
+    {"patch": {"threshold": 0.83, "false_alarm_rate": 0.05, "thresholds": {"0.01": ..., "0.05": ...},
+               "n_authentic": 612, "chosen_on": "..."},
+     "relative": {...}}
+
+`patch` is for one patch score (`evaluate`, the notebook); `relative` for the slice contrast of
+`scan --relative` (top window score minus the slice's median), chosen on validation authentic slices.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_RATE = 0.05
+RATES = (0.01, 0.05)
+
+
+def sidecar_path(model_path) -> Path:
+    return Path(model_path).with_suffix(".operating_point.json")
+
+
+def threshold_at_false_alarm_rate(authentic_scores, rate: float = DEFAULT_RATE) -> float:
+    """The lowest threshold at which at most `rate` of these authentic scores are flagged (score >= threshold)."""
+    s = np.sort(np.asarray(authentic_scores, np.float32))[::-1]  # float32: the step above is exact in both widths
+    if s.size == 0:
+        raise ValueError("no authentic scores to choose a threshold on")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"false-alarm rate must lie in [0, 1), got {rate}")
+    k = int(np.floor(rate * s.size))  # at most k flagged: the threshold sits just above the (k+1)-th highest
+    return float(np.nextafter(s[k], np.float32(np.inf)))
+
+
+def operating_point(authentic_scores, chosen_on: str, rate: float = DEFAULT_RATE) -> dict:
+    """Thresholds at 1% and 5% (and `rate`) false alarms on these authentic scores."""
+    thresholds = {f"{r:g}": threshold_at_false_alarm_rate(authentic_scores, r) for r in sorted({*RATES, rate})}
+    return {"threshold": thresholds[f"{rate:g}"], "false_alarm_rate": rate, "thresholds": thresholds,
+            "n_authentic": int(np.size(authentic_scores)), "chosen_on": chosen_on}
+
+
+def save_operating_point(model_path, kind: str, point: dict) -> Path:
+    """Store `point` under `kind` ('patch' or 'relative') in the model's sidecar, keeping the other kind."""
+    path = sidecar_path(model_path)
+    stored = load_operating_point(model_path)
+    stored[kind] = point
+    path.write_text(json.dumps(stored, indent=1) + "\n")
+    return path
+
+
+def load_operating_point(model_path) -> dict:
+    """The model's stored operating points ({} when none was stored)."""
+    path = sidecar_path(model_path)
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not a valid operating-point file ({err})") from err
+
+
+def stored_threshold(model_path, kind: str = "patch", default: float | None = 0.5) -> tuple[float, str]:
+    """(threshold, where it came from) for a saved model: its stored operating point, else `default`."""
+    point = load_operating_point(model_path).get(kind) if model_path else None
+    if point:
+        return float(point["threshold"]), (f"{kind} operating point of {Path(model_path).name} "
+                                           f"({point['false_alarm_rate']:.0%} false alarms on {point['chosen_on']})")
+    if default is None:
+        raise ValueError(f"{model_path}: no stored {kind} operating point ({sidecar_path(model_path).name}); "
+                         "run `python -m utils.cli calibrate` or pass --threshold")
+    return float(default), f"default {default} (no operating point stored beside the model)"
