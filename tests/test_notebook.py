@@ -15,7 +15,7 @@ def test_notebook_quick_mode(tmp_path, monkeypatch):
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
     reports = tmp_path / "reports"
     for name in ("contact_sheet.png", "training_curves.png", "results.md", "confusion_matrix.png", "roc_pr.png",
-                 "explanations.png"):
+                 "explanations.png", "timings.md"):
         assert (reports / name).is_file(), name
     assert (tmp_path / "models" / "deepfake_detection_model.h5").is_file()
     assert "hybrid CNN-ViT" in (reports / "results.md").read_text()

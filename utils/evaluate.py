@@ -287,6 +287,9 @@ def evaluate_authentic(model, corpus_dir, threshold: float = 0.5, batch_size: in
     for kind in sorted(set(kinds)):
         sel = kinds == kind
         out["per_kind"][str(kind)] = {"n": int(sel.sum()), "flag_rate": float(np.mean(scores[sel] >= threshold))}
+    series = np.array([r["scan"] for r in rows], dtype=object)
+    out["per_series"] = {str(k): {"n": int((series == k).sum()), "flag_rate": float(np.mean(scores[series == k] >= threshold))}
+                         for k in sorted(set(series))}
     return out
 
 
@@ -302,6 +305,8 @@ def summary_row(name: str, metrics: dict) -> dict:
                         ("FM_vs_TM", "AUC FM vs TM")):
         if pair in pairs:
             row[label] = format_auc(pairs[pair])
+    if "resampled_vs_untouched_authentic" in metrics:
+        row["AUC resampled vs untouched authentic"] = format_auc(metrics["resampled_vs_untouched_authentic"])
     return row
 
 
