@@ -146,7 +146,7 @@ def test_paired_difference_is_tighter_than_separate_intervals():
 
 def test_pair_aucs_carry_intervals_and_mark_small_samples():
     rng = np.random.default_rng(6)
-    kinds = ["FM"] * 30 + ["FB"] * 8 + ["control"] * 38 + ["TB"] * 30
+    kinds = ["FM"] * 30 + ["FB"] * 8 + ["control"] * 38 + ["TB"] * 30  # TB: random lung, resampled or not
     y = np.array([1] * 38 + [0] * 68)
     s = rng.uniform(size=106) + 0.5 * y
     rows = [{"scan": f"s{i // 4}", "kind": k, "resampled": str(i % 2)} for i, k in enumerate(kinds)]

@@ -259,7 +259,7 @@ def report_from_scores(y, scores, rows=None, threshold: float = 0.5, bootstrap: 
         if (kinds == fake).any() and (kinds == real).any():
             out["pairs"][f"{fake}_vs_{real}"] = auc_with_ci(y[sel], scores[sel], groups[sel], bootstrap, seed)
     resampled = np.array([str(r.get("resampled", "")) for r in rows], dtype=object)
-    auth = (y == 0) & np.isin(resampled, ["0", "1"])
+    auth = (kinds == "TB") & np.isin(resampled, ["0", "1"])  # random lung points of authentic scans, both kinds
     if len(set(resampled[auth])) == 2:  # a detector of tampering should not tell these apart (AUC near 0.5)
         out["resampled_vs_untouched_authentic"] = auc_with_ci(
             (resampled[auth] == "1").astype(int), scores[auth], groups[auth], bootstrap, seed)
