@@ -122,3 +122,13 @@ def test_authentic_scans_are_resampled_as_often_as_configured():
     assert all(synthetic_scan(i, cfg).resampled for i in (0, 1))  # tampered scans: always
     never = CorpusConfig(**dict(TINY, resample_authentic=0.0))
     assert not synthetic_scan(7, never).resampled
+
+
+def test_crop_matches_padding_the_whole_slice_inside_and_at_the_border():
+    from utils.patches import crop_hu
+
+    hu = np.random.default_rng(0).normal(size=(100, 120)).astype(np.float32)
+    padded = np.pad(hu, 200, constant_values=-1000.0)  # the old way: pad the whole slice, then cut
+    for x, y in ((60, 50), (0, 0), (119, 99), (10, 90), (-40, 50), (200, 150), (32, 32), (88, 68)):
+        np.testing.assert_array_equal(crop_hu(hu, x, y), padded[y + 168 : y + 232, x + 168 : x + 232])
+    assert np.shares_memory(crop_hu(hu, 60, 50), hu)  # no copy of the slice for an inner crop

@@ -49,10 +49,18 @@ class Patch:
 
 
 def crop_hu(hu: np.ndarray, x: int, y: int, size: int = PATCH_SIZE) -> np.ndarray:
-    """size x size HU crop centred on (x, y) (column, row); outside the slice counts as air."""
+    """size x size HU crop centred on (x, y) (column, row), rows y - size/2 .. y + size/2 - 1; outside the slice
+    counts as air. A view of the slice when the crop lies inside it; only a crop at the border is copied."""
     half = size // 2
-    padded = np.pad(hu, half, mode="constant", constant_values=-1000.0)
-    return padded[y : y + size, x : x + size]
+    y0, x0 = int(y) - half, int(x) - half
+    h, w = hu.shape
+    if 0 <= y0 and y0 + size <= h and 0 <= x0 and x0 + size <= w:
+        return hu[y0 : y0 + size, x0 : x0 + size]
+    out = np.full((size, size), -1000.0, dtype=hu.dtype)
+    ys, xs = slice(max(y0, 0), min(y0 + size, h)), slice(max(x0, 0), min(x0 + size, w))
+    if ys.start < ys.stop and xs.start < xs.stop:
+        out[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = hu[ys, xs]
+    return out
 
 
 def soft_tissue_share(hu_patch: np.ndarray) -> float:
