@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tamper these authentic DICOM slices/series (or a CT-GAN data set's untouched parts) "
                    "instead of synthetic anatomy")
     p.add_argument("--scans", type=int, default=80, help="synthetic scans (default 80)")
-    p.add_argument("--slices", type=int, default=10, help="slices per synthetic scan (default 10)")
+    p.add_argument("--slices", type=int, default=14, help="slices per synthetic scan (default 14)")
     p.add_argument("--variants", type=int, default=4, help="tampered copies per background slice (default 4)")
     p.add_argument("--difficulty", type=float, default=0.5, help="0..1; 0.5 = CT-GAN's touch-up settings")
     p.add_argument("--seed", type=int, default=0)

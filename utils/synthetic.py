@@ -44,8 +44,8 @@ class CorpusConfig:
     """
 
     n_scans: int = 80
-    slices_per_scan: int = 10
-    tampers_per_slice: int = 5
+    slices_per_scan: int = 14
+    tampers_per_slice: int = 3
     random_per_slice: int = 3
     difficulty: float = 0.5
     seed: int = 0
