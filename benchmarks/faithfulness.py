@@ -17,7 +17,7 @@ from pathlib import Path
 
 import keras
 
-import utils  # noqa: F401  (registers the custom layers)
+import utils.layers  # noqa: F401  (registers the custom layers)
 from explainability.figures import faithfulness
 from utils.evaluate import markdown_table
 
