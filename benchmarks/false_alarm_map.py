@@ -1,0 +1,130 @@
+"""Why is authentic CT flagged? Flag rates of a trained model as scanner properties of authentic slices change.
+
+    python -m benchmarks.false_alarm_map [--model models/deepfake_detection_model.keras] [--per-slice 4]
+
+Authentic slices of scanners never used in training (`../shared/data/authentic-ct`: COVID-CT-MD, the TCIA
+Lung-PET-CT-Dx B40f series, the LIDC slice) are changed one property at a time on the whole HU slice, as a
+scanner or a hospital's processing would change them, and the same random lung points are cut after each
+change (`patches.crop_hu`, the training window). Printed per setting: the share of patches flagged at the
+model's stored operating point and at 0.5, and the mean score. A property whose range lifts the flag rate is a
+cue the model reads that is not tampering: the training data must cover that range in both classes.
+
+Properties: reconstruction kernel (softer: Gaussian blur; sharper: unsharp mask), added scanner noise (ramp-
+spectrum correlated noise, `anatomy.correlated_noise`), CT-GAN's 1 mm resampling round trip, an HU offset.
+Slice thickness is not swept: the authentic series here are not contiguous slices.
+Writes reports/false_alarm_map.md and .json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def settings() -> dict:
+    """name -> function (hu, spacing, rng) -> hu of the same shape."""
+    from utils.anatomy import blur, correlated_noise
+    from utils.tamper import resample_roundtrip
+
+    def keep_padding(fn):
+        def apply(hu, spacing, rng):
+            out = fn(hu, spacing, rng)
+            return np.where(hu <= -1500, hu, np.rint(np.clip(out, -1024, 3071))).astype(np.float32)
+        return apply
+
+    out = {"as stored": lambda hu, spacing, rng: hu}
+    for sigma in (0.5, 1.0, 1.5):
+        out[f"softer kernel: blur {sigma} px"] = keep_padding(lambda hu, sp, rng, s=sigma: blur(hu, s))
+    for amount in (0.5, 1.0, 2.0):
+        out[f"sharper kernel: unsharp x{amount}"] = keep_padding(
+            lambda hu, sp, rng, a=amount: hu + a * (hu - blur(hu, 1.0)))
+    for sigma in (10, 20, 40):
+        out[f"added noise {sigma} HU (sharp spectrum)"] = keep_padding(
+            lambda hu, sp, rng, s=sigma: hu + correlated_noise(rng, hu.shape, s, 0.9))
+        out[f"added noise {sigma} HU (soft spectrum)"] = keep_padding(
+            lambda hu, sp, rng, s=sigma: hu + correlated_noise(rng, hu.shape, s, 0.3))
+    out["CT-GAN resampling round trip (1 mm)"] = keep_padding(lambda hu, sp, rng: resample_roundtrip(hu, sp))
+    for offset in (-50, 50):
+        out[f"HU offset {offset:+d}"] = keep_padding(lambda hu, sp, rng, o=offset: hu + o)
+    return out
+
+
+def authentic_slices(root: Path):
+    from utils.dicom import read_slice
+
+    for path in sorted(root.rglob("*.dcm")):
+        sl = read_slice(path)
+        series = path.parent.relative_to(root).as_posix()
+        yield ("COVID-CT-MD" if series.startswith("covid") else "TCIA B40f" if "B40f" in series else "LIDC"), sl
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="models/deepfake_detection_model.keras")
+    parser.add_argument("--per-slice", type=int, default=4, help="random lung points per slice")
+    parser.add_argument("--authentic", default=str(SHARED / "authentic-ct"))
+    parser.add_argument("--out", default="reports")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    root = Path(args.authentic)
+    if not root.is_dir():
+        raise SystemExit(f"{root}: authentic CT not found (this benchmark needs ../shared/data/authentic-ct)")
+    import keras
+
+    import utils.layers  # noqa: F401  (registers the custom layers)
+    from utils.dicom import window
+    from utils.lungmask import cached_lung_mask, sample_lung_points
+    from utils.operating_point import stored_threshold
+    from utils.patches import PATCH_SIZE, crop_hu
+
+    model = keras.models.load_model(args.model, compile=False)
+    threshold, source = stored_threshold(args.model, "patch")
+    rng = np.random.default_rng(args.seed)
+    slices, points, groups = [], [], []
+    for group, sl in authentic_slices(root):
+        lungs = cached_lung_mask(sl)
+        if lungs.sum() < 3000:
+            continue
+        pts = sample_lung_points(sl.hu, lungs, sl.spacing[1], rng, args.per_slice, margin=PATCH_SIZE // 2)
+        if pts:
+            slices.append(sl)
+            points.append(pts)
+            groups.append(group)
+    rows, report = [], {"model": args.model, "threshold": threshold, "threshold_source": source, "settings": {}}
+    for name, change in settings().items():
+        scores, by_group = [], []
+        for i, (sl, pts, group) in enumerate(zip(slices, points, groups)):
+            hu = change(sl.hu, sl.spacing[1], np.random.default_rng([args.seed, i]))
+            batch = np.stack([window(crop_hu(hu, x, y)) for x, y in pts]).astype(np.float32)[..., None] / 255.0
+            scores += list(np.asarray(model.predict(batch, verbose=0)).ravel())
+            by_group += [group] * len(pts)
+        scores, by_group = np.asarray(scores), np.asarray(by_group)
+        entry = {"n": int(len(scores)), "flagged_op": float(np.mean(scores >= threshold)),
+                 "flagged_0.5": float(np.mean(scores >= 0.5)), "mean_score": float(scores.mean()),
+                 "flagged_op_by_source": {g: float(np.mean(scores[by_group == g] >= threshold))
+                                          for g in sorted(set(by_group))}}
+        report["settings"][name] = entry
+        rows.append(f"| {name} | {entry['flagged_op']:.3f} | "
+                    + " | ".join(f"{v:.3f}" for v in entry["flagged_op_by_source"].values())
+                    + f" | {entry['flagged_0.5']:.3f} | {entry['mean_score']:.3f} |")
+        print(rows[-1], flush=True)
+    sources = sorted(set(groups))
+    head = (f"Model {Path(args.model).name}, threshold {threshold:.3f} ({source}); "
+            f"{sum(map(len, points))} authentic lung patches "
+            f"of {len(slices)} slices.\n\n"
+            "| setting | flagged at operating point | " + " | ".join(f"… {g}" for g in sources)
+            + " | flagged at 0.5 | mean score |\n|" + "---|" * (4 + len(sources)))
+    md = head + "\n" + "\n".join(rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "false_alarm_map.md").write_text(md + "\n")
+    (out / "false_alarm_map.json").write_text(json.dumps(report, indent=1))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
