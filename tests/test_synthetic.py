@@ -134,3 +134,34 @@ def test_crop_matches_padding_the_whole_slice_inside_and_at_the_border():
     for x, y in ((60, 50), (0, 0), (119, 99), (10, 90), (-40, 50), (200, 150), (32, 32), (88, 68)):
         np.testing.assert_array_equal(crop_hu(hu, x, y), padded[y + 168 : y + 232, x + 168 : x + 232])
     assert np.shares_memory(crop_hu(hu, 60, 50), hu)  # no copy of the slice for an inner crop
+
+
+def test_ctgan_output_is_not_resampled_twice(chest_slices):
+    """A slice CT-GAN already wrote keeps its pixels away from the emulated tamper; a fresh slice is smoothed."""
+    from utils.dicom import CTSlice
+    from utils.synthetic import emulate_scan
+    from utils.scans import Scan
+
+    slices, profile = chest_slices
+    cfg = CorpusConfig(**dict(TINY, tampers_per_slice=1))
+    done = []
+    for flag in (True, False):
+        sl = CTSlice(slices[0].copy(), (profile.spacing,) * 2, 1, 0.0, None, {"ctgan_output": flag})
+        scan = emulate_scan(Scan("BG", "x", "background", "FM"), [sl], np.random.default_rng(0), cfg)
+        (row,) = [r for r in scan.labels if r.tampered]
+        out = scan.slice(1).hu
+        yy, xx = np.mgrid[: out.shape[0], : out.shape[1]]
+        far = ((np.abs(yy - row.y) > 40) | (np.abs(xx - row.x) > 40)) & (slices[0] > -900)
+        done.append(np.abs(out - slices[0])[far].max())
+    assert done[0] <= 1 and done[1] > 5
+
+
+def test_ctgan_header_is_recognised(shared_data):
+    import pydicom
+
+    from utils.dicom import written_by_ctgan
+
+    fake = next((shared_data / "ctgan-sample" / "CT_Scans").rglob("*.dcm"))
+    assert written_by_ctgan(pydicom.dcmread(fake, stop_before_pixels=True))
+    for path in (shared_data / "authentic-ct").rglob("*.dcm"):  # the reference scan itself has intercept -1024
+        assert not written_by_ctgan(pydicom.dcmread(path, stop_before_pixels=True)), path

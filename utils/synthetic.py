@@ -95,7 +95,8 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
             continue
         action = "inject" if scan.kind == "FM" else "remove"
         hu, records = tamper_slice(sl.hu, spacing, [(x, y, action) for x, y in points], rng,
-                                   difficulty=cfg.difficulty, lungs=lungs)
+                                   difficulty=cfg.difficulty, lungs=lungs,
+                                   resample_whole=not sl.meta.get("ctgan_output", False))
         scan.slices[sl.instance] = CTSlice(hu, sl.spacing, sl.instance, sl.z, None, dict(sl.meta, tampered=True))
         for rec in records:
             scan.labels.append(LabelRow(scan.kind, scan.uuid, sl.instance, rec.x, rec.y, scan.experiment))
@@ -106,7 +107,10 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
 
 
 def _resampled(sl: CTSlice, hu) -> CTSlice:
-    """The slice after CT-GAN's whole-scan 1 mm round trip (padding outside the field of view kept)."""
+    """The slice after CT-GAN's whole-scan 1 mm round trip (padding outside the field of view kept); a slice that
+    CT-GAN itself wrote has had it already and is returned as it is."""
+    if sl.meta.get("ctgan_output"):
+        return sl
     out = resample_roundtrip(hu, sl.spacing[1])
     out = np.where(hu <= -1500, hu, np.rint(np.clip(out, -1000, 3071))).astype(np.float32)
     return CTSlice(out, sl.spacing, sl.instance, sl.z, None, dict(sl.meta))  # the lung mask stays valid

@@ -133,7 +133,7 @@ def _inpaint_remove(rng, region: np.ndarray, lungs: np.ndarray, hole: np.ndarray
 
 def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, str]], rng: np.random.Generator,
                  difficulty: float = 0.5, lungs: np.ndarray | None = None,
-                 noise_mode: str | None = None) -> tuple[np.ndarray, list[TamperRecord]]:
+                 noise_mode: str | None = None, resample_whole: bool = True) -> tuple[np.ndarray, list[TamperRecord]]:
     """Tamper one authentic HU slice at each (x, y, action) target, action 'inject' or 'remove'.
 
     Args:
@@ -145,13 +145,16 @@ def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, s
             noise mismatch, sharper blend), higher subtler ones.
         lungs: lung mask of `hu` (computed when omitted).
         noise_mode: 'copy', 'gauss' or 'none'; drawn per location (CT-GAN's default 'copy' most often) when None.
+        resample_whole: put the whole slice through the 1 mm round trip, as CT-GAN does with the whole scan. False
+            for a slice that CT-GAN already resampled (its own output, `dicom.written_by_ctgan`): only the
+            in-painted cubes are resampled, so nothing is smoothed twice.
 
     Returns:
         The tampered slice (float32 HU, whole slice resampled as CT-GAN does) and one record per location.
     """
     original = np.asarray(hu, dtype=np.float32)
     lungs = lung_mask(original, spacing) if lungs is None else lungs
-    mal = resample_roundtrip(original, spacing)
+    mal = resample_roundtrip(original, spacing) if resample_whole else original.copy()
     ppm = 1.0 / spacing
     hole_half = int(round(HOLE_MM / 2 * ppm))
     cube_half = int(round(CUBE_MM / 2 * ppm))
