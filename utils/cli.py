@@ -49,7 +49,8 @@ def _contact(args) -> int:
 def _train(args) -> int:
     from .training import TrainConfig, run_training
 
-    cfg = TrainConfig(data_dir=args.data, models_dir=args.models, seed=args.seed, batch_size=args.batch_size)
+    cfg = TrainConfig(data_dir=args.data, models_dir=args.models, seed=args.seed, batch_size=args.batch_size,
+                      data_parallel=args.data_parallel)
     for name in ("cnn_epochs", "vit_epochs", "finetune_epochs", "max_train"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
@@ -218,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", action="store_true", help="a progress bar per step (default: a line per epoch)")
+    p.add_argument("--data-parallel", action="store_true",
+                   help="split batches over all local devices (KERAS_BACKEND=jax, e.g. several GPUs)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="metrics of a saved model on a test split",

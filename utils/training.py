@@ -36,6 +36,8 @@ class TrainConfig:
         augment: flips, 90-degree rotations and small shifts on training batches.
         max_train: cap on training patches (quick runs), None for all.
         seed: seeds Keras, NumPy and the batch order.
+        data_parallel: split every batch over all local devices with Keras' distribution API
+            (`keras.distribution.DataParallel`; JAX backend, e.g. several GPUs). Same maths as one device.
     """
 
     data_dir: str = "data"
@@ -59,6 +61,7 @@ class TrainConfig:
     augment: bool = True
     max_train: int | None = None
     seed: int = 0
+    data_parallel: bool = False
     extra: dict = field(default_factory=dict)
 
     def save(self, path) -> None:
@@ -93,8 +96,10 @@ class BestWeights(keras.callbacks.Callback):
             self.model.set_weights(self.weights)
 
 
-def make_batches(x, y, batch_size=64, shuffle=True, augment_batches=False, seed=0):
-    """A Keras PyDataset over in-memory arrays; reshuffles (and augments) every epoch."""
+def make_batches(x, y, batch_size=64, shuffle=True, augment_batches=False, seed=0, drop_remainder=False):
+    """A Keras PyDataset over in-memory arrays; reshuffles (and augments) every epoch. `drop_remainder` leaves
+    out the last partial batch of each epoch (data-parallel steps need full batches; the order changes per epoch,
+    so no image is always left out)."""
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
@@ -103,7 +108,7 @@ def make_batches(x, y, batch_size=64, shuffle=True, augment_batches=False, seed=
             self.order = self.rng.permutation(len(x)) if shuffle else np.arange(len(x))
 
         def __len__(self):
-            return int(np.ceil(len(x) / batch_size))
+            return int(len(x) // batch_size if drop_remainder else np.ceil(len(x) / batch_size))
 
         def __getitem__(self, i):
             idx = np.sort(self.order[i * batch_size : (i + 1) * batch_size])
@@ -138,17 +143,37 @@ def fit_phase(model, train, val, epochs, lr, cfg: TrainConfig, name: str, verbos
     """One training phase (compiles the model: cosine-decayed AdamW from `lr`) with validation-AUC model
     selection. Returns its history, best epoch, seconds and training images per second."""
     (x, y), (xv, yv) = train, val
-    batches = make_batches(x, y, cfg.batch_size, True, cfg.augment, cfg.seed)
+    parallel = keras.distribution.distribution() is not None if keras.backend.backend() == "jax" else False
+    batches = make_batches(x, y, cfg.batch_size, True, cfg.augment, cfg.seed, drop_remainder=parallel)
     compile_model(model, lr, cfg.weight_decay, decay_steps=len(batches) * epochs)
     keeper = BestWeights("val_auc", "max", cfg.patience)
+    xv, yv, wv = pad_to_multiple(xv, yv.astype(np.float32), cfg.batch_size if parallel else 1)
     start = time.perf_counter()
-    hist = model.fit(batches, epochs=epochs,
-                     validation_data=(xv, yv.astype(np.float32)), class_weight=class_weights(y),
-                     callbacks=[keeper], verbose=verbose)
+    hist = model.fit(batches, epochs=epochs, validation_data=(xv, yv, wv), validation_batch_size=cfg.batch_size,
+                     class_weight=class_weights(y), callbacks=[keeper], verbose=verbose)
     out = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     out.update(phase=name, best_epoch=keeper.best_epoch + 1, seconds=round(time.perf_counter() - start, 1),
                images_per_second=round(len(x) * len(out.get("loss", [])) / max(time.perf_counter() - start, 1e-9), 1))
     return out
+
+
+def pad_to_multiple(x, y, k: int):
+    """(x, y, weights) padded with zero-weight copies of the first image to a multiple of k (full batches for
+    data-parallel evaluation; weight 0 keeps the padding out of every loss and metric)."""
+    w = np.ones(len(x), np.float32)
+    extra = (-len(x)) % k
+    if extra:
+        x = np.concatenate([x, np.repeat(x[:1], extra, axis=0)])
+        y = np.concatenate([y, np.repeat(y[:1], extra, axis=0)])
+        w = np.concatenate([w, np.zeros(extra, np.float32)])
+    return x, y, w
+
+
+def predict_scores(model, x, batch_size: int = 256) -> np.ndarray:
+    """Fake scores of an in-memory batch; padded to full batches when a data-parallel distribution is active."""
+    parallel = keras.backend.backend() == "jax" and keras.distribution.distribution() is not None
+    xp, _, _ = pad_to_multiple(x, np.zeros(len(x)), batch_size if parallel else 1)
+    return np.asarray(model.predict(xp, batch_size=batch_size, verbose=0)).ravel()[: len(x)]
 
 
 def set_cnn_trainable(model, trainable: bool) -> None:
@@ -172,10 +197,23 @@ def store_patch_operating_point(model, val, paths: dict) -> dict:
     from .operating_point import operating_point, save_operating_point
 
     xv, yv = val
-    scores = np.asarray(model.predict(xv[yv == 0], batch_size=256, verbose=0)).ravel()
+    scores = predict_scores(model, xv[yv == 0])
     point = operating_point(scores, f"{len(scores)} validation authentic patches")
     save_operating_point(paths["keras"], "patch", point)
     return point
+
+
+def use_data_parallel(batch_size: int) -> int:
+    """Make Keras split every batch over all local devices (models built afterwards are replicated).
+    Returns the device count. JAX backend only: Keras' distribution API does not cover TensorFlow here."""
+    if keras.backend.backend() != "jax":
+        raise NotImplementedError("data-parallel training uses keras.distribution, which needs KERAS_BACKEND=jax "
+                                  f"(current backend: {keras.backend.backend()})")
+    devices = keras.distribution.list_devices()
+    if batch_size % len(devices):
+        raise ValueError(f"batch size {batch_size} does not split over {len(devices)} devices")
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    return len(devices)
 
 
 def load_training_data(cfg: TrainConfig):
@@ -196,6 +234,8 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
     With phases=('vit',) the CNN is loaded from models/cnn_model.keras. Returns paths, histories, models.
     """
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.data_parallel:
+        use_data_parallel(cfg.batch_size)
     data = data or load_training_data(cfg)
     models_dir = Path(cfg.models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
