@@ -99,7 +99,7 @@ def main() -> None:
     for name, p in pooled.items():
         metrics = report_from_scores(p["y"], p["s"], p["rows"])
         report[name] = metrics
-        row = {"data": "real CT-GAN sample (k-fold by scan)", **summary_row(name, metrics)}
+        row = {"data": "CT-GAN development set (k-fold by scan)", **summary_row(name, metrics)}
         if alarms[name]:
             rate = float(np.mean([a["flag_rate"] for a in alarms[name]]))
             report[name]["authentic_flag_rate"] = rate
