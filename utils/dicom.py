@@ -108,3 +108,53 @@ def written_by_ctgan(ds) -> bool:
     the header with intercept -1024. Such pixels have already been through CT-GAN's whole-scan resampling."""
     header = sum(str(ds.get(k, "")) == v for k, v in CTGAN_TEMPLATE.items()) >= 2
     return header and float(ds.get("RescaleIntercept", -1)) == 0.0
+
+
+def list_dicom_files(folder: str | Path) -> list[Path]:
+    """The DICOM files of a series folder: `*.dcm`, or every regular file when none is so named."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".dcm")
+    if not files:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return files
+
+
+def read_series(folder: str | Path, skip_corrupt: bool = False) -> list[CTSlice]:
+    """Read every slice of a series folder, in patient order.
+
+    Slices are ordered by ImagePositionPatient z, falling back to InstanceNumber. All slices must have the
+    same size. With `skip_corrupt`, unreadable files are reported with a warning and skipped; otherwise the
+    first one raises `DicomError` naming it.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DicomError(f"{folder}: not a folder of DICOM slices")
+    slices, bad = [], []
+    for path in list_dicom_files(folder):
+        try:
+            slices.append(read_slice(path))
+        except DicomError as err:
+            if not skip_corrupt:
+                raise
+            bad.append(str(err))
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable slice(s) in {folder}: " + "; ".join(bad), stacklevel=2)
+    if not slices:
+        raise DicomError(f"{folder}: no readable DICOM slices")
+    shapes = {s.hu.shape for s in slices}
+    if len(shapes) > 1:
+        raise DicomError(f"{folder}: the series mixes slice sizes {sorted(shapes)}; scan one size at a time")
+    if all(s.z is not None for s in slices):
+        slices.sort(key=lambda s: (s.z, s.instance))
+    else:
+        slices.sort(key=lambda s: s.instance)
+    numbers = [s.instance for s in slices]
+    if len(set(numbers)) < len(numbers) or 0 in numbers:
+        how = "ImagePositionPatient" if all(s.z is not None for s in slices) else "file name"
+        warnings.warn(f"{folder}: InstanceNumber is missing or repeated; slices are numbered 1..{len(slices)} "
+                      f"in {how} order instead", stacklevel=2)
+        if how == "file name":
+            slices.sort(key=lambda s: s.path)
+        for i, s in enumerate(slices, start=1):
+            s.instance = i
+    return slices

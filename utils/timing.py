@@ -23,7 +23,7 @@ class PhaseTimer:
 
     def table(self) -> str:
         total = time.perf_counter() - self.start
-        lines = [f"| phase | seconds | share |", "|---|---|---|"]
+        lines = ["| phase | seconds | share |", "|---|---|---|"]
         lines += [f"| {k} | {v:.1f} | {v / max(total, 1e-9):.0%} |" for k, v in self.seconds.items()]
         lines.append(f"| total (since the timer started; {os.cpu_count()} CPU cores) | {total:.1f} | 100% |")
         return "\n".join(lines)
