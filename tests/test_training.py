@@ -98,3 +98,18 @@ def test_cli_calibrate_stores_a_relative_threshold(trained, tiny_corpus):
     assert run.returncode == 0, run.stderr[-3000:]
     point = load_operating_point(models / "cnn_model.keras")
     assert {"patch", "relative"} <= set(point) and point["relative"]["n_authentic"] >= 1
+
+
+def test_load_model_carries_the_operating_point_into_evaluation(trained, tiny_corpus):
+    from utils.evaluate import evaluate_on_testset
+    from utils.operating_point import load_model, load_operating_point
+
+    result, models = trained
+    model = load_model(models / "deepfake_detection_model.h5")
+    stored = load_operating_point(models / "deepfake_detection_model.keras")["patch"]["threshold"]
+    metrics = evaluate_on_testset(model, tiny_corpus / "test", bootstrap=20)
+    assert metrics["threshold"] == pytest.approx(stored) and metrics["threshold_source"] == "operating point"
+    fresh = evaluate_on_testset(result["hybrid"], tiny_corpus / "test", bootstrap=20)  # straight from training
+    assert fresh["threshold"] == pytest.approx(stored)
+    plain = keras.models.load_model(models / "deepfake_detection_model.h5")
+    assert evaluate_on_testset(plain, tiny_corpus / "test", bootstrap=20)["threshold_source"] == "default 0.5"

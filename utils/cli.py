@@ -63,16 +63,15 @@ def _train(args) -> int:
 
 
 def _load_model(path):
-    """A saved Keras model, or a one-line error naming the file."""
-    import keras
-
-    from . import layers  # noqa: F401  (registers the custom layers for safe_mode loading)
+    """A saved Keras model with its operating points (`operating_point.load_model`), or a one-line error naming
+    the file."""
+    from .operating_point import load_model
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file (train one with `python -m utils.cli train`)")
     try:
-        return keras.models.load_model(path, compile=False)
+        return load_model(path)
     except Exception as err:  # noqa: BLE001 - Keras raises many types for a corrupt or foreign file
         raise ValueError(f"{path}: not a loadable Keras model ({type(err).__name__}: {str(err)[:200]})") from err
 

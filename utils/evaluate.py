@@ -188,9 +188,12 @@ def _find_manifest(test_dir: Path) -> Path | None:
     return None
 
 
-def evaluate_on_testset(model, test_dir, threshold: float = 0.5, batch_size: int = 256, manifest=None,
+def evaluate_on_testset(model, test_dir, threshold: float | None = None, batch_size: int = 256, manifest=None,
                         bootstrap: int = 1000, seed: int = 0, return_scores: bool = False) -> dict:
     """Evaluate a patch model on a split folder (`test_dir/real`, `test_dir/fake`).
+
+    `threshold` None: the model's operating point when it carries one (`utils.operating_point.load_model`, or a
+    model fresh from training), else 0.5; the dict says which (`threshold`, `threshold_source`).
 
     Returns a plain dict: accuracy, precision, recall, f1, roc_auc, average_precision, eer, confusion_matrix,
     counts per class, 95% bootstrap intervals of ROC-AUC and accuracy (resampling scans when the manifest
@@ -200,11 +203,18 @@ def evaluate_on_testset(model, test_dir, threshold: float = 0.5, batch_size: int
     untouched authentic patches (near 0.5 is right) and scan-level ROC-AUC (`scan_scores`). A manifest that
     covers only some files leaves those figures out (listed in `left_out`, with a warning).
     """
+    from .operating_point import model_threshold
+
+    source = "given"
+    if threshold is None:
+        threshold = model_threshold(model)
+        source = "operating point" if getattr(model, "operating_point", None) else "default 0.5"
     test_dir = Path(test_dir)
     files, y = list_split(test_dir)
     scores = predict_files(model, files, batch_size)
     rows = manifest_rows(files, manifest or _find_manifest(test_dir))
     out = report_from_scores(y, scores, rows, threshold, bootstrap, seed)
+    out["threshold_source"] = source
     if rows is None and (manifest or _find_manifest(test_dir)):
         out["left_out"] = PER_MANIFEST_FIGURES
     if return_scores:

@@ -72,3 +72,22 @@ def stored_threshold(model_path, kind: str = "patch", default: float | None = 0.
         raise ValueError(f"{model_path}: no stored {kind} operating point ({sidecar_path(model_path).name}); "
                          "run `python -m utils.cli calibrate` or pass --threshold")
     return float(default), f"default {default} (no operating point stored beside the model)"
+
+
+def load_model(path, compile: bool = False):
+    """`keras.models.load_model` (safe mode on) with the custom layers registered and the stored operating points
+    attached as `model.operating_point` ({} when none is stored): `evaluate_on_testset(model, ...)` and the
+    scanner then use the stored threshold without further steps."""
+    import keras
+
+    from . import layers  # noqa: F401  (registers the custom layers)
+
+    model = keras.models.load_model(path, compile=compile)
+    model.operating_point = load_operating_point(path)
+    return model
+
+
+def model_threshold(model, kind: str = "patch", default: float = 0.5) -> float:
+    """The threshold attached to a model by `load_model` (or set by training), else `default`."""
+    point = (getattr(model, "operating_point", None) or {}).get(kind)
+    return float(point["threshold"]) if point else float(default)

@@ -200,6 +200,7 @@ def store_patch_operating_point(model, val, paths: dict) -> dict:
     scores = predict_scores(model, xv[yv == 0])
     point = operating_point(scores, f"{len(scores)} validation authentic patches")
     save_operating_point(paths["keras"], "patch", point)
+    model.operating_point = {"patch": point}
     return point
 
 
