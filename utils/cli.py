@@ -6,8 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def _synth(args) -> int:
     from .patches import read_manifest, summarize
@@ -78,13 +76,9 @@ def _load_model(path):
 
 def _evaluate(args) -> int:
     from .evaluate import evaluate_on_testset
-    from .operating_point import stored_threshold
 
-    model = _load_model(args.model)
-    threshold, source = (args.threshold, "--threshold") if args.threshold is not None else \
-        stored_threshold(args.model, "patch")
-    metrics = evaluate_on_testset(model, args.test_dir, threshold=threshold, bootstrap=args.bootstrap)
-    metrics["threshold_source"] = source
+    model = _load_model(args.model)  # carries its stored operating point, used unless --threshold is given
+    metrics = evaluate_on_testset(model, args.test_dir, threshold=args.threshold, bootstrap=args.bootstrap)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -124,7 +118,6 @@ def _scan(args) -> int:
     else:
         threshold, source = stored_threshold(args.model, "patch")
     model = _load_model(args.model)
-    args.threshold = threshold
     result = scan_series(model, args.path, stride=args.stride, threshold=threshold, top_k=args.top_k,
                          progress=not args.json, relative=args.relative)
     out = Path(args.out)
@@ -146,15 +139,15 @@ def _scan(args) -> int:
 
 def _calibrate(args) -> int:
     from .data import load_split
-    from .operating_point import operating_point, save_operating_point
+    from .operating_point import operating_point, save_operating_point, sidecar_path
     from .scan import relative_scores, validation_authentic_slices
+    from .training import store_patch_operating_point
 
     model = _load_model(args.model)
     x, y, _ = load_split(Path(args.data) / "val", int(model.inputs[0].shape[1]))
-    scores = np.asarray(model.predict(x[y == 0], batch_size=256, verbose=0)).ravel()
-    patch = operating_point(scores, f"{len(scores)} validation authentic patches of {args.data}", args.rate)
-    print(f"patch threshold {patch['threshold']:.4f} ({args.rate:.0%} of {len(scores)} validation authentic "
-          f"patches flagged); wrote {save_operating_point(args.model, 'patch', patch)}")
+    patch = store_patch_operating_point(model, (x, y), args.model, args.rate, f" of {args.data}")
+    print(f"patch threshold {patch['threshold']:.4f} ({args.rate:.0%} of {patch['n_authentic']} validation "
+          f"authentic patches flagged); wrote {sidecar_path(args.model)}")
     slices = validation_authentic_slices(args.data)
     contrast = relative_scores(model, slices, stride=args.stride)
     rel = operating_point(contrast, f"{len(contrast)} validation authentic slices of {args.data}", args.rate)

@@ -212,10 +212,11 @@ def evaluate_on_testset(model, test_dir, threshold: float | None = None, batch_s
     test_dir = Path(test_dir)
     files, y = list_split(test_dir)
     scores = predict_files(model, files, batch_size)
-    rows = manifest_rows(files, manifest or _find_manifest(test_dir))
+    manifest = manifest or _find_manifest(test_dir)
+    rows = manifest_rows(files, manifest)
     out = report_from_scores(y, scores, rows, threshold, bootstrap, seed)
     out["threshold_source"] = source
-    if rows is None and (manifest or _find_manifest(test_dir)):
+    if rows is None and manifest:
         out["left_out"] = PER_MANIFEST_FIGURES
     if return_scores:
         out.update(scores=scores.tolist(), labels=y.tolist(), files=[str(f) for f in files],

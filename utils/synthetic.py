@@ -78,11 +78,11 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
         scan.slices[sl.instance] = sl
         if not tampering:
             if scan.resampled:
-                scan.slices[sl.instance] = _resampled(sl, sl.hu)
+                scan.slices[sl.instance] = _resampled(sl)
             continue
         lungs = cached_lung_mask(sl)
         if lungs.sum() * spacing**2 < MIN_LUNG_MM2:
-            scan.slices[sl.instance] = _resampled(sl, sl.hu)
+            scan.slices[sl.instance] = _resampled(sl)
             continue
         keep_clear = list(avoid.get(sl.instance, []))
         if scan.kind == "FB" and removal_targets.get(sl.instance):
@@ -91,7 +91,7 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
             points = pick_targets(sl.hu, lungs, spacing, rng, cfg.tampers_per_slice, avoid=keep_clear,
                                   clear_px=cfg.patch_size / 2 + cfg.jitter)
         if not points:
-            scan.slices[sl.instance] = _resampled(sl, sl.hu)
+            scan.slices[sl.instance] = _resampled(sl)
             continue
         action = "inject" if scan.kind == "FM" else "remove"
         hu, records = tamper_slice(sl.hu, spacing, [(x, y, action) for x, y in points], rng,
@@ -106,13 +106,13 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
     return scan
 
 
-def _resampled(sl: CTSlice, hu) -> CTSlice:
+def _resampled(sl: CTSlice) -> CTSlice:
     """The slice after CT-GAN's whole-scan 1 mm round trip (padding outside the field of view kept); a slice that
     CT-GAN itself wrote has had it already and is returned as it is."""
     if sl.meta.get("ctgan_output"):
         return sl
-    out = resample_roundtrip(hu, sl.spacing[1])
-    out = np.where(hu <= -1500, hu, np.rint(np.clip(out, -1000, 3071))).astype(np.float32)
+    out = resample_roundtrip(sl.hu, sl.spacing[1])
+    out = np.where(sl.hu <= -1500, sl.hu, np.rint(np.clip(out, -1000, 3071))).astype(np.float32)
     return CTSlice(out, sl.spacing, sl.instance, sl.z, None, dict(sl.meta))  # the lung mask stays valid
 
 

@@ -143,7 +143,7 @@ def fit_phase(model, train, val, epochs, lr, cfg: TrainConfig, name: str, verbos
     """One training phase (compiles the model: cosine-decayed AdamW from `lr`) with validation-AUC model
     selection. Returns its history, best epoch, seconds and training images per second."""
     (x, y), (xv, yv) = train, val
-    parallel = keras.distribution.distribution() is not None if keras.backend.backend() == "jax" else False
+    parallel = data_parallel_active()
     batches = make_batches(x, y, cfg.batch_size, True, cfg.augment, cfg.seed, drop_remainder=parallel)
     compile_model(model, lr, cfg.weight_decay, decay_steps=len(batches) * epochs)
     keeper = BestWeights("val_auc", "max", cfg.patience)
@@ -169,10 +169,14 @@ def pad_to_multiple(x, y, k: int):
     return x, y, w
 
 
+def data_parallel_active() -> bool:
+    """True when `use_data_parallel` has set a Keras distribution (JAX backend only)."""
+    return keras.backend.backend() == "jax" and keras.distribution.distribution() is not None
+
+
 def predict_scores(model, x, batch_size: int = 256) -> np.ndarray:
     """Fake scores of an in-memory batch; padded to full batches when a data-parallel distribution is active."""
-    parallel = keras.backend.backend() == "jax" and keras.distribution.distribution() is not None
-    xp, _, _ = pad_to_multiple(x, np.zeros(len(x)), batch_size if parallel else 1)
+    xp, _, _ = pad_to_multiple(x, np.zeros(len(x)), batch_size if data_parallel_active() else 1)
     return np.asarray(model.predict(xp, batch_size=batch_size, verbose=0)).ravel()[: len(x)]
 
 
@@ -191,16 +195,16 @@ def save_model(model, models_dir, stem) -> dict:
     return {"keras": str(native), "h5": str(legacy)}
 
 
-def store_patch_operating_point(model, val, paths: dict) -> dict:
-    """Choose the patch threshold on the validation split's authentic patches (1% and 5% false alarms; 5% is
-    the stored default) and write it beside the saved model (`utils.operating_point`)."""
+def store_patch_operating_point(model, val, model_path, rate: float = 0.05, where: str = "") -> dict:
+    """Choose the patch threshold on the validation split's authentic patches (1% and 5% false alarms, and
+    `rate`, the one used) and write it beside the saved model (`utils.operating_point`)."""
     from .operating_point import operating_point, save_operating_point
 
     xv, yv = val
     scores = predict_scores(model, xv[yv == 0])
-    point = operating_point(scores, f"{len(scores)} validation authentic patches")
-    save_operating_point(paths["keras"], "patch", point)
-    model.operating_point = {"patch": point}
+    point = operating_point(scores, f"{len(scores)} validation authentic patches{where}", rate)
+    save_operating_point(model_path, "patch", point)
+    model.operating_point = {**(getattr(model, "operating_point", None) or {}), "patch": point}
     return point
 
 
@@ -248,7 +252,7 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
         histories["cnn"] = fit_phase(cnn, data["train"], data["val"], cfg.cnn_epochs, cfg.cnn_lr, cfg, "cnn",
                                      verbose)
         paths["cnn"] = save_model(cnn, models_dir, "cnn_model")
-        store_patch_operating_point(cnn, data["val"], paths["cnn"])
+        store_patch_operating_point(cnn, data["val"], paths["cnn"]["keras"])
     else:
         cnn = keras.models.load_model(models_dir / "cnn_model.keras")
     result = {"cnn": cnn}
@@ -267,7 +271,7 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
         else:
             compile_model(hybrid, cfg.finetune_lr, cfg.weight_decay)
         paths["hybrid"] = save_model(hybrid, models_dir, "deepfake_detection_model")
-        store_patch_operating_point(hybrid, data["val"], paths["hybrid"])
+        store_patch_operating_point(hybrid, data["val"], paths["hybrid"]["keras"])
         result["hybrid"] = hybrid
     for name, hist in histories.items():
         (models_dir / f"history_{name}.json").write_text(json.dumps(hist, indent=1) + "\n")
