@@ -187,10 +187,11 @@ def _prepare(data: Path, quick: bool) -> None:
         from utils.ctgan import prepare_ctgan
 
         prepare_ctgan(SHARED / "ctgan-sample", data / "ctgan", protocol="test", progress=False)
-    if (SHARED / "authentic-ct").is_dir() and not (data / "authentic" / "manifest.csv").is_file():
+    if (SHARED / "authentic-ct").is_dir():  # rewritten: it leaves out the corpus's background patients
         from utils.authentic import write_authentic
 
-        write_authentic(SHARED / "authentic-ct", data / "authentic")
+        write_authentic(SHARED / "authentic-ct", data / "authentic",
+                        exclude_patients=CorpusConfig.from_dir(data).background_patients())
 
 
 def main() -> None:

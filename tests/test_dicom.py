@@ -91,3 +91,16 @@ def test_jpeg_lossless_series_decodes(shared_data):
     assert len(series) == 20 and series[0].meta["kernel"] in ("D40s", "B41s")
     lungs = series[10].hu[series[10].hu < -700]
     assert lungs.size > 10000 and -950 < np.median(lungs) < -750
+
+
+def test_shipped_rle_backgrounds_decode_and_their_patient_leaves_the_false_alarm_test(shared_data, tmp_path):
+    from utils.authentic import authentic_patches
+    from utils.synthetic import SHIPPED_BACKGROUNDS
+
+    shipped = read_slice(SHIPPED_BACKGROUNDS / "lung-pet-ct-dx-A0002" / "1-10.dcm")  # RLE Lossless: no plugin
+    original = read_slice(shared_data / "authentic-ct" / "Lung_Dx-A0002" / "B40f" / "1-10.dcm")
+    np.testing.assert_array_equal(shipped.hu, original.hu)
+    root = shared_data / "authentic-ct" / "Lung_Dx-A0002"
+    assert authentic_patches(root, per_slice=1)
+    with pytest.raises(FileNotFoundError):
+        authentic_patches(root, per_slice=1, exclude_patients={shipped.meta["patient_id"]})

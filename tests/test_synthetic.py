@@ -8,7 +8,7 @@ from utils.patches import read_manifest
 from utils.synthetic import CorpusConfig, build_synthetic_corpus, synthetic_scan
 from utils.tamper import resample_roundtrip, tamper_slice
 
-TINY = dict(n_scans=16, slices_per_scan=1, tampers_per_slice=2, workers=1)
+TINY = dict(n_scans=16, slices_per_scan=1, tampers_per_slice=2, workers=1, background_variants=2)
 
 
 def _digest(folder):
@@ -45,7 +45,7 @@ def test_splits_are_scan_disjoint_and_classes_balanced(tiny_corpus):
         assert split_of_scan.setdefault(r["scan"], r["split"]) == r["split"]
         assert r["path"].startswith(f"{r['split']}/{('real', 'fake')[int(r['label'])]}/")
     assert {r["split"] for r in rows} == {"train", "val", "test"}
-    fake_share = np.mean([int(r["label"]) for r in rows])
+    fake_share = np.mean([int(r["label"]) for r in rows if r["scan"].startswith("SYN-")])
     assert 0.35 <= fake_share <= 0.6
     kinds = {r["kind"] for r in rows}
     assert {"FM", "FB", "TM", "control"} <= kinds  # fakes without nodules, reals with nodules
@@ -98,6 +98,7 @@ def test_no_authentic_patch_reaches_a_tampered_footprint(tiny_corpus):
     rows = read_manifest(tiny_corpus / "manifest.csv")
     half_fp = footprint_half_px(0.6)  # the corpus's finest spacing gives the widest footprint in pixels
     tampered = {}
+    rows = [r for r in rows if r["scan"].startswith("SYN-")]  # each background copy is tampered on its own
     for r in rows:
         if r["label"] == "1":
             tx = int(r["x"]) + float(r["tamper_x"]) - 32
@@ -113,6 +114,14 @@ def test_no_authentic_patch_reaches_a_tampered_footprint(tiny_corpus):
     assert checked >= 10
     fakes = sum(r["label"] == "1" for r in rows)
     assert sum(r["kind"] == "control" for r in rows) >= 0.9 * fakes  # the rule still leaves room for controls
+
+
+def test_shipped_real_backgrounds_join_the_train_split_in_both_classes(tiny_corpus):
+    rows = [r for r in read_manifest(tiny_corpus / "manifest.csv") if r["scan"].startswith("BG-")]
+    assert rows and {r["split"] for r in rows} == {"train"}
+    assert {"FM", "FB", "control", "TB", "TM"} <= {r["kind"] for r in rows}  # annotated tumours stay authentic
+    assert CorpusConfig(**TINY).background_patients() == {"Lung_Dx-A0002"}
+    assert not CorpusConfig(**dict(TINY, shipped_backgrounds=False)).background_roots()
 
 
 def test_authentic_scans_are_resampled_as_often_as_configured():

@@ -33,14 +33,17 @@ def tumour_boxes(root: str | Path) -> dict[str, list[tuple[int, int]]]:
     return out
 
 
-def authentic_patches(root: str | Path, per_slice: int = 4, seed: int = 0) -> list[Patch]:
-    """TB patches at random lung points and TM patches at annotated tumours of all DICOM under root."""
+def authentic_patches(root: str | Path, per_slice: int = 4, seed: int = 0, exclude_patients=()) -> list[Patch]:
+    """TB patches at random lung points and TM patches at annotated tumours of all DICOM under root, except
+    slices of `exclude_patients` (PatientIDs, e.g. those whose other slices are training backgrounds)."""
     root = Path(root)
     boxes = tumour_boxes(root)
     rng = np.random.default_rng(seed)
     patches = []
     for path in sorted(root.rglob("*.dcm")):
         sl = read_slice(path)
+        if sl.meta["patient_id"] in exclude_patients:
+            continue
         series = path.parent.relative_to(root).as_posix().replace("/", "_") or path.stem
         key = f"AUTH-{series}"
         lungs = cached_lung_mask(sl)
@@ -57,7 +60,8 @@ def authentic_patches(root: str | Path, per_slice: int = 4, seed: int = 0) -> li
     return patches
 
 
-def write_authentic(root: str | Path, out_dir: str | Path, per_slice: int = 4, seed: int = 0) -> Path:
+def write_authentic(root: str | Path, out_dir: str | Path, per_slice: int = 4, seed: int = 0,
+                    exclude_patients=()) -> Path:
     """Authentic patches into out_dir/test/real (+ manifest); out_dir/test/fake stays empty."""
-    patches = authentic_patches(root, per_slice, seed)
+    patches = authentic_patches(root, per_slice, seed, exclude_patients)
     return write_dataset(patches, {p.scan: "test" for p in patches}, out_dir)

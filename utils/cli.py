@@ -9,15 +9,16 @@ from pathlib import Path
 
 def _synth(args) -> int:
     from .patches import read_manifest, summarize
-    from .synthetic import CorpusConfig, background_patches, synthetic_patches, write_corpus
+    from .synthetic import CorpusConfig, background_patches, build_synthetic_corpus, write_corpus
 
     cfg = CorpusConfig(n_scans=args.scans, slices_per_scan=args.slices, difficulty=args.difficulty,
-                       seed=args.seed, workers=args.workers)
+                       seed=args.seed, workers=args.workers, shipped_backgrounds=not args.no_shipped_backgrounds,
+                       backgrounds=tuple(args.add_backgrounds or ()), background_variants=args.variants)
     if args.backgrounds:
         groups = (g for root in args.backgrounds for g in background_patches(root, cfg, variants=args.variants))
+        manifest = write_corpus(groups, args.out, cfg)
     else:
-        groups = synthetic_patches(cfg)
-    manifest = write_corpus(groups, args.out, cfg)
+        manifest = build_synthetic_corpus(args.out, cfg)
     print(f"wrote {manifest}")
     print(summarize(read_manifest(manifest)))
     return 0
@@ -167,11 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "patches, split by scan, as OUT/{train,val,test}/{real,fake}/*.png + OUT/manifest.csv.")
     p.add_argument("--out", default="data", help="output folder (default: data)")
     p.add_argument("--backgrounds", nargs="+", metavar="DIR",
-                   help="tamper these authentic DICOM slices/series (or a CT-GAN data set's untouched parts) "
-                   "instead of synthetic anatomy")
+                   help="tamper only these authentic DICOM slices/series (or a CT-GAN data set's untouched parts), "
+                   "split by series, instead of synthetic anatomy")
+    p.add_argument("--add-backgrounds", nargs="+", metavar="DIR",
+                   help="tamper these authentic DICOM series too, beside the synthetic scans (train split)")
+    p.add_argument("--no-shipped-backgrounds", action="store_true",
+                   help="leave out the real slices shipped in data/backgrounds (synthetic anatomy only)")
     p.add_argument("--scans", type=int, default=80, help="synthetic scans (default 80)")
     p.add_argument("--slices", type=int, default=14, help="slices per synthetic scan (default 14)")
-    p.add_argument("--variants", type=int, default=4, help="tampered copies per background slice (default 4)")
+    p.add_argument("--variants", type=int, default=8, help="tampered copies per background slice (default 8)")
     p.add_argument("--difficulty", type=float, default=0.5, help="0..1; 0.5 = CT-GAN's touch-up settings")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes for synthetic scans (default 2)")

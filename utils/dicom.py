@@ -88,6 +88,7 @@ def read_slice(path: str | Path) -> CTSlice:
             "kernel": str(ds.get("ConvolutionKernel", "")),
             "manufacturer": str(ds.get("Manufacturer", "")),
             "sop_instance_uid": str(ds.get("SOPInstanceUID", "")),
+            "patient_id": str(ds.get("PatientID", "")),
             "ctgan_output": written_by_ctgan(ds),
         },
     )

@@ -165,8 +165,6 @@ def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: in
 def validation_authentic_slices(corpus_dir) -> list[CTSlice]:
     """The slices of the validation split's authentic (TB/TM) scans of a synthetic corpus, regenerated from its
     corpus.json (the corpus is reproducible from its seed, so no slice needs to be stored)."""
-    import json
-
     from .patches import read_manifest
     from .synthetic import CorpusConfig, synthetic_scan
 
@@ -174,9 +172,7 @@ def validation_authentic_slices(corpus_dir) -> list[CTSlice]:
     if not (corpus_dir / "corpus.json").is_file():
         raise FileNotFoundError(f"{corpus_dir / 'corpus.json'}: not found (calibration regenerates the validation "
                                 "scans of a synthetic corpus; for other data pass authentic series)")
-    raw = json.loads((corpus_dir / "corpus.json").read_text())
-    cfg = CorpusConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()
-                          if k in CorpusConfig.__dataclass_fields__})
+    cfg = CorpusConfig.from_dir(corpus_dir)
     val = sorted({r["scan"] for r in read_manifest(corpus_dir / "manifest.csv")
                   if r["split"] == "val" and r["scan"].startswith("SYN-")})
     slices = []

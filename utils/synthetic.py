@@ -5,6 +5,7 @@ patches like the real data set's scans.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .anatomy import ScannerProfile, chest_slice
+from .authentic import tumour_boxes
 from .dicom import CTSlice
 from .lungmask import cached_lung_mask
 from .patches import extract_patches
@@ -21,6 +23,7 @@ from .scans import LabelRow, Scan
 from .tamper import pick_targets, resample_roundtrip, tamper_slice
 
 KIND_CYCLE = ("FM", "FB", "FM", "FB", "TM", "FM", "FB", "TB")  # as the blind trial: 3 FM : 3 FB : 1 TM : 1 TB
+SHIPPED_BACKGROUNDS = Path(__file__).resolve().parents[1] / "data" / "backgrounds"  # CC BY 4.0, see its README
 MIN_LUNG_MM2 = 4000.0  # slices with less lung than this are not tampered
 
 
@@ -41,6 +44,10 @@ class CorpusConfig:
         workers: processes (results do not depend on it).
         resample_authentic: share of authentic (TB/TM) scans that go through the same whole-scan 1 mm round trip
             as tampered ones, so that resampling (which hospitals do too) is no label.
+        shipped_backgrounds: also tamper the real authentic slices shipped in `data/backgrounds` (real anatomy,
+            texture and scanner noise in both classes); their patches join the train split.
+        backgrounds: further folders of authentic DICOM (or a CT-GAN data set's untouched parts) treated alike.
+        background_variants: tampered copies of every background slice (alternately inject and remove).
     """
 
     n_scans: int = 80
@@ -54,9 +61,32 @@ class CorpusConfig:
     fractions: tuple = (0.7, 0.15, 0.15)
     workers: int = 2
     resample_authentic: float = 0.5
+    shipped_backgrounds: bool = True
+    backgrounds: tuple = ()
+    background_variants: int = 8
+
+    def background_roots(self) -> list[Path]:
+        roots = [SHIPPED_BACKGROUNDS] if self.shipped_backgrounds else []
+        return roots + [Path(p) for p in self.backgrounds]
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dir(cls, corpus_dir: str | Path) -> "CorpusConfig":
+        """The settings a corpus was generated with (its corpus.json)."""
+        import json
+
+        saved = json.loads((Path(corpus_dir) / "corpus.json").read_text())
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()
+                      if k in cls.__dataclass_fields__})
+
+    def background_patients(self) -> set[str]:
+        """PatientIDs of the real backgrounds: a false-alarm test must leave these patients out."""
+        import pydicom
+
+        return {str(pydicom.dcmread(p, stop_before_pixels=True).get("PatientID", ""))
+                for root in self.background_roots() for p in Path(root).rglob("*.dcm")} - {""}
 
 
 def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cfg: CorpusConfig,
@@ -194,9 +224,18 @@ def write_corpus(patch_groups, out_dir: str | Path, cfg: CorpusConfig, split_of:
 
 
 def build_synthetic_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None, progress: bool = True) -> Path:
-    """Generate the embedded corpus into out_dir; returns the manifest path."""
+    """Generate the embedded corpus into out_dir: synthetic scans split by scan, plus emulated tampering on the
+    configured real backgrounds (train split only: the synthetic validation and test splits stay comparable
+    across settings). Returns the manifest path."""
+    from .patches import split_scans
+
     cfg = cfg or CorpusConfig()
-    return write_corpus(synthetic_patches(cfg, progress), out_dir, cfg)
+    kinds = {f"SYN-{i:04d}": KIND_CYCLE[i % len(KIND_CYCLE)] for i in range(cfg.n_scans)}
+    split_of = split_scans(kinds, cfg.fractions, cfg.seed)
+    backgrounds = [g for root in cfg.background_roots()
+                   for g in background_patches(root, cfg, cfg.background_variants, progress)]
+    split_of.update({key: "train" for key, _, _ in backgrounds})
+    return write_corpus(itertools.chain(synthetic_patches(cfg, progress), backgrounds), out_dir, cfg, split_of)
 
 
 def background_sources(root: str | Path, include=None) -> list[tuple[str, list[CTSlice]]]:
@@ -239,6 +278,10 @@ def background_sources(root: str | Path, include=None) -> list[tuple[str, list[C
             sources.extend((f.stem, [read_slice(f)]) for f in files)
     if include is not None:
         sources = [(sid, sl) for sid, sl in sources if sid in include]
+    boxes = tumour_boxes(root) if root.is_dir() else {}
+    for _, slices in sources:
+        for sl in slices:
+            sl.meta["tumours"] = boxes.get(sl.meta.get("sop_instance_uid"), [])
     if not sources:
         raise FileNotFoundError(f"{root}: no DICOM slices found" + (" among the included sources" if include else ""))
     return sources
@@ -246,24 +289,30 @@ def background_sources(root: str | Path, include=None) -> list[tuple[str, list[C
 
 def background_patches(root: str | Path, cfg: CorpusConfig, variants: int = 4, progress: bool = True,
                        include=None):
-    """Emulated CT-GAN tampering on real authentic slices: `variants` tampered copies (alternately inject and
-    remove, fresh targets each time) of every slice with enough lung. Yields (key, kind, patches) per source.
+    """Emulated CT-GAN tampering on real authentic slices. Per source: one authentic copy (resampled like a
+    tampered scan with probability `cfg.resample_authentic`; random lung points and annotated tumours as
+    authentic patches) and `variants` tampered copies (alternately inject and remove, fresh targets each time)
+    of every slice with enough lung, with same-slice controls. Yields (key, kind, patches) per source.
 
-    All variants of one source share its scan key, so a split never separates them.
+    All copies of one source share its scan key, so a split never separates them.
     """
     from tqdm.auto import tqdm
 
     for source, slices in tqdm(background_sources(root, include), desc="backgrounds", unit="series",
                                disable=not progress):
         group = []
-        for v in range(variants):
+        for v in range(variants + 1):
             rng = np.random.default_rng([cfg.seed, zlib.crc32(source.encode()), v])
-            kind = ("FM", "FB")[v % 2]
+            kind = "TB" if v == 0 else ("FB", "FM")[v % 2]
             fresh = [CTSlice(s.hu, s.spacing, s.instance, s.z, s.path, dict(s.meta)) for s in slices]
-            avoid = {s.instance: s.meta.get("keep_clear", []) for s in fresh}
+            avoid = {s.instance: s.meta.get("keep_clear", []) + s.meta.get("tumours", []) for s in fresh}
             scan = emulate_scan(Scan("BG", source, "background", kind), fresh, rng, cfg, avoid=avoid)
-            tampered = {r.slice for r in scan.labels if r.tampered}
-            scan.slices = {k: sl for k, sl in scan.slices.items() if k in tampered}
+            if kind == "TB":  # annotated tumours are authentic patches, as in the false-alarm test
+                scan.labels += [LabelRow("TM", scan.uuid, s.instance, x, y, scan.experiment)
+                                for s in fresh for x, y in s.meta.get("tumours", [])]
+            else:
+                tampered = {r.slice for r in scan.labels if r.tampered}
+                scan.slices = {k: sl for k, sl in scan.slices.items() if k in tampered}
             group += extract_patches(scan, rng, size=cfg.patch_size, jitter=cfg.jitter,
-                                     random_per_slice=1 if v == 0 else 0)
+                                     random_per_slice=cfg.random_per_slice + 1 if kind == "TB" else 0)
         yield f"BG-{source}", "BG", group
