@@ -1,4 +1,4 @@
-"""Command line: `python -m utils.cli {synth,prepare-ctgan,contact-sheet,train,evaluate,explain,scan,calibrate} --help`."""
+"""Command line: `python -m utils.cli {synth,prepare-ctgan,contact-sheet,train,evaluate,explain,scan,scan-archive,calibrate} --help`."""
 from __future__ import annotations
 
 import argparse
@@ -108,16 +108,20 @@ def _explain(args) -> int:
     return 0
 
 
-def _scan(args) -> int:
+def _threshold(args) -> tuple[float, str]:
     from .operating_point import stored_threshold
-    from .scan import draw, scan_series
 
     if args.threshold is not None:
-        threshold, source = args.threshold, "--threshold"
-    elif args.relative:  # a contrast is not a probability: it needs its own threshold
-        threshold, source = stored_threshold(args.model, "relative", default=None)
-    else:
-        threshold, source = stored_threshold(args.model, "patch")
+        return args.threshold, "--threshold"
+    if args.relative:  # a contrast is not a probability: it needs its own threshold
+        return stored_threshold(args.model, "relative", default=None)
+    return stored_threshold(args.model, "patch")
+
+
+def _scan(args) -> int:
+    from .scan import draw, scan_series
+
+    threshold, source = _threshold(args)
     model = _load_model(args.model)
     result = scan_series(model, args.path, stride=args.stride, threshold=threshold, top_k=args.top_k,
                          progress=not args.json, relative=args.relative)
@@ -135,6 +139,20 @@ def _scan(args) -> int:
         print(f"  skipped: {msg}")
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def _scan_archive(args) -> int:
+    from .archive import scan_archive
+
+    if not Path(args.model).is_file():
+        raise FileNotFoundError(f"{args.model}: no such model file")
+    threshold, source = _threshold(args)
+    summary = scan_archive(args.root, args.model, args.out, scheduler=args.scheduler, workers=args.workers,
+                           stride=args.stride, threshold=threshold, top_k=args.top_k, relative=args.relative)
+    print(f"{summary['scanned']} series scanned, {summary['already_done']} already in {args.out}, "
+          f"{summary['errors']} with errors, {summary['skipped_files']} files skipped (not CT DICOM); "
+          f"threshold {threshold:.3f} ({source}); {summary['seconds']} s")
     return 0
 
 
@@ -255,6 +273,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures", type=int, default=3, help="PNGs of the best slices to write (0: none)")
     p.add_argument("--json", action="store_true", help="one JSON object: verdict, score, locations")
     p.set_defaults(func=_scan)
+
+    p = sub.add_parser("scan-archive", help="scan every CT series under a folder tree, in parallel (Dask)",
+                       description="Find every CT series under ROOT (nested study/series folders, any file names; "
+                       "non-DICOM, non-CT and broken files are listed with a reason), scan them in parallel on a "
+                       "local Dask cluster (or --scheduler ADDRESS) and append one JSON line per series to OUT. "
+                       "Series already in OUT are skipped: rerun the same command to resume.")
+    p.add_argument("root", help="folder tree to search (e.g. a PACS export)")
+    p.add_argument("--out", default="reports/archive.jsonl", help="JSON-lines report (default reports/archive.jsonl)")
+    p.add_argument("--model", default="models/deepfake_detection_model.keras")
+    p.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (its workers need this package and the "
+                   "model path)")
+    p.add_argument("--stride", type=int, default=16, help="grid step in pixels (default 16)")
+    p.add_argument("--threshold", type=float, help="verdict threshold (default: the model's stored operating point)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--relative", action="store_true", help="verdict from the best slice's contrast, as `scan`")
+    p.set_defaults(func=_scan_archive)
 
     p = sub.add_parser("calibrate", help="choose and store a model's operating points on validation data",
                        description="Choose the patch threshold on the validation split's authentic patches and "

@@ -120,18 +120,24 @@ def list_dicom_files(folder: str | Path) -> list[Path]:
     return files
 
 
-def read_series(folder: str | Path, skip_corrupt: bool = False) -> list[CTSlice]:
-    """Read every slice of a series folder, in patient order.
+def read_series(folder, skip_corrupt: bool = False) -> list[CTSlice]:
+    """Read every slice of a series, in patient order: a folder of DICOM slices, or a list of their paths
+    (e.g. the files of one SeriesInstanceUID in a folder that holds several).
 
     Slices are ordered by ImagePositionPatient z, falling back to InstanceNumber. All slices must have the
     same size. With `skip_corrupt`, unreadable files are reported with a warning and skipped; otherwise the
     first one raises `DicomError` naming it.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DicomError(f"{folder}: not a folder of DICOM slices")
+    if isinstance(folder, (list, tuple)):
+        files = sorted(Path(p) for p in folder)
+        folder = files[0].parent if files else Path(".")
+    else:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DicomError(f"{folder}: not a folder of DICOM slices")
+        files = list_dicom_files(folder)
     slices, bad = [], []
-    for path in list_dicom_files(folder):
+    for path in files:
         try:
             slices.append(read_slice(path))
         except DicomError as err:

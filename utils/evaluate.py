@@ -220,7 +220,8 @@ def evaluate_on_testset(model, test_dir, threshold: float | None = None, batch_s
         out["left_out"] = PER_MANIFEST_FIGURES
     if return_scores:
         out.update(scores=scores.tolist(), labels=y.tolist(), files=[str(f) for f in files],
-                   scans=[r["scan"] for r in rows] if rows else None)
+                   scans=[r["scan"] for r in rows] if rows else None,
+                   kinds=[r["kind"] for r in rows] if rows else None)
     return out
 
 

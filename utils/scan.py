@@ -129,7 +129,8 @@ def merge_locations(locations: list[Location], radius: float = 24.0, slice_gap: 
 
 def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: int = 5, progress: bool = True,
                 relative: bool = False, **kwargs) -> SeriesResult:
-    """Scan a DICOM series folder (or one .dcm file): per-slice heatmaps, top 3-D locations, verdict.
+    """Scan a DICOM series (a folder, a list of its files, or one .dcm file): per-slice heatmaps, top 3-D
+    locations, verdict.
 
     The scan score is the best location's score, or with `relative` its slice's contrast (top score minus
     the slice's median patch score). Corrupt slices are reported and skipped; slices without lungs are
@@ -137,13 +138,16 @@ def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: in
     """
     from tqdm.auto import tqdm
 
-    path = Path(path)
+    if isinstance(path, (list, tuple)):  # the files of one series
+        path, files = Path(path[0]).parent, list(path)
+    else:
+        path, files = Path(path), None
     if path.is_file():
         slices = [read_slice(path)]
     else:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            slices = read_series(path, skip_corrupt=True)
+            slices = read_series(files or path, skip_corrupt=True)
         for w in caught:
             warnings.warn(str(w.message), stacklevel=2)
     results, skipped, points = {}, [], []

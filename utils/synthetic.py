@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .anatomy import ScannerProfile, chest_slice
+from .anatomy import ScannerProfile, chest_slice, correlated_noise
 from .authentic import tumour_boxes
 from .dicom import CTSlice
 from .lungmask import cached_lung_mask
@@ -48,6 +48,8 @@ class CorpusConfig:
             texture and scanner noise in both classes); their patches join the train split.
         backgrounds: further folders of authentic DICOM (or a CT-GAN data set's untouched parts) treated alike.
         background_variants: tampered copies of every background slice (alternately inject and remove).
+        background_noise: largest scanner noise (HU) added to a copy of a background series before tampering
+            (`scanner_variation`; 0 = the slices as stored).
     """
 
     n_scans: int = 80
@@ -64,6 +66,7 @@ class CorpusConfig:
     shipped_backgrounds: bool = True
     backgrounds: tuple = ()
     background_variants: int = 8
+    background_noise: float = 30.0
 
     def background_roots(self) -> list[Path]:
         roots = [SHIPPED_BACKGROUNDS] if self.shipped_backgrounds else []
@@ -238,6 +241,22 @@ def build_synthetic_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None,
     return write_corpus(itertools.chain(synthetic_patches(cfg, progress), backgrounds), out_dir, cfg, split_of)
 
 
+def scanner_variation(rng: np.random.Generator, max_sigma: float):
+    """A function that gives a real slice another scanner's noise: correlated CT noise of a random level
+    (0..max_sigma HU) and kernel (cutoff 0.3-0.95 x Nyquist) added inside the field of view, one draw per copy of
+    a series. Applied before tampering, so fakes and their controls share it: the noise level of real anatomy
+    is then no label."""
+    sigma, cutoff = float(rng.uniform(0, max_sigma)), float(rng.uniform(0.3, 0.95))
+
+    def apply(hu: np.ndarray) -> np.ndarray:
+        if sigma <= 0:
+            return hu
+        noise = correlated_noise(rng, hu.shape, sigma, cutoff)
+        return np.where(hu > -1500, np.rint(np.clip(hu + noise, -1024, 3071)), hu).astype(np.float32)
+
+    return apply
+
+
 def background_sources(root: str | Path, include=None) -> list[tuple[str, list[CTSlice]]]:
     """Authentic slices to tamper, grouped by source scan: (source id, slices).
 
@@ -289,30 +308,42 @@ def background_sources(root: str | Path, include=None) -> list[tuple[str, list[C
 
 def background_patches(root: str | Path, cfg: CorpusConfig, variants: int = 4, progress: bool = True,
                        include=None):
-    """Emulated CT-GAN tampering on real authentic slices. Per source: one authentic copy (resampled like a
-    tampered scan with probability `cfg.resample_authentic`; random lung points and annotated tumours as
-    authentic patches) and `variants` tampered copies (alternately inject and remove, fresh targets each time)
-    of every slice with enough lung, with same-slice controls. Yields (key, kind, patches) per source.
+    """Emulated CT-GAN tampering on real authentic slices. Per source series, copies of every slice with enough
+    lung, each copy with its own scanner noise (`scanner_variation`):
 
-    All copies of one source share its scan key, so a split never separates them.
+    - `variants` tampered copies, alternately inject and remove, fresh targets each time, with same-slice
+      controls. CT-GAN resamples the whole scan, so these controls are resampled too;
+    - `variants // 2` (at least one) authentic copies as stored, not resampled, with random lung points (and the
+      annotated tumours, once): as many authentic patches of untouched texture as there are controls, so that
+      on real anatomy neither resampling nor its absence is what tells the classes apart.
+
+    Yields (key, kind, patches) per source; all copies of one source share its scan key (a split never separates
+    them).
     """
+    from dataclasses import replace
+
     from tqdm.auto import tqdm
 
+    as_stored = replace(cfg, resample_authentic=0.0)
+    n_authentic = max(1, variants // 2)
+    per_slice = max(1, round(variants * cfg.tampers_per_slice / n_authentic))
     for source, slices in tqdm(background_sources(root, include), desc="backgrounds", unit="series",
                                disable=not progress):
         group = []
-        for v in range(variants + 1):
+        for v in range(n_authentic + variants):
             rng = np.random.default_rng([cfg.seed, zlib.crc32(source.encode()), v])
-            kind = "TB" if v == 0 else ("FB", "FM")[v % 2]
-            fresh = [CTSlice(s.hu, s.spacing, s.instance, s.z, s.path, dict(s.meta)) for s in slices]
+            kind = "TB" if v < n_authentic else ("FM", "FB")[(v - n_authentic) % 2]
+            scanner = scanner_variation(rng, cfg.background_noise)
+            fresh = [CTSlice(scanner(s.hu), s.spacing, s.instance, s.z, s.path, dict(s.meta)) for s in slices]
             avoid = {s.instance: s.meta.get("keep_clear", []) + s.meta.get("tumours", []) for s in fresh}
-            scan = emulate_scan(Scan("BG", source, "background", kind), fresh, rng, cfg, avoid=avoid)
-            if kind == "TB":  # annotated tumours are authentic patches, as in the false-alarm test
+            scan = emulate_scan(Scan("BG", source, "background", kind), fresh, rng,
+                                as_stored if kind == "TB" else cfg, avoid=avoid)
+            if v == 0:  # annotated tumours are authentic patches, as in the false-alarm test
                 scan.labels += [LabelRow("TM", scan.uuid, s.instance, x, y, scan.experiment)
                                 for s in fresh for x, y in s.meta.get("tumours", [])]
-            else:
+            if kind != "TB":
                 tampered = {r.slice for r in scan.labels if r.tampered}
                 scan.slices = {k: sl for k, sl in scan.slices.items() if k in tampered}
             group += extract_patches(scan, rng, size=cfg.patch_size, jitter=cfg.jitter,
-                                     random_per_slice=cfg.random_per_slice + 1 if kind == "TB" else 0)
+                                     random_per_slice=per_slice if kind == "TB" else 0)
         yield f"BG-{source}", "BG", group
