@@ -1,6 +1,6 @@
 """Detectors side by side: CNN alone, hybrid CNN -> ViT, plain ViT on pixels, classic forensic features.
 
-    python -m benchmarks.compare [--seeds 0 1 2] [--data data] [--out reports] [--quick]
+    python -m benchmarks.compare [--seeds 0 1 2] [--data data] [--out reports] [--resume] [--quick]
 
 Same corpus, same scan-level split, several seeds (mean ± sd). Each detector and seed trains in its own
 process (timings of several models in one process were wrong). Scored on the embedded test split and on the
@@ -187,11 +187,13 @@ def _prepare(data: Path, quick: bool) -> None:
         from utils.ctgan import prepare_ctgan
 
         prepare_ctgan(SHARED / "ctgan-sample", data / "ctgan", protocol="test", progress=False)
-    if (SHARED / "authentic-ct").is_dir():  # rewritten: it leaves out the corpus's background patients
+    if (SHARED / "authentic-ct").is_dir():
         from utils.authentic import write_authentic
 
-        write_authentic(SHARED / "authentic-ct", data / "authentic",
-                        exclude_patients=CorpusConfig.from_dir(data).background_patients())
+        # the corpus's background patients are no false-alarm test; the shipped ones are left out for every
+        # corpus, so that corpora with and without them are compared on the same patients
+        exclude = CorpusConfig.from_dir(data).background_patients() | CorpusConfig().background_patients()
+        write_authentic(SHARED / "authentic-ct", data / "authentic", exclude_patients=exclude)
 
 
 def main() -> None:
@@ -202,6 +204,8 @@ def main() -> None:
     parser.add_argument("--out", default="reports")
     parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=DETECTORS)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows of detector/seed runs already saved under --work (WORK/DETECTOR_SEED/rows.json)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     data, work, out = Path(args.data), Path(args.work), Path(args.out)
@@ -213,12 +217,20 @@ def main() -> None:
     rows = []
     for detector in args.detectors:
         for seed in seeds:
+            saved = work / f"{detector}_{seed}" / "rows.json"
+            if args.resume and saved.is_file():
+                rows += json.loads(saved.read_text())
+                print(f"kept from an earlier run: {detector} seed {seed} ({saved})", flush=True)
+                continue
             cmd = [sys.executable, "-m", "benchmarks.compare", "--one", detector, "--seeds", str(seed), "--data",
                    str(data), "--work", str(work)] + (["--quick"] if args.quick else [])
             run = subprocess.run(cmd, capture_output=True, text=True)
             if run.returncode != 0:
                 raise SystemExit(f"{detector} seed {seed} failed:\n{run.stderr[-4000:]}")
-            rows += json.loads(run.stdout.strip().splitlines()[-1])
+            result = json.loads(run.stdout.strip().splitlines()[-1])
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps(result))
+            rows += result
             print(f"done: {detector} seed {seed}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     diffs = paired_differences(rows)

@@ -3,7 +3,7 @@
     python -m benchmarks.false_alarm_map [--model models/deepfake_detection_model.keras] [--per-slice 4]
 
 Authentic slices of scanners never used in training (`../shared/data/authentic-ct`: COVID-CT-MD, the TCIA
-Lung-PET-CT-Dx B40f series, the LIDC slice) are changed one property at a time on the whole HU slice, as a
+Lung-PET-CT-Dx B40f series, the LIDC slice; patients whose slices are training backgrounds are left out) are changed one property at a time on the whole HU slice, as a
 scanner or a hospital's processing would change them, and the same random lung points are cut after each
 change (`patches.crop_hu`, the training window). Printed per setting: the share of patches flagged at the
 model's stored operating point and at 0.5, and the mean score. A property whose range lifts the flag rate is a
@@ -53,11 +53,13 @@ def settings() -> dict:
     return out
 
 
-def authentic_slices(root: Path):
+def authentic_slices(root: Path, exclude_patients=()):
     from utils.dicom import read_slice
 
     for path in sorted(root.rglob("*.dcm")):
         sl = read_slice(path)
+        if sl.meta["patient_id"] in exclude_patients:
+            continue
         series = path.parent.relative_to(root).as_posix()
         yield ("COVID-CT-MD" if series.startswith("covid") else "TCIA B40f" if "B40f" in series else "LIDC"), sl
 
@@ -67,6 +69,8 @@ def main() -> None:
     parser.add_argument("--model", default="models/deepfake_detection_model.keras")
     parser.add_argument("--per-slice", type=int, default=4, help="random lung points per slice")
     parser.add_argument("--authentic", default=str(SHARED / "authentic-ct"))
+    parser.add_argument("--data", default="data", help="the model's training corpus: its background patients are "
+                        "left out")
     parser.add_argument("--out", default="reports")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -80,12 +84,15 @@ def main() -> None:
     from utils.lungmask import cached_lung_mask, sample_lung_points
     from utils.operating_point import stored_threshold
     from utils.patches import PATCH_SIZE, crop_hu
+    from utils.synthetic import CorpusConfig
 
     model = keras.models.load_model(args.model, compile=False)
     threshold, source = stored_threshold(args.model, "patch")
     rng = np.random.default_rng(args.seed)
     slices, points, groups = [], [], []
-    for group, sl in authentic_slices(root):
+    data = Path(args.data)
+    excluded = CorpusConfig.from_dir(data).background_patients() if (data / "corpus.json").is_file() else set()
+    for group, sl in authentic_slices(root, excluded):
         lungs = cached_lung_mask(sl)
         if lungs.sum() < 3000:
             continue

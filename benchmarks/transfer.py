@@ -65,8 +65,9 @@ def main() -> None:
     real = read_manifest(prepare_ctgan(root, work / "real", protocol="test", progress=False))
     fold_of = scan_folds(real, args.folds)
     auth = Path(args.authentic).is_dir()
-    if auth:
-        write_authentic(args.authentic, work / "authentic")
+    if auth:  # patients whose slices are training backgrounds (of the added corpus) are no false-alarm test
+        exclude = CorpusConfig.from_dir(args.with_synthetic).background_patients() if args.with_synthetic else set()
+        write_authentic(args.authentic, work / "authentic", exclude_patients=exclude)
     pooled = defaultdict(lambda: {"y": [], "s": [], "rows": []})
     alarms = defaultdict(list)
     variants = 2 if args.quick else args.variants
