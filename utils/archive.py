@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +42,9 @@ def find_series(root) -> tuple[list[SeriesJob], list[dict]]:
     skipped = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            with warnings.catch_warnings():  # archives hold non-conformant headers (e.g. UUIDs as UIDs): read anyway
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, EOFError) as err:
             skipped.append({"path": str(path), "reason": f"not a readable DICOM file ({type(err).__name__})"})
             continue
@@ -63,8 +66,6 @@ _MODELS: dict = {}
 
 def scan_job(job: SeriesJob, model_path: str, options: dict) -> dict:
     """Scan one series (in a worker): the report line. The model is loaded once per worker process."""
-    import warnings
-
     from .dicom import DicomError
     from .operating_point import load_model
     from .scan import scan_series
