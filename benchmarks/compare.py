@@ -178,7 +178,7 @@ def paired_table(diffs: list[dict]) -> str:
 
 def _prepare(data: Path, quick: bool) -> None:
     """The corpora the comparison needs: the embedded corpus, the real sample and authentic CT, if missing."""
-    from utils.synthetic import CorpusConfig, build_synthetic_corpus
+    from utils.synthetic import CorpusConfig, build_synthetic_corpus, corpus_background_patients
 
     if not (data / "manifest.csv").is_file():
         cfg = CorpusConfig(n_scans=16, slices_per_scan=1, tampers_per_slice=3, workers=1) if quick else CorpusConfig()
@@ -192,7 +192,7 @@ def _prepare(data: Path, quick: bool) -> None:
 
         # the corpus's background patients are no false-alarm test; the shipped ones are left out for every
         # corpus, so that corpora with and without them are compared on the same patients
-        exclude = CorpusConfig.from_dir(data).background_patients() | CorpusConfig().background_patients()
+        exclude = corpus_background_patients(data) | CorpusConfig().background_patients()
         write_authentic(SHARED / "authentic-ct", data / "authentic", exclude_patients=exclude)
 
 

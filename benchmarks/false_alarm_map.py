@@ -84,15 +84,13 @@ def main() -> None:
     from utils.lungmask import cached_lung_mask, sample_lung_points
     from utils.operating_point import stored_threshold
     from utils.patches import PATCH_SIZE, crop_hu
-    from utils.synthetic import CorpusConfig
+    from utils.synthetic import corpus_background_patients
 
     model = keras.models.load_model(args.model, compile=False)
     threshold, source = stored_threshold(args.model, "patch")
     rng = np.random.default_rng(args.seed)
     slices, points, groups = [], [], []
-    data = Path(args.data)
-    excluded = CorpusConfig.from_dir(data).background_patients() if (data / "corpus.json").is_file() else set()
-    for group, sl in authentic_slices(root, excluded):
+    for group, sl in authentic_slices(root, corpus_background_patients(args.data)):
         lungs = cached_lung_mask(sl)
         if lungs.sum() < 3000:
             continue

@@ -28,7 +28,7 @@ from utils.dicom import read_slice
 from utils.lungmask import lung_mask
 from utils.operating_point import load_operating_point
 from utils.scan import scan_series, scan_slice
-from utils.synthetic import CorpusConfig, synthetic_scan
+from utils.synthetic import CorpusConfig, corpus_background_patients, synthetic_scan
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HIT_PX = 24
@@ -90,8 +90,7 @@ def main() -> None:
                            "chance": float(s_chance.mean())}
 
     auth_top, auth_con, series_seconds, series_slices = [], [], [], []
-    excluded = CorpusConfig.from_dir(args.data).background_patients() if (Path(args.data) / "corpus.json").is_file() \
-        else set()
+    excluded = corpus_background_patients(args.data)
     folders = sorted({p.parent for p in (SHARED / "authentic-ct").rglob("*.dcm")})
     for folder in folders:  # other scanners (COVID-CT-MD with disease, TCIA, LIDC), minus training backgrounds
         first = read_slice(next(folder.glob("*.dcm")))

@@ -23,7 +23,7 @@ from utils.authentic import write_authentic
 from utils.ctgan import prepare_ctgan
 from utils.evaluate import evaluate_authentic, markdown_table, predict_files, report_from_scores, summary_row
 from utils.patches import read_manifest
-from utils.synthetic import CorpusConfig, background_patches, write_corpus
+from utils.synthetic import CorpusConfig, background_patches, corpus_background_patients, write_corpus
 from utils.training import TrainConfig, load_training_data, run_training
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -66,7 +66,7 @@ def main() -> None:
     fold_of = scan_folds(real, args.folds)
     auth = Path(args.authentic).is_dir()
     if auth:  # patients whose slices are training backgrounds (of the added corpus) are no false-alarm test
-        exclude = CorpusConfig.from_dir(args.with_synthetic).background_patients() if args.with_synthetic else set()
+        exclude = corpus_background_patients(args.with_synthetic) if args.with_synthetic else set()
         write_authentic(args.authentic, work / "authentic", exclude_patients=exclude)
     pooled = defaultdict(lambda: {"y": [], "s": [], "rows": []})
     alarms = defaultdict(list)

@@ -118,6 +118,18 @@ def _threshold(args) -> tuple[float, str]:
     return stored_threshold(args.model, "patch")
 
 
+def _scan_options(p) -> None:
+    """The model and scanning options that `scan` and `scan-archive` share (read by `_threshold`)."""
+    p.add_argument("--model", default="models/deepfake_detection_model.keras")
+    p.add_argument("--stride", type=int, default=16, help="grid step in pixels (default 16)")
+    p.add_argument("--threshold", type=float,
+                   help="score at or above which the verdict is 'tampered' (default: the model's stored operating "
+                   "point; with --relative its stored relative threshold, see `calibrate`)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--relative", action="store_true",
+                   help="verdict from the best slice's contrast (top score minus the slice's median score)")
+
+
 def _scan(args) -> int:
     from .scan import draw, scan_series
 
@@ -261,14 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Slide the patch model over the lungs of every slice; print the verdict and "
                        "the top locations (slice, x column, y row, score) and write PNG overlays.")
     p.add_argument("path", help="a .dcm file or a folder holding one series")
-    p.add_argument("--model", default="models/deepfake_detection_model.keras")
-    p.add_argument("--stride", type=int, default=16, help="grid step in pixels (default 16)")
-    p.add_argument("--threshold", type=float,
-                   help="score at or above which the verdict is 'tampered' (default: the model's stored operating "
-                   "point; with --relative its stored relative threshold, see `calibrate`)")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--relative", action="store_true",
-                   help="verdict from the best slice's contrast (top score minus the slice's median score)")
+    _scan_options(p)
     p.add_argument("--out", default="reports/scan", help="folder for the PNG overlays")
     p.add_argument("--figures", type=int, default=3, help="PNGs of the best slices to write (0: none)")
     p.add_argument("--json", action="store_true", help="one JSON object: verdict, score, locations")
@@ -281,15 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "Series already in OUT are skipped: rerun the same command to resume.")
     p.add_argument("root", help="folder tree to search (e.g. a PACS export)")
     p.add_argument("--out", default="reports/archive.jsonl", help="JSON-lines report (default reports/archive.jsonl)")
-    p.add_argument("--model", default="models/deepfake_detection_model.keras")
     p.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (its workers need this package and the "
                    "model path)")
-    p.add_argument("--stride", type=int, default=16, help="grid step in pixels (default 16)")
-    p.add_argument("--threshold", type=float, help="verdict threshold (default: the model's stored operating point)")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--relative", action="store_true", help="verdict from the best slice's contrast, as `scan`")
+    _scan_options(p)
     p.set_defaults(func=_scan_archive)
 
     p = sub.add_parser("calibrate", help="choose and store a model's operating points on validation data",

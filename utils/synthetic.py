@@ -92,6 +92,15 @@ class CorpusConfig:
                 for root in self.background_roots() for p in Path(root).rglob("*.dcm")} - {""}
 
 
+def corpus_background_patients(corpus_dir) -> set[str]:
+    """PatientIDs of the real backgrounds the corpus in `corpus_dir` was built with; empty when the folder holds
+    no corpus.json. A false-alarm test of a model trained on that corpus must leave them out."""
+    corpus_dir = Path(corpus_dir)
+    if not (corpus_dir / "corpus.json").is_file():
+        return set()
+    return CorpusConfig.from_dir(corpus_dir).background_patients()
+
+
 def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cfg: CorpusConfig,
                  removal_targets: dict | None = None, avoid: dict | None = None) -> Scan:
     """Tamper authentic slices as CT-GAN would for the scan's kind and fill in its slices and label rows.
