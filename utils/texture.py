@@ -9,9 +9,9 @@ fine-detail bands are rescaled to a common level measured on the slice's own lun
 
 sigma_band is a robust (MAD) spread of the band over parenchyma (eroded lung mask, smooth HU in
 [-950, -650], so vessels and nodules hardly count). A noisier or sharper scanner is brought down, a smooth or
-resampled one up; a tampered region stays as different from the rest of its slice as it was. Every path that
-cuts patches (synthetic corpus, real backgrounds, CT-GAN data set, authentic CT, scanning) calls `normalise`
-on the whole slice first, so training and use see the same input.
+resampled one up; a tampered region stays as different from the rest of its slice as it was. Not in the patch
+path: applied before every crop (one seed, README "How far scanners differ in texture") it lowered the
+development-set ROC-AUC, so `band_levels` serves as a measurement (`benchmarks.texture_levels`) only.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import numpy as np
 
 from .lungmask import erode, lung_mask
 
-VERSION = "slice-bands-v1"  # stored with a model: the input convention it was trained on
 SCALES = (1.0, 2.0)  # Gaussian sigmas (px) that split the slice into fine, mid and base bands
 REFERENCE = (12.0, 12.0)  # HU: the level each band is brought to (the shipped B40f backgrounds' medians, ~11.6 / 11.7)
 GAIN_RANGE = (1 / 8, 3.0)  # a slice's band is scaled by no less / no more than this
@@ -39,7 +38,7 @@ def bands(hu: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     return blurred[-1], [blurred[i] - blurred[i + 1] for i in range(len(SCALES))]
 
 
-def parenchyma(hu: np.ndarray, base: np.ndarray, lungs: np.ndarray, spacing: float) -> np.ndarray:
+def parenchyma(base: np.ndarray, lungs: np.ndarray, spacing: float) -> np.ndarray:
     """Lung pixels away from the pleura whose smooth HU is that of parenchyma (not vessel, nodule or airway)."""
     core = erode(lungs, 3.0 / spacing)
     return core & (base > PARENCHYMA_HU[0]) & (base < PARENCHYMA_HU[1])
@@ -50,15 +49,19 @@ def robust_sigma(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
-def band_levels(hu: np.ndarray, spacing: float = 0.7, lungs: np.ndarray | None = None) -> list[float] | None:
-    """The slice's robust spread of each band over its parenchyma (HU), or None when it has too little lung."""
-    hu = np.asarray(hu, np.float32)
+def _measure(hu: np.ndarray, spacing: float, lungs: np.ndarray | None):
+    """(base, detail bands, their levels over the parenchyma), levels None when there is too little lung."""
     lungs = lung_mask(hu, spacing) if lungs is None else lungs
     base, detail = bands(hu)
-    where = parenchyma(hu, base, lungs, spacing)
+    where = parenchyma(base, lungs, spacing)
     if where.sum() < MIN_PARENCHYMA_PX:
-        return None
-    return [robust_sigma(b[where]) for b in detail]
+        return base, detail, None
+    return base, detail, [robust_sigma(b[where]) for b in detail]
+
+
+def band_levels(hu: np.ndarray, spacing: float = 0.7, lungs: np.ndarray | None = None) -> list[float] | None:
+    """The slice's robust spread of each band over its parenchyma (HU), or None when it has too little lung."""
+    return _measure(np.asarray(hu, np.float32), spacing, lungs)[2]
 
 
 def normalise(hu: np.ndarray, spacing: float = 0.7, lungs: np.ndarray | None = None) -> np.ndarray:
@@ -67,20 +70,10 @@ def normalise(hu: np.ndarray, spacing: float = 0.7, lungs: np.ndarray | None = N
     A slice with too little parenchyma to measure (no lungs, a sliver at the apex) is returned unchanged.
     """
     hu = np.asarray(hu, np.float32)
-    lungs = lung_mask(hu, spacing) if lungs is None else lungs
-    base, detail = bands(hu)
-    where = parenchyma(hu, base, lungs, spacing)
-    if where.sum() < MIN_PARENCHYMA_PX:
+    base, detail, levels = _measure(hu, spacing, lungs)
+    if levels is None:
         return hu
     out = base
-    for band, ref in zip(detail, REFERENCE):
-        level = max(robust_sigma(band[where]), 1e-3)
-        out = out + band * float(np.clip(ref / level, *GAIN_RANGE))
+    for band, ref, level in zip(detail, REFERENCE, levels):
+        out = out + band * float(np.clip(ref / max(level, 1e-3), *GAIN_RANGE))
     return out.astype(np.float32)
-
-
-def normalised_slice(sl) -> np.ndarray:
-    """`normalise` of a CTSlice (its own spacing and lung mask)."""
-    from .lungmask import cached_lung_mask
-
-    return normalise(sl.hu, sl.spacing[1], cached_lung_mask(sl))
