@@ -53,3 +53,58 @@ def explanation_grid(images, masks: dict, scores, titles, path, regions=None, cm
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def render_patch(image, mask, alpha: float = 0.45, region=None, scale: int = 4, cmap: str = "viridis") -> np.ndarray:
+    """uint8 RGB (H*scale, W*scale, 3) of `overlay`, pixels enlarged without smoothing; the tampered region
+    (cx, cy, r) in image pixels, when given, drawn as a red circle."""
+    import cv2
+
+    rgb = np.rint(overlay(image, mask, cmap, alpha) * 255).astype(np.uint8)
+    rgb = np.ascontiguousarray(np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1))
+    if region is not None:
+        cx, cy, r = region
+        cv2.circle(rgb, (int(round((cx + 0.5) * scale)), int(round((cy + 0.5) * scale))), int(round(r * scale)),
+                   (255, 40, 40), 1, cv2.LINE_AA)
+    return rgb
+
+
+def heat_layer(mask, cmap: str = "viridis") -> np.ndarray:
+    """uint8 RGB (H, W, 3) of a [0, 1] mask coloured by `cmap` (the layer a browser blends by opacity)."""
+    return np.rint(plt.get_cmap(cmap)(np.clip(np.asarray(mask, np.float32), 0, 1))[..., :3] * 255).astype(np.uint8)
+
+
+def render_slice(base, heatmap, alpha: float = 0.45, locations=(), selected=None, labels=(), box: int = 64,
+                 cmap: str = "inferno") -> np.ndarray:
+    """uint8 RGB of a lung-window slice (base in [0, 1]) with its scan heatmap blended where it is non-zero,
+    the top locations numbered, the selected window boxed and known tampered points (x, y, r) circled red."""
+    import cv2
+
+    base = np.asarray(base, np.float32)
+    heat = plt.get_cmap(cmap)(np.clip(heatmap, 0, 1))[..., :3]
+    weight = alpha * (np.asarray(heatmap) > 0)[..., None]
+    rgb = np.rint((np.repeat(base[..., None], 3, axis=-1) * (1 - weight) + heat * weight) * 255).astype(np.uint8)
+    rgb = np.ascontiguousarray(rgb)
+    for x, y, r in labels:
+        cv2.circle(rgb, (int(x), int(y)), int(max(r, 6)), (255, 40, 40), 1, cv2.LINE_AA)
+    for rank, loc in enumerate(locations, start=1):
+        colour = (80, 255, 80) if rank == 1 else (80, 220, 255)
+        cv2.circle(rgb, (int(loc.x), int(loc.y)), 3, colour, -1, cv2.LINE_AA)
+        cv2.putText(rgb, str(rank), (int(loc.x) + 5, int(loc.y) - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1,
+                    cv2.LINE_AA)
+    if selected is not None:
+        x, y = selected
+        h = box // 2
+        cv2.rectangle(rgb, (int(x) - h, int(y) - h), (int(x) + h - 1, int(y) + h - 1), (255, 255, 255), 1)
+    return rgb
+
+
+def png_bytes(rgb) -> bytes:
+    """PNG file bytes of a uint8 RGB or gray array."""
+    import cv2
+
+    arr = np.asarray(rgb)
+    ok, buf = cv2.imencode(".png", arr[..., ::-1] if arr.ndim == 3 else arr)
+    if not ok:
+        raise ValueError(f"could not encode an image of shape {arr.shape} as PNG")
+    return buf.tobytes()

@@ -91,19 +91,43 @@ def _evaluate(args) -> int:
 def _explain(args) -> int:
     import numpy as np
 
-    from explainability.figures import compute_maps
-    from explainability.overlay import explanation_grid
-
     from .data import read_image
 
+    if not args.images and not args.slice:
+        raise ValueError("explain: give patch images, or a DICOM slice with --slice")
     model = _load_model(args.model)
     size = tuple(int(v) for v in model.inputs[0].shape[1:3])
-    images = np.stack([read_image(p, size) for p in args.images])
-    maps, scores = compute_maps(model, images)
-    shown = {k: maps[k] for k in ("rollout mean", "rollout max", "gradient rollout", "Grad-CAM")}
-    path = explanation_grid(images, shown, scores, [Path(p).name[:24] for p in args.images], args.out)
-    for p, sc in zip(args.images, scores):
-        print(f"{p}: fake score {sc:.3f}")
+    images = [read_image(p, size[0]) for p in args.images]
+    titles = [Path(p).name[:24] for p in args.images]
+    slice_view = None
+    if args.slice:
+        from explainability.views import scan_one_slice
+
+        slice_view = scan_one_slice(model, args.slice, top_k=args.top_k)
+        if not images:
+            for rank, loc in enumerate(slice_view.result.locations, start=1):
+                images.append(slice_view.patch_at(loc.x, loc.y)[0])
+                titles.append(f"top {rank} ({loc.x}, {loc.y})")
+    if Path(args.out).suffix.lower() in (".html", ".htm"):
+        from explainability.page import PageItem, slice_items, write_page
+        from explainability.views import Explainer
+
+        explainer = Explainer(model)
+        threshold = float(model.operating_point.get("patch", {}).get("threshold", 0.5))
+        items = [PageItem(t, im) for t, im in zip(titles, images)] if args.images else slice_items(slice_view)
+        path = write_page(explainer, items, args.out, title=f"Explanations: {Path(args.model).name}",
+                          slice_view=slice_view, threshold=threshold)
+        scores = [explainer.patch(item.image).score for item in items]
+    else:
+        from explainability.figures import compute_maps
+        from explainability.overlay import explanation_grid
+
+        batch = np.stack(images)
+        maps, scores = compute_maps(model, batch)
+        shown = {k: maps[k] for k in ("rollout mean", "rollout max", "gradient rollout", "Grad-CAM")}
+        path = explanation_grid(batch, shown, scores, titles, args.out)
+    for title, sc in zip(titles, scores):
+        print(f"{title}: fake score {sc:.3f}")
     print(f"wrote {path}")
     return 0
 
@@ -262,11 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("explain", help="attention rollout, gradient rollout and Grad-CAM overlays of patches",
-                       description="Write a PNG grid: each image with its rollout (mean, max), gradient-rollout "
-                       "and Grad-CAM overlays and the model's fake score.")
-    p.add_argument("images", nargs="+", help="patch images (PNG/JPEG/NPY), converted to the model's input")
+                       description="Write a PNG grid (each image with its rollout (mean, max), gradient-rollout "
+                       "and Grad-CAM overlays and the model's fake score) or, with --out PAGE.html, a self-contained "
+                       "page to browse patches, methods, discard ratios and opacity.")
+    p.add_argument("images", nargs="*", help="patch images (PNG/JPEG/NPY), converted to the model's input")
+    p.add_argument("--slice", metavar="DCM",
+                   help="scan this DICOM slice and explain its top locations (shown with its heatmap on a page)")
+    p.add_argument("--top-k", type=int, default=5, help="top locations of --slice (default 5)")
     p.add_argument("--model", default="models/deepfake_detection_model.keras")
-    p.add_argument("--out", default="reports/explain.png")
+    p.add_argument("--out", default="reports/explain.png",
+                   help="a .png grid, or an .html page (self-contained, no server) with method, discard ratio and "
+                   "opacity controls")
     p.set_defaults(func=_explain)
 
     p = sub.add_parser("scan", help="scan a DICOM slice or series for tampered locations",

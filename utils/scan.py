@@ -209,12 +209,10 @@ def draw(hu: np.ndarray, result: SliceResult, path, alpha: float = 0.45) -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    base = window(hu).astype(np.float32) / 255.0
-    heat = plt.get_cmap("inferno")(result.heatmap)[..., :3]
-    weight = alpha * (result.heatmap > 0)[..., None]
-    img = (np.repeat(base[..., None], 3, axis=-1) * (1 - weight) + heat * weight)
+    from explainability.overlay import render_slice
+
     fig, ax = plt.subplots(figsize=(6, 6))
-    ax.imshow(img, interpolation="nearest")
+    ax.imshow(render_slice(window(hu).astype(np.float32) / 255.0, result.heatmap, alpha), interpolation="nearest")
     for rank, loc in enumerate(result.locations, start=1):
         ax.add_patch(plt.Circle((loc.x, loc.y), 20, fill=False, color="cyan" if rank > 1 else "lime", lw=1.2))
         ax.text(loc.x + 22, loc.y, f"{rank}: {loc.score:.2f}", color="white", fontsize=7)
