@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from itertools import zip_longest
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,10 +194,37 @@ class SliceView:
 
 
 def scan_one_slice(model, source, labels=(), stride: int = 16, top_k: int = 5) -> SliceView:
-    """Scan one DICOM file (or a `CTSlice`) with `utils.scan.scan_slice` for the explorer."""
+    """Scan one DICOM file (or a `CTSlice`) with `utils.scan.scan_slice` for the explorer. labels: known tampered
+    points (x, y, r) in slice pixels; r None = CT-GAN's 20 mm in-painted region at the slice's spacing."""
     from utils.dicom import CTSlice, read_slice
+    from utils.patches import HOLE_MM
     from utils.scan import model_patch_size, scan_slice
 
     sl = source if isinstance(source, CTSlice) else read_slice(source)
     result = scan_slice(model, sl, stride=stride, top_k=top_k)
-    return SliceView(sl.hu, result, model_patch_size(model), str(sl.path or "slice"), tuple(labels))
+    labels = tuple((x, y, HOLE_MM / 2 / sl.spacing[1] if r is None else r) for x, y, r in labels)
+    return SliceView(sl.hu, result, model_patch_size(model), str(sl.path or "slice"), labels)
+
+
+def tampered_slices(root, limit: int | None = None) -> dict:
+    """name -> (DICOM file, its tampered label points) for the tampered slices of a CT-GAN data set folder,
+    injections and removals in turn."""
+    import warnings
+
+    from utils.ctgan import load_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # label rows of scans a sample does not hold: nothing to pick there
+        scans = load_dataset(root)
+    by_kind: dict = {}
+    for scan in scans:
+        by_slice: dict = {}
+        for r in scan.labels:
+            if r.tampered and isinstance(scan.slices.get(r.slice), (str, Path)):
+                by_slice.setdefault(r.slice, []).append(r)
+        for inst, rows in sorted(by_slice.items()):
+            kinds = "/".join(sorted({r.type for r in rows}))
+            by_kind.setdefault(kinds, []).append((f"{scan.key} slice {inst} ({kinds})", (
+                Path(scan.slices[inst]), [(r.x, r.y, None) for r in rows])))
+    turns = [item for group in zip_longest(*by_kind.values()) for item in group if item is not None]
+    return dict(turns[:limit])

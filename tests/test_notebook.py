@@ -19,3 +19,6 @@ def test_notebook_quick_mode(tmp_path, monkeypatch):
         assert (reports / name).is_file(), name
     assert (tmp_path / "models" / "deepfake_detection_model.h5").is_file()
     assert "hybrid CNN-ViT" in (reports / "results.md").read_text()
+    explorer = [c for c in nb.cells if c.cell_type == "code" and "Explorer(" in c.source]
+    assert explorer and any("application/vnd.jupyter.widget-view+json" in out.get("data", {})
+                            for out in explorer[0].outputs), "the explorer cell shows no widget"
