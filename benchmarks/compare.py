@@ -39,7 +39,7 @@ def _throughput(predict, x, repeats: int = 2) -> float:
     return repeats * len(x) / (time.perf_counter() - start)
 
 
-def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool) -> list[dict]:
+def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretrain_epochs: int = 0) -> list[dict]:
     """Train and score one detector with one seed (in this process)."""
     import keras
 
@@ -48,7 +48,8 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool) -> li
     from utils.operating_point import threshold_at_false_alarm_rate
     from utils.training import TrainConfig, fit_phase, load_training_data, run_training
 
-    cfg = TrainConfig(data_dir=str(data), models_dir=str(work / f"{detector}_{seed}"), seed=seed)
+    cfg = TrainConfig(data_dir=str(data), models_dir=str(work / f"{detector}_{seed}"), seed=seed,
+                      pretrain_epochs=pretrain_epochs)
     if quick:
         cfg.cnn_epochs = cfg.vit_epochs = cfg.finetune_epochs = 1
     keras.utils.set_random_seed(seed)
@@ -206,11 +207,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows of detector/seed runs already saved under --work (WORK/DETECTOR_SEED/rows.json)")
+    parser.add_argument("--pretrain-epochs", type=int, default=0,
+                        help="self-supervised pre-training of the hybrid's transformer before phase 2a (default 0: none)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     data, work, out = Path(args.data), Path(args.work), Path(args.out)
     if args.one:
-        print(json.dumps(run_one(args.one, args.seeds[0], data, work, args.quick)))
+        print(json.dumps(run_one(args.one, args.seeds[0], data, work, args.quick, args.pretrain_epochs)))
         return
     _prepare(data, args.quick)
     seeds = args.seeds[:1] if args.quick else args.seeds
@@ -223,7 +226,8 @@ def main() -> None:
                 print(f"kept from an earlier run: {detector} seed {seed} ({saved})", flush=True)
                 continue
             cmd = [sys.executable, "-m", "benchmarks.compare", "--one", detector, "--seeds", str(seed), "--data",
-                   str(data), "--work", str(work)] + (["--quick"] if args.quick else [])
+                   str(data), "--work", str(work), "--pretrain-epochs", str(args.pretrain_epochs)] \
+                + (["--quick"] if args.quick else [])
             run = subprocess.run(cmd, capture_output=True, text=True)
             if run.returncode != 0:
                 raise SystemExit(f"{detector} seed {seed} failed:\n{run.stderr[-4000:]}")

@@ -30,13 +30,26 @@ def build_cnn(input_shape=(64, 64, 1), filters=(16, 32, 64), dropout=0.3, bn_mom
     return keras.Model(inputs, outputs, name=name)
 
 
-def _encoder_and_head(tokens, dim, depth, heads, mlp_dim, dropout):
-    """Class token, position embeddings, `depth` encoder blocks, final norm, sigmoid head on the class token."""
+def feature_tokens(features, dim):
+    """The CNN's feature map as tokens: 1x1 patches projected to `dim`, (B, gh, gw, C) -> (B, gh * gw, dim)."""
+    gh, gw = features.shape[1], features.shape[2]
+    x = layers.Conv2D(dim, 1, name="patch_projection")(features)
+    return layers.Reshape((gh * gw, dim), name="tokens")(x)
+
+
+def encode_tokens(tokens, dim, depth, heads, mlp_dim, dropout):
+    """Class token, position embeddings, `depth` encoder blocks, final norm: (B, T, dim) -> (B, T + 1, dim).
+    The transformer that the detector and its self-supervised pre-training (`utils.pretraining`) share by name."""
     x = ClassToken(name="class_token")(tokens)
     x = PositionEmbedding(name="position_embedding")(x)
     for i in range(depth):
         x, _ = TransformerEncoderBlock(heads, dim // heads, mlp_dim, dropout, name=f"encoder_{i}")(x)
-    x = layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")(x)
+    return layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")(x)
+
+
+def _encoder_and_head(tokens, dim, depth, heads, mlp_dim, dropout):
+    """`encode_tokens`, then a sigmoid head on the class token."""
+    x = encode_tokens(tokens, dim, depth, heads, mlp_dim, dropout)
     x = TakeToken(0, name="cls")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     return layers.Dense(1, activation="sigmoid", name="score")(x)
@@ -48,10 +61,7 @@ def build_hybrid_vit(cnn, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1, fe
     `dim`, becomes the token sequence; a class token and learned position embeddings are added; `depth` pre-norm
     encoder blocks; the head reads the class token. Shares (not copies) the CNN's layers up to `feature_layer`.
     """
-    features = cnn.get_layer(feature_layer).output
-    gh, gw = features.shape[1], features.shape[2]
-    x = layers.Conv2D(dim, 1, name="patch_projection")(features)
-    x = layers.Reshape((gh * gw, dim), name="tokens")(x)
+    x = feature_tokens(cnn.get_layer(feature_layer).output, dim)
     outputs = _encoder_and_head(x, dim, depth, heads, mlp_dim, dropout)
     return keras.Model(cnn.inputs, outputs, name=name)
 

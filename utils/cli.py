@@ -50,14 +50,16 @@ def _train(args) -> int:
 
     cfg = TrainConfig(data_dir=args.data, models_dir=args.models, seed=args.seed, batch_size=args.batch_size,
                       data_parallel=args.data_parallel)
-    for name in ("cnn_epochs", "vit_epochs", "finetune_epochs", "max_train"):
+    for name in ("cnn_epochs", "vit_epochs", "finetune_epochs", "max_train", "pretrain_epochs", "vit_init"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     result = run_training(cfg, phases=tuple(args.phases), verbose=1 if args.verbose else 2)
     for phase, hist in result["histories"].items():
-        print(f"{phase}: best epoch {hist['best_epoch']}, val AUC {max(hist['val_auc']):.3f}, {hist['seconds']} s")
+        best = (f"val AUC {max(hist['val_auc']):.3f}" if "val_auc" in hist
+                else f"val masked-token error {min(hist['val_loss']):.3f}")
+        print(f"{phase}: best epoch {hist['best_epoch']}, {best}, {hist['seconds']} s")
     for name, paths in result["paths"].items():
-        print(f"saved {name}: {paths['keras']} and {paths['h5']}")
+        print(f"saved {name}: " + " and ".join(paths.values()))
     return 0
 
 
@@ -266,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cnn-epochs", type=int)
     p.add_argument("--vit-epochs", type=int)
     p.add_argument("--finetune-epochs", type=int)
+    p.add_argument("--pretrain-epochs", type=int,
+                   help="self-supervised pre-training of the transformer (masked CNN tokens of authentic training "
+                   "patches) before phase 2a, saved as MODELS/vit_pretrained.keras (default 0: none)")
+    p.add_argument("--vit-init", metavar="KERAS", help="start phase 2a from this saved pre-training model")
     p.add_argument("--max-train", type=int, help="cap on training patches (quick runs)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)

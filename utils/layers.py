@@ -156,3 +156,68 @@ class Standardize(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "mean": self.mean, "scale": self.scale}
 
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskTokens(layers.Layer):
+    """Masked-token modelling's input side: replaces a random share of the tokens by one learned mask token.
+    (B, T, D) -> (tokens (B, T, D), mask (B, T): 1 where a token was replaced). Masks on every call, evaluation
+    included: the layer only exists in the pre-training model (`utils.pretraining`), never in a detector.
+
+    Args:
+        ratio: expected share of tokens masked per image.
+        seed: seed of the mask draws.
+    """
+
+    def __init__(self, ratio=0.5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.ratio, self.seed = ratio, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        self.token = self.add_weight(name="token", shape=(1, 1, input_shape[-1]),
+                                     initializer=keras.initializers.RandomNormal(stddev=0.02))
+        super().build(input_shape)
+
+    def call(self, tokens):
+        shape = ops.shape(tokens)
+        noise = keras.random.uniform((shape[0], shape[1]), seed=self.seed_generator)
+        mask = ops.cast(noise < self.ratio, tokens.dtype)
+        m = mask[..., None]
+        return tokens * (1.0 - m) + ops.cast(self.token, tokens.dtype) * m, mask
+
+    def compute_output_shape(self, input_shape):
+        return input_shape, input_shape[:2]
+
+    def get_config(self):
+        return {**super().get_config(), "ratio": self.ratio, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskedTokenError(layers.Layer):
+    """Masked-token modelling's loss: mean squared error between predicted and target features over the masked
+    tokens, per image. Inputs [prediction (B, T + 1, C) with the class token first, target (B, T, C), mask (B, T)];
+    the target is standardised per token (zero mean, unit variance over C) and not differentiated. -> (B,).
+
+    Args:
+        epsilon: added to the variance when standardising the target.
+    """
+
+    def __init__(self, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def call(self, inputs):
+        prediction, target, mask = inputs
+        target = ops.stop_gradient(target)
+        mean = ops.mean(target, axis=-1, keepdims=True)
+        var = ops.var(target, axis=-1, keepdims=True)
+        target = (target - mean) / ops.sqrt(var + self.epsilon)
+        err = ops.mean(ops.square(prediction[:, 1:, :] - target), axis=-1)
+        return ops.sum(err * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[0][0],)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}

@@ -38,6 +38,12 @@ class TrainConfig:
         seed: seeds Keras, NumPy and the batch order.
         data_parallel: split every batch over all local devices with Keras' distribution API
             (`keras.distribution.DataParallel`; JAX backend, e.g. several GPUs). Same maths as one device.
+        pretrain_epochs: epochs of self-supervised pre-training of the transformer on the frozen CNN's tokens
+            (masked-token modelling on the training split's authentic patches, `utils.pretraining`) before
+            phase 2a; 0 = none, phase 2a starts from random weights.
+        pretrain_lr, mask_ratio: its learning rate and the share of tokens masked.
+        vit_init: a saved pre-training model (`models/vit_pretrained.keras`) to start phase 2a from instead
+            (same transformer sizes), when pretrain_epochs is 0.
     """
 
     data_dir: str = "data"
@@ -62,6 +68,10 @@ class TrainConfig:
     max_train: int | None = None
     seed: int = 0
     data_parallel: bool = False
+    pretrain_epochs: int = 0
+    pretrain_lr: float = 1e-3
+    mask_ratio: float = 0.5
+    vit_init: str | None = None
     extra: dict = field(default_factory=dict)
 
     def save(self, path) -> None:
@@ -261,6 +271,18 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
         stem.set_weights(cnn.get_weights())
         hybrid = build_hybrid_vit(stem, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout)
         set_cnn_trainable(hybrid, False)
+        if cfg.pretrain_epochs:
+            from .pretraining import PRETRAINED, load_transformer_weights, pretrain
+
+            (x, y), (xv, yv) = data["train"], data["val"]
+            pretrained, histories["pretrain"] = pretrain(stem, x[y == 0], xv[yv == 0], cfg, verbose)
+            paths["pretrained"] = {"keras": str(models_dir / f"{PRETRAINED}.keras")}
+            pretrained.save(paths["pretrained"]["keras"])
+            load_transformer_weights(hybrid, pretrained)
+        elif cfg.vit_init:
+            from .pretraining import load_transformer_weights
+
+            load_transformer_weights(hybrid, cfg.vit_init)
         if cfg.vit_epochs:
             histories["vit"] = fit_phase(hybrid, data["train"], data["val"], cfg.vit_epochs, cfg.vit_lr, cfg,
                                          "vit", verbose)
