@@ -142,3 +142,18 @@ def test_html_page_renders_in_chromium(hybrid, tmp_path):
     assert 'data-rendered="1"' in dom, dom[:500]  # the script ran and drew the first view
     assert 'id="heat" alt="map" src="data:image/png;base64,' in dom
     assert "pointing game" in dom and "<circle" in dom
+
+
+def test_cli_explain_writes_a_page_for_a_slice(hybrid, tmp_path):
+    import sys
+
+    hybrid.save(tmp_path / "m.keras")
+    out = tmp_path / "page.html"
+    run = subprocess.run([sys.executable, "-m", "utils.cli", "explain", "--slice", str(SLICE), "--top-k", "2",
+                          "--model", str(tmp_path / "m.keras"), "--out", str(out)], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert out.is_file() and run.stdout.count("fake score") == 2 and '"slice":' in out.read_text()
+    run = subprocess.run([sys.executable, "-m", "utils.cli", "explain", "--model", str(tmp_path / "m.keras")],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "--slice" in run.stderr
