@@ -1,11 +1,12 @@
-"""Two training set-ups side by side: paired ROC-AUC differences on the same real patches.
+"""Two training set-ups side by side: paired ROC-AUC differences on the same patches.
 
     python -m benchmarks.paired_runs reports/benchmark_a.json reports/benchmark_b.json [--names A B] [--out FILE]
 
 Reads two `benchmarks.compare` results (e.g. the embedded corpus without and with the shipped real
 backgrounds), pairs every model and seed present in both, and prints B minus A on the real development set
-(overall, injected vs same-slice control, removed vs same-slice control) with a 95% paired bootstrap interval
-over scans, beside the false alarms on authentic CT of other scanners.
+(overall, injected vs same-slice control, removed vs same-slice control), and on the synthetic test split when
+both ran on the same corpus, with a 95% paired bootstrap interval over scans, beside the false alarms on
+authentic CT of other scanners. `--model NAME` keeps one model's rows.
 """
 from __future__ import annotations
 
@@ -50,13 +51,17 @@ def main() -> None:
     parser.add_argument("b")
     parser.add_argument("--names", nargs=2, default=["A", "B"])
     parser.add_argument("--out", help="also write the table to this markdown file")
+    parser.add_argument("--model", help="only this model's rows (e.g. 'hybrid CNN-ViT')")
     args = parser.parse_args()
     a, b = _rows(args.a), _rows(args.b)
+    if args.model:
+        a, b = ({k: v for k, v in rows.items() if k[0] == args.model} for rows in (a, b))
     lines = [f"| model | seed | data | {args.names[1]} − {args.names[0]} ROC-AUC [95% paired interval over scans] "
              "| share of resamples where B is not better |", "|---|---|---|---|---|"]
-    for d in paired_rows(a, b):
-        lines.append(f"| {d['model']} | {d['seed']} | development set, {d['subset']} | {d['diff']:+.3f} "
-                     f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p_not_better']:.3f} |")
+    for source, label in (("real", "development set"), ("synthetic", "synthetic test")):
+        for d in paired_rows(a, b, source):  # synthetic pairs only where both ran on the same corpus
+            lines.append(f"| {d['model']} | {d['seed']} | {label}, {d['subset']} | {d['diff']:+.3f} "
+                         f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p_not_better']:.3f} |")
     lines += ["", "| model | seed | flagged authentic CT at 0.5: A | B | at operating point: A | B |", "|---|---|---|---|---|---|"]
     for key in sorted(set(a) & set(b)):
         cells = [a[key].get("authentic_flag_rate"), b[key].get("authentic_flag_rate"),
