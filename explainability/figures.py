@@ -58,11 +58,42 @@ def faithfulness(model, data_dir, split: str = "test", n: int = 200, seed: int =
         raise ValueError(f"{data_dir}: no tampered patches with a known region in split {split!r}")
     size = tuple(int(v) for v in model.inputs[0].shape[1:3])
     images = np.stack([read_image(data_dir / r["path"], size) for r in chosen])
+    regions = [(float(r["tamper_x"]), float(r["tamper_y"]), float(r["tamper_r"])) for r in chosen]
+    return score_views(model, images, regions, 64, seed, steps)
+
+
+def score_views(model, images, regions, region_scale: int = 64, seed: int = 0, steps: int = 16) -> dict:
+    """`score_maps` of every map type and the two baselines; regions (cx, cy, r) in pixels of a
+    `region_scale` px patch."""
+    size = tuple(int(v) for v in model.inputs[0].shape[1:3])
     maps, _ = compute_maps(model, images)
     rng = np.random.default_rng(seed + 1)
     maps["baseline: random"] = rng.uniform(size=(len(images), *size))
     maps["baseline: centre prior"] = np.repeat(centre_prior(size)[None], len(images), axis=0)
-    scale = size[0] / 64.0  # manifest regions are in the 64 px patch's pixels
-    regions = np.stack([region_mask(size, float(r["tamper_x"]) * scale, float(r["tamper_y"]) * scale,
-                                    float(r["tamper_r"]) * scale) for r in chosen])
-    return score_maps(maps, regions, model, images, steps)
+    scale = size[0] / region_scale
+    masks = np.stack([region_mask(size, cx * scale, cy * scale, r * scale) for cx, cy, r in regions])
+    return score_maps(maps, masks, model, images, steps)
+
+
+def uncentred_views(scans, offset: int, size: int = 64, seed: int = 0, n: int | None = None):
+    """Patches of every tampered point of these scans, each cut with its centre moved by a random (dx, dy) of
+    up to `offset` px per axis (crop and window as in training), and the tampered region in each patch's
+    pixels: the region is no longer at the centre, so the centre prior stops being perfect."""
+    from utils.dicom import window
+    from utils.patches import HOLE_MM, crop_hu
+
+    rng = np.random.default_rng(seed)
+    images, regions = [], []
+    for scan in scans:
+        for r in scan.labels:
+            if not r.tampered or r.slice not in scan.slices:
+                continue
+            sl = scan.slice(r.slice)
+            dx, dy = (int(v) for v in rng.integers(-offset, offset + 1, 2))
+            radius = scan.radii.get((r.slice, r.x, r.y), HOLE_MM / 2 / sl.spacing[1])
+            images.append(window(crop_hu(sl.hu, r.x + dx, r.y + dy, size)).astype(np.float32)[..., None] / 255.0)
+            regions.append((size / 2 - dx, size / 2 - dy, float(radius)))
+    if n is not None and len(images) > n:
+        keep = np.sort(rng.choice(len(images), n, replace=False))
+        images, regions = [images[i] for i in keep], [regions[i] for i in keep]
+    return np.stack(images), regions

@@ -99,3 +99,18 @@ def test_cli_explain(hybrid, tmp_path):
                           "--out", str(tmp_path / "e.png")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / "e.png").is_file() and "fake score" in run.stdout
+
+
+def test_uncentred_views_put_the_region_where_the_point_lies():
+    from explainability.figures import uncentred_views
+    from utils.dicom import CTSlice
+    from utils.scans import LabelRow, Scan
+
+    hu = np.full((256, 256), -850.0, np.float32)
+    hu[118:123, 98:103] = 100.0  # a bright 5 px square at the label point (100, 120)
+    scan = Scan("SYN", "0001", "synthetic", "FM", {5: CTSlice(hu, (0.7, 0.7), 5)},
+                [LabelRow("FM", "0001", 5, 100, 120, "SYN")], radii={(5, 100, 120): 9.0})
+    images, regions = uncentred_views([scan], offset=16, seed=3)
+    (cx, cy, r), img = regions[0], images[0, ..., 0]
+    assert r == 9.0 and (cx, cy) != (32, 32) and abs(cx - 32) <= 16 and abs(cy - 32) <= 16
+    assert img[int(cy), int(cx)] > 0.75 and img.mean() < 0.2  # the square (100 HU) sits at the region's centre
