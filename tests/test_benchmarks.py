@@ -27,7 +27,7 @@ def test_compare_quick_writes_report(tmp_path):
 
 def test_help_of_every_benchmark():
     for name in ("compare", "transfer", "faithfulness", "scan_localisation", "corpus_speed", "startup",
-                 "false_alarm_map", "texture_levels", "explorer_speed"):
+                 "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name

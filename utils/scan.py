@@ -88,15 +88,16 @@ def nms(points, scores, radius: float, top_k: int) -> list[int]:
 
 
 def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: int = 256, top_k: int = 5,
-               nms_px: float = 32.0, instance: int = 0, name: str = "slice") -> SliceResult:
-    """Slide the patch model over the lungs of one HU slice (a 2-D array or a `CTSlice`)."""
+               nms_px: float = 32.0, instance: int = 0, name: str = "slice", lungs=None) -> SliceResult:
+    """Slide the patch model over the lungs of one HU slice (a 2-D array or a `CTSlice`); `lungs`, when given,
+    is the slice's lung mask (`lungmask.lung_mask`), else it is computed here."""
     if isinstance(hu, CTSlice):
         spacing, instance, name = hu.spacing[1], hu.instance, hu.path or name
         hu = hu.hu
     hu = np.asarray(hu, np.float32)
     if hu.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D HU slice, got shape {hu.shape}")
-    lungs = lung_mask(hu, spacing)
+    lungs = lung_mask(hu, spacing) if lungs is None else np.asarray(lungs, bool)
     if not lungs.any():
         raise ValueError(f"{name}: no lungs found in this slice (nothing to scan)")
     size = model_patch_size(model)
