@@ -178,3 +178,16 @@ def test_partial_manifest_says_what_it_left_out(tmp_path):
     with pytest.warns(UserWarning, match="covers 1 of 4 images"):
         m = evaluate_on_testset(_Constant(64), tmp_path, bootstrap=10)
     assert "pairs" in m["left_out"] and "pairs" not in m
+
+
+def test_detection_at_stored_thresholds():
+    from utils.evaluate import detection_at_thresholds
+
+    y = [0, 0, 0, 0, 1, 1, 1, 1]
+    scores = [0.1, 0.2, 0.3, 0.9, 0.95, 0.8, 0.4, 0.99]
+    kinds = ["control", "TB", "TB", "control", "FM", "FB", "FB", "FM"]
+    out = detection_at_thresholds(y, scores, {"0.05": 0.85, "0.01": 0.97}, kinds)
+    assert list(out) == ["0.01", "0.05"]
+    assert out["0.05"] == {"threshold": 0.85, "detected": 0.5, "false_alarms": 0.25, "detected_FM": 1.0,
+                           "detected_FB": 0.0}
+    assert out["0.01"]["detected"] == 0.25 and out["0.01"]["false_alarms"] == 0.0

@@ -216,6 +216,9 @@ def evaluate_on_testset(model, test_dir, threshold: float | None = None, batch_s
     rows = manifest_rows(files, manifest)
     out = report_from_scores(y, scores, rows, threshold, bootstrap, seed)
     out["threshold_source"] = source
+    stored = ((getattr(model, "operating_point", None) or {}).get("patch") or {}).get("thresholds")
+    if stored:
+        out["at_stored_rates"] = detection_at_thresholds(y, scores, stored, [r["kind"] for r in rows] if rows else None)
     if rows is None and manifest:
         out["left_out"] = PER_MANIFEST_FIGURES
     if return_scores:
@@ -305,6 +308,25 @@ def evaluate_authentic(model, corpus_dir, threshold: float = 0.5, batch_size: in
     return out
 
 
+def detection_at_thresholds(y, scores, thresholds: dict, kinds=None) -> dict:
+    """Per stored false-alarm rate ('0.01' -> threshold chosen on validation authentic patches): the share of
+    fakes detected (and of FM / FB, when kinds are known) and the false-alarm rate met on these authentic ones."""
+    y, scores = np.asarray(y, int), np.asarray(scores, float)
+    kinds = None if kinds is None else np.asarray(kinds)
+    out = {}
+    for rate, thr in sorted(thresholds.items(), key=lambda kv: float(kv[0])):
+        flagged = scores >= float(thr)
+        entry = {"threshold": float(thr), "detected": float(flagged[y == 1].mean()) if (y == 1).any() else None,
+                 "false_alarms": float(flagged[y == 0].mean()) if (y == 0).any() else None}
+        if kinds is not None:
+            for kind in ("FM", "FB"):
+                sel = (kinds == kind) & (y == 1)
+                if sel.any():
+                    entry[f"detected_{kind}"] = float(flagged[sel].mean())
+        out[rate] = entry
+    return out
+
+
 def summary_row(name: str, metrics: dict) -> dict:
     """The figures a results table shows, rounded, from an `evaluate_on_testset` dict."""
     lo, hi = metrics.get("roc_auc_ci", [np.nan, np.nan])
@@ -319,6 +341,10 @@ def summary_row(name: str, metrics: dict) -> dict:
             row[label] = format_auc(pairs[pair])
     if "resampled_vs_untouched_authentic" in metrics:
         row["AUC resampled vs untouched authentic"] = format_auc(metrics["resampled_vs_untouched_authentic"])
+    for rate, entry in metrics.get("at_stored_rates", {}).items():
+        if entry["detected"] is not None and entry["false_alarms"] is not None:
+            row[f"detected / false alarms at {float(rate):.0%} val FA"] = \
+                f"{entry['detected']:.3f} / {entry['false_alarms']:.3f}"
     return row
 
 
