@@ -124,7 +124,10 @@ def main() -> None:
         t = point["threshold"]
         report["relative_operating_point"] = {
             "threshold": t, "chosen_on": point["chosen_on"], "false_alarm_rate": point["false_alarm_rate"],
-            "authentic_flagged": float(np.mean(auth_con >= t)), "real_tampered_flagged": float(np.mean(real_con >= t))}
+            "authentic_flagged": float(np.mean(auth_con >= t)), "real_tampered_flagged": float(np.mean(real_con >= t)),
+            "at_rates": {rate: {"threshold": thr, "authentic_flagged": float(np.mean(auth_con >= thr)),
+                                "real_tampered_flagged": float(np.mean(real_con >= thr))}
+                         for rate, thr in point.get("thresholds", {}).items()}}
 
     r, s, f = report["real"], report["synthetic"], report["false_alarms"]
     lines += [
@@ -145,6 +148,10 @@ def main() -> None:
         lines.append(f"| at the stored relative operating point ({op['false_alarm_rate']:.0%} of {op['chosen_on']}): "
                      f"authentic / real tampered slices flagged | {op['authentic_flagged']:.3f} / "
                      f"{op['real_tampered_flagged']:.3f} |")
+        for rate, at in sorted(op["at_rates"].items(), key=lambda kv: float(kv[0])):
+            lines.append(f"| at the stored relative threshold for {float(rate):.0%} false alarms on validation slices: "
+                         f"authentic / real tampered slices flagged | {at['authentic_flagged']:.3f} / "
+                         f"{at['real_tampered_flagged']:.3f} |")
     lines += [
         f"| seconds per 512x512 slice (stride {args.stride}, 2 CPU cores) | {r['seconds_per_slice']:.2f} |",
         f"| seconds per authentic series, median ({f['series_slices_scanned']} slices scanned, + reading) | "
