@@ -78,3 +78,17 @@ def test_phase_2a_starts_from_the_pretrained_transformer(tiny_corpus, tmp_path):
     run2 = run_training(cfg2, verbose=0)
     np.testing.assert_array_equal(run2["hybrid"].get_layer("position_embedding").get_weights()[0],
                                   pretrained.get_layer("position_embedding").get_weights()[0])
+
+
+def test_pretraining_patches_take_in_authentic_dicom(tmp_path, chest_slices):
+    from tests.conftest import write_dicom
+    from utils.training import pretraining_patches
+
+    slices, _ = chest_slices
+    for i, hu in enumerate(slices):
+        write_dicom(tmp_path / "series" / f"{i}.dcm", hu, instance=i + 1, z=2.5 * i)
+    base = np.zeros((3, 64, 64, 1), np.float32)
+    cfg = TrainConfig(pretrain_dicom=(str(tmp_path / "series"),))
+    out = pretraining_patches(cfg, base)
+    assert out.shape[1:] == (64, 64, 1) and len(out) > 3 and out[3:].max() > 0 and out.max() <= 1
+    assert pretraining_patches(TrainConfig(), base) is base

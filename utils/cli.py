@@ -53,6 +53,7 @@ def _train(args) -> int:
     for name in ("cnn_epochs", "vit_epochs", "finetune_epochs", "max_train", "pretrain_epochs", "vit_init"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
+    cfg.pretrain_dicom = tuple(args.pretrain_dicom or ())
     result = run_training(cfg, phases=tuple(args.phases), verbose=1 if args.verbose else 2)
     for phase, hist in result["histories"].items():
         best = (f"val AUC {max(hist['val_auc']):.3f}" if "val_auc" in hist
@@ -271,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-epochs", type=int,
                    help="self-supervised pre-training of the transformer (masked CNN tokens of authentic training "
                    "patches) before phase 2a, saved as MODELS/vit_pretrained.keras (default 0: none)")
+    p.add_argument("--pretrain-dicom", nargs="+", metavar="DIR",
+                   help="authentic DICOM (any scanner, no labels) whose lung patches join the pre-training patches")
     p.add_argument("--vit-init", metavar="KERAS", help="start phase 2a from this saved pre-training model")
     p.add_argument("--max-train", type=int, help="cap on training patches (quick runs)")
     p.add_argument("--batch-size", type=int, default=128)

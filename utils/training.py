@@ -42,6 +42,8 @@ class TrainConfig:
             (masked-token modelling on the training split's authentic patches, `utils.pretraining`) before
             phase 2a; 0 = none, phase 2a starts from random weights.
         pretrain_lr, mask_ratio: its learning rate and the share of tokens masked.
+        pretrain_dicom: folders of authentic DICOM (any scanner, no labels) whose random lung patches join the
+            pre-training patches (`authentic.authentic_patches`). Keep a false-alarm test's scanners out of it.
         vit_init: a saved pre-training model (`models/vit_pretrained.keras`) to start phase 2a from instead
             (same transformer sizes), when pretrain_epochs is 0.
     """
@@ -71,6 +73,7 @@ class TrainConfig:
     pretrain_epochs: int = 0
     pretrain_lr: float = 1e-3
     mask_ratio: float = 0.5
+    pretrain_dicom: tuple = ()
     vit_init: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -243,6 +246,18 @@ def load_training_data(cfg: TrainConfig):
     return data
 
 
+def pretraining_patches(cfg: TrainConfig, authentic_train) -> np.ndarray:
+    """The training split's authentic patches plus random lung patches of `cfg.pretrain_dicom` (no labels)."""
+    if not cfg.pretrain_dicom:
+        return authentic_train
+    from .authentic import authentic_patches
+    from .data import to_model_input
+
+    extra = [to_model_input(p.image.astype(np.float32) / 255.0, cfg.image_size, authentic_train.shape[-1])
+             for root in cfg.pretrain_dicom for p in authentic_patches(root, seed=cfg.seed)]
+    return np.concatenate([authentic_train, np.stack(extra).astype(authentic_train.dtype)])
+
+
 def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) -> dict:
     """Run the requested phases ('cnn' = phase 1; 'vit' = phases 2a and 2b) and save models and histories.
 
@@ -275,7 +290,8 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
             from .pretraining import PRETRAINED, load_transformer_weights, pretrain
 
             (x, y), (xv, yv) = data["train"], data["val"]
-            pretrained, histories["pretrain"] = pretrain(stem, x[y == 0], xv[yv == 0], cfg, verbose)
+            pretrained, histories["pretrain"] = pretrain(stem, pretraining_patches(cfg, x[y == 0]), xv[yv == 0], cfg,
+                                                         verbose)
             paths["pretrained"] = {"keras": str(models_dir / f"{PRETRAINED}.keras")}
             pretrained.save(paths["pretrained"]["keras"])
             load_transformer_weights(hybrid, pretrained)
