@@ -40,7 +40,8 @@ def _entries(data: Path, n: int):
     from explainability.views import PatchEntry, manifest_entries
 
     if (data / "manifest.csv").is_file():
-        return manifest_entries(data, "test")[:: max(1, len(manifest_entries(data, "test")) // n)][:n], str(data)
+        entries = manifest_entries(data, "test")
+        return entries[:: max(1, len(entries) // n)][:n], str(data)
     import cv2
 
     out, folder = [], Path(os.environ.get("TMPDIR", "/tmp")) / "explorer_speed"
@@ -77,12 +78,12 @@ def main() -> None:
         change()
         times[action].append(time.perf_counter() - t)
 
-    from explainability.views import read_patch
+    from utils.data import read_image
 
     ex.explainer._cache.clear()  # every patch below is opened for the first time
     for entry in entries:
         ex.method.value, ex.discard.value = "rollout mean", 0.9
-        timed("open a patch (its attention read once)", lambda: ex.set_patch(read_patch(entry.path), entry.region,
+        timed("open a patch (its attention read once)", lambda: ex.set_patch(read_image(entry.path), entry.region,
                                                                              entry))
         for ratio in (0.5, 0.8, 0.95, 0.9):
             timed("move the discard ratio", lambda: setattr(ex.discard, "value", ratio))

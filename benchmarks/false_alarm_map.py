@@ -80,10 +80,9 @@ def main() -> None:
     import keras
 
     import utils.layers  # noqa: F401  (registers the custom layers)
-    from utils.dicom import window
     from utils.lungmask import cached_lung_mask, sample_lung_points
     from utils.operating_point import stored_threshold
-    from utils.patches import PATCH_SIZE, crop_hu
+    from utils.patches import PATCH_SIZE, patch_input
     from utils.synthetic import corpus_background_patients
 
     model = keras.models.load_model(args.model, compile=False)
@@ -104,7 +103,7 @@ def main() -> None:
         scores, by_group = [], []
         for i, (sl, pts, group) in enumerate(zip(slices, points, groups)):
             hu = change(sl.hu, sl.spacing[1], np.random.default_rng([args.seed, i]))
-            batch = np.stack([window(crop_hu(hu, x, y)) for x, y in pts]).astype(np.float32)[..., None] / 255.0
+            batch = np.stack([patch_input(hu, x, y) for x, y in pts])
             scores += list(np.asarray(model.predict(batch, verbose=0)).ravel())
             by_group += [group] * len(pts)
         scores, by_group = np.asarray(scores), np.asarray(by_group)

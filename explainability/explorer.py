@@ -10,8 +10,11 @@ import html
 import time
 from pathlib import Path
 
+from utils.data import read_image
+from utils.operating_point import model_threshold
+
 from .overlay import png_bytes, render_patch, render_slice
-from .views import Explainer, PatchEntry, read_patch, scan_one_slice, uses_discard_ratio
+from .views import Explainer, PatchEntry, scan_one_slice, uses_discard_ratio
 
 FILE, SLICE = "a file", "a DICOM slice"
 
@@ -36,8 +39,7 @@ class Explorer:
         self.explainer = Explainer(model)
         self.patches = {k: list(v) for k, v in (patches or {}).items()}
         self.slices = dict(slices or {})
-        point = getattr(model, "operating_point", {}) or {}
-        self.threshold = threshold if threshold is not None else float(point.get("patch", {}).get("threshold", 0.5))
+        self.threshold = model_threshold(model) if threshold is None else threshold
         self.scale = scale
         self.view = self.slice = None
         self.entry: PatchEntry | None = None
@@ -103,7 +105,7 @@ class Explorer:
         if self._quiet or self.source.value not in self.patches or self.pick.value is None:
             return
         entry = self.patches[self.source.value][self.pick.value]
-        self.set_patch(read_patch(entry.path), entry.region, entry=entry)
+        self.set_patch(read_image(entry.path), entry.region, entry=entry)
 
     def open_path(self, path):
         """Show a patch file, or scan a DICOM slice and show its best window."""
@@ -122,7 +124,7 @@ class Explorer:
             return
         self._quietly(lambda: setattr(self.source, "value", FILE))
         self._source_changed()
-        self.set_patch(read_patch(path), None, entry=PatchEntry(path, path.name))
+        self.set_patch(read_image(path), None, entry=PatchEntry(path, path.name))
 
     def _slice_changed(self):
         name = self.slice_pick.value

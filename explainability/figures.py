@@ -79,8 +79,7 @@ def uncentred_views(scans, offset: int, size: int = 64, seed: int = 0, n: int | 
     """Patches of every tampered point of these scans, each cut with its centre moved by a random (dx, dy) of
     up to `offset` px per axis (crop and window as in training), and the tampered region in each patch's
     pixels: the region is no longer at the centre, so the centre prior stops being perfect."""
-    from utils.dicom import window
-    from utils.patches import HOLE_MM, crop_hu
+    from utils.patches import HOLE_MM, patch_input
 
     rng = np.random.default_rng(seed)
     images, regions = [], []
@@ -91,7 +90,7 @@ def uncentred_views(scans, offset: int, size: int = 64, seed: int = 0, n: int | 
             sl = scan.slice(r.slice)
             dx, dy = (int(v) for v in rng.integers(-offset, offset + 1, 2))
             radius = scan.radii.get((r.slice, r.x, r.y), HOLE_MM / 2 / sl.spacing[1])
-            images.append(window(crop_hu(sl.hu, r.x + dx, r.y + dy, size)).astype(np.float32)[..., None] / 255.0)
+            images.append(patch_input(sl.hu, r.x + dx, r.y + dy, size))
             regions.append((size / 2 - dx, size / 2 - dy, float(radius)))
     if n is not None and len(images) > n:
         keep = np.sort(rng.choice(len(images), n, replace=False))

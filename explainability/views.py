@@ -11,6 +11,7 @@ import hashlib
 from collections import OrderedDict
 from itertools import zip_longest
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -155,13 +156,6 @@ def manifest_entries(folder, split: str | None = None, limit: int | None = None)
     return out
 
 
-def read_patch(path, size=None) -> np.ndarray:
-    """A patch file (PNG/JPEG/NPY) as (H, W, 1) in [0, 1]; the error names the file."""
-    from utils.data import read_image
-
-    return read_image(path, size)
-
-
 @dataclass
 class SliceView:
     """A scanned HU slice: its `scan_slice` result and the patch at any point, cut as in training."""
@@ -172,7 +166,7 @@ class SliceView:
     name: str = "slice"
     labels: tuple = ()  # known tampered points (x, y, r) in slice pixels, drawn and used as regions
 
-    @property
+    @cached_property
     def base(self) -> np.ndarray:
         """The slice in the lung window, in [0, 1]."""
         from utils.dicom import window
@@ -182,10 +176,9 @@ class SliceView:
     def patch_at(self, x: int, y: int) -> tuple[np.ndarray, tuple | None]:
         """The model's patch centred on (x, y) (the crop and window of training) and the tampered region inside
         it, when a known tampered point lies within it."""
-        from utils.dicom import window
-        from utils.patches import crop_hu
+        from utils.patches import patch_input
 
-        image = window(crop_hu(self.hu, x, y, self.size)).astype(np.float32)[..., None] / 255.0
+        image = patch_input(self.hu, x, y, self.size)
         half = self.size / 2
         for tx, ty, r in self.labels:
             if abs(tx - x) < half and abs(ty - y) < half:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import keras
-from explainability.views import Explainer, PatchEntry, manifest_entries, scan_one_slice
+from explainability.views import Explainer, manifest_entries, scan_one_slice
 from tests.conftest import REPO, TINY_MODEL
 from utils.architectures import build_cnn, build_hybrid_vit
 

@@ -100,24 +100,23 @@ def _explain(args) -> int:
         raise ValueError("explain: give patch images, or a DICOM slice with --slice")
     model = _load_model(args.model)
     size = tuple(int(v) for v in model.inputs[0].shape[1:3])
-    images = [read_image(p, size[0]) for p in args.images]
-    titles = [Path(p).name[:24] for p in args.images]
+    from explainability.page import PageItem, slice_items
+
+    items = [PageItem(Path(p).name[:24], read_image(p, size[0])) for p in args.images]
     slice_view = None
     if args.slice:
         from explainability.views import scan_one_slice
 
         slice_view = scan_one_slice(model, args.slice, top_k=args.top_k)
-        if not images:
-            for rank, loc in enumerate(slice_view.result.locations, start=1):
-                images.append(slice_view.patch_at(loc.x, loc.y)[0])
-                titles.append(f"top {rank} ({loc.x}, {loc.y})")
+        items = items or slice_items(slice_view)
     if Path(args.out).suffix.lower() in (".html", ".htm"):
-        from explainability.page import PageItem, slice_items, write_page
+        from explainability.page import write_page
         from explainability.views import Explainer
 
+        from .operating_point import model_threshold
+
         explainer = Explainer(model)
-        threshold = float(model.operating_point.get("patch", {}).get("threshold", 0.5))
-        items = [PageItem(t, im) for t, im in zip(titles, images)] if args.images else slice_items(slice_view)
+        threshold = model_threshold(model)
         path = write_page(explainer, items, args.out, title=f"Explanations: {Path(args.model).name}",
                           slice_view=slice_view, threshold=threshold)
         scores = [explainer.patch(item.image).score for item in items]
@@ -125,12 +124,12 @@ def _explain(args) -> int:
         from explainability.figures import compute_maps
         from explainability.overlay import explanation_grid
 
-        batch = np.stack(images)
+        batch = np.stack([item.image for item in items])
         maps, scores = compute_maps(model, batch)
         shown = {k: maps[k] for k in ("rollout mean", "rollout max", "gradient rollout", "Grad-CAM")}
-        path = explanation_grid(batch, shown, scores, titles, args.out)
-    for title, sc in zip(titles, scores):
-        print(f"{title}: fake score {sc:.3f}")
+        path = explanation_grid(batch, shown, scores, [item.title for item in items], args.out)
+    for item, sc in zip(items, scores):
+        print(f"{item.title}: fake score {sc:.3f}")
     print(f"wrote {path}")
     return 0
 

@@ -157,7 +157,6 @@ class Standardize(layers.Layer):
         return {**super().get_config(), "mean": self.mean, "scale": self.scale}
 
 
-
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MaskTokens(layers.Layer):
     """Masked-token modelling's input side: replaces a random share of the tokens by one learned mask token.

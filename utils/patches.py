@@ -63,6 +63,12 @@ def crop_hu(hu: np.ndarray, x: int, y: int, size: int = PATCH_SIZE) -> np.ndarra
     return out
 
 
+def patch_input(hu: np.ndarray, x: int, y: int, size: int = PATCH_SIZE) -> np.ndarray:
+    """The patch centred on (x, y) as a model reads it: `crop_hu`, the lung window, float32 (size, size, 1) in
+    [0, 1] (the same values as the training PNG read back)."""
+    return window(crop_hu(hu, x, y, size)).astype(np.float32)[..., None] / 255.0
+
+
 def soft_tissue_share(hu_patch: np.ndarray) -> float:
     return float((hu_patch > -500).mean())
 

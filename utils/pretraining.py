@@ -47,13 +47,13 @@ def _the_error(y_true, y_pred):
 
 
 def pretrain(cnn, x_train, x_val, cfg, verbose=0) -> tuple[keras.Model, dict]:
-    """Pre-train a transformer on the frozen `cnn` (its layers are set untrainable here and left so) with
+    """Pre-train a transformer on the frozen `cnn` (its layers up to the feature map are set untrainable here
+    and left so) with
     images `x_train` (no labels); the epoch with the lowest validation error on `x_val` is kept. Returns the
     pre-training model and its history (seconds, images per second)."""
-    from .training import BestWeights, make_batches
+    from .training import BestWeights, make_batches, set_cnn_trainable
 
-    for name in [lyr.name for lyr in cnn.layers]:
-        cnn.get_layer(name).trainable = False
+    set_cnn_trainable(cnn, False)
     model = build_pretraining_model(cnn, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout, cfg.mask_ratio,
                                     cfg.seed)
     batches = make_batches(x_train, np.zeros(len(x_train), np.float32), cfg.batch_size, True, cfg.augment, cfg.seed)

@@ -18,7 +18,7 @@ import numpy as np
 from . import layers  # noqa: F401  (registers the custom layers: models load with safe_mode)
 from .dicom import CTSlice, read_series, read_slice, window
 from .lungmask import lung_mask
-from .patches import crop_hu
+from .patches import patch_input
 
 
 @dataclass
@@ -105,8 +105,8 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
     scores = np.empty(len(points), np.float32)
     for i in range(0, len(points), batch_size):
         chunk = points[i : i + batch_size]
-        x = np.stack([window(crop_hu(hu, int(px), int(py), size)) for py, px in chunk]).astype(np.float32) / 255.0
-        scores[i : i + len(chunk)] = np.asarray(model.predict(x[..., None], batch_size=batch_size, verbose=0)).ravel()
+        x = np.stack([patch_input(hu, int(px), int(py), size) for py, px in chunk])
+        scores[i : i + len(chunk)] = np.asarray(model.predict(x, batch_size=batch_size, verbose=0)).ravel()
     grid = np.zeros((hu.shape[0] // stride + 1, hu.shape[1] // stride + 1), np.float32)
     grid[points[:, 0] // stride, points[:, 1] // stride] = scores
     heat = cv2.resize(grid, (grid.shape[1] * stride, grid.shape[0] * stride), interpolation=cv2.INTER_LINEAR)
