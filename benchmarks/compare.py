@@ -39,7 +39,8 @@ def _throughput(predict, x, repeats: int = 2) -> float:
     return repeats * len(x) / (time.perf_counter() - start)
 
 
-def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretrain_epochs: int = 0) -> list[dict]:
+def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretrain_epochs: int = 0,
+            design: str = "patch", reference_only: bool = False) -> list[dict]:
     """Train and score one detector with one seed (in this process)."""
     import keras
 
@@ -49,12 +50,13 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretr
     from utils.training import TrainConfig, fit_phase, load_training_data, run_training
 
     cfg = TrainConfig(data_dir=str(data), models_dir=str(work / f"{detector}_{seed}"), seed=seed,
-                      pretrain_epochs=pretrain_epochs)
+                      pretrain_epochs=pretrain_epochs, design=design)
+    reference_only = reference_only or design == "compare"
     if quick:
         cfg.cnn_epochs = cfg.vit_epochs = cfg.finetune_epochs = 1
     keras.utils.set_random_seed(seed)
     train = load_training_data(cfg)
-    x_test, _, _ = load_split(data / "test")
+    x_test, _, _ = load_split(data / "test", reference=design == "compare")
     results = []
 
     def score(name, model, params, seconds, train_ips, predict):
@@ -62,7 +64,8 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretr
                "train_images_per_s": round(train_ips, 1), "infer_images_per_s": round(_throughput(predict, x_test), 1)}
         for source, folder in _sources(data).items():
             if model is not None:
-                row[source] = evaluate_on_testset(model, folder, bootstrap=300, return_scores=True)
+                row[source] = evaluate_on_testset(model, folder, bootstrap=300, return_scores=True,
+                                                  reference_only=reference_only)
             else:
                 xs, ys, files = load_split(folder)
                 rows, scores = manifest_rows(files, folder.parent / "manifest.csv"), predict(xs)
@@ -80,11 +83,13 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretr
     if detector == "cnn+hybrid":
         run = run_training(cfg, verbose=0, data=train)
         h = run["histories"]
-        for name, model, phases in (("CNN", run["cnn"], ["cnn"]), ("hybrid CNN-ViT", run["hybrid"], list(h))):
+        hybrid = "comparing CNN-ViT" if design == "compare" else "hybrid CNN-ViT"
+        for name, model, phases in (("CNN", run["cnn"], ["cnn"]), (hybrid, run["hybrid"], list(h))):
             secs = sum(h[p]["seconds"] for p in phases)
             ips = np.mean([h[p]["images_per_second"] for p in phases])
             score(name, model, model.count_params(), secs, ips,
-                  lambda x, m=model: np.asarray(m.predict(x, batch_size=256, verbose=0)).ravel())
+                  lambda x, m=model: np.asarray(m.predict(x[..., : m.inputs[0].shape[-1]], batch_size=256,
+                                                          verbose=0)).ravel())
     elif detector == "plain_vit":
         from utils.architectures import build_plain_vit
 
@@ -154,7 +159,7 @@ def paired_differences(rows: list[dict], n: int = 1000) -> list[dict]:
     out = []
     models = list(dict.fromkeys(r["model"] for r in rows))
     sources = [s for s in ("synthetic", "real") if any(s in r for r in rows)]
-    for a in (m for m in models if m.startswith("hybrid")):
+    for a in (m for m in models if m.startswith(("hybrid", "comparing"))):
         for b in (m for m in models if m != a):
             for source in sources:
                 for seed in sorted({r["seed"] for r in rows}):
@@ -209,11 +214,18 @@ def main() -> None:
                         help="keep the rows of detector/seed runs already saved under --work (WORK/DETECTOR_SEED/rows.json)")
     parser.add_argument("--pretrain-epochs", type=int, default=0,
                         help="self-supervised pre-training of the hybrid's transformer before phase 2a (default 0: none)")
+    parser.add_argument("--design", choices=("patch", "compare"), default="patch",
+                        help="the hybrid's design: 'patch' (the patch alone) or 'compare' (the patch and a reference "
+                             "window of its slice, `architectures.build_comparing_vit`)")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="score only patches that have a reference window (always so with --design compare), so "
+                             "that runs of both designs are paired on the same patches")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     data, work, out = Path(args.data), Path(args.work), Path(args.out)
     if args.one:
-        print(json.dumps(run_one(args.one, args.seeds[0], data, work, args.quick, args.pretrain_epochs)))
+        print(json.dumps(run_one(args.one, args.seeds[0], data, work, args.quick, args.pretrain_epochs, args.design,
+                                 args.reference_only)))
         return
     _prepare(data, args.quick)
     seeds = args.seeds[:1] if args.quick else args.seeds
@@ -226,7 +238,8 @@ def main() -> None:
                 print(f"kept from an earlier run: {detector} seed {seed} ({saved})", flush=True)
                 continue
             cmd = [sys.executable, "-m", "benchmarks.compare", "--one", detector, "--seeds", str(seed), "--data",
-                   str(data), "--work", str(work), "--pretrain-epochs", str(args.pretrain_epochs)] \
+                   str(data), "--work", str(work), "--pretrain-epochs", str(args.pretrain_epochs), "--design",
+                   args.design] + (["--reference-only"] if args.reference_only else []) \
                 + (["--quick"] if args.quick else [])
             run = subprocess.run(cmd, capture_output=True, text=True)
             if run.returncode != 0:

@@ -27,9 +27,10 @@ def _as_batch(image, size, channels):
     arr = np.asarray(image, np.float32)
     if arr.ndim not in (2, 3, 4):
         raise ValueError(f"expected an image (H, W), (H, W, C) or a batch (B, H, W, C), got shape {arr.shape}")
-    if arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"an array of shape {arr.shape} is not an image (H, W, C) with 1, 3 or 4 channels; "
-                         f"a batch of gray images goes in as (B, H, W, 1): use image[..., None]")
+    if arr.ndim == 3 and arr.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"an array of shape {arr.shape} is not an image (H, W, C) with 1, 3 or 4 channels (2: a "
+                         "patch and its reference window); a batch of gray images goes in as (B, H, W, 1): use "
+                         "image[..., None]")
     if arr.size and arr.max() > 1.0 + 1e-6:
         raise ValueError(f"image values reach {arr.max():.4g}, but the model reads [0, 1]: divide 8-bit images "
                          "by 255 (16-bit by 65535)")
@@ -47,8 +48,13 @@ class AttentionRollout:
     width: (H, W) for one image given as (H, W), (H, W, C) or (1, H, W, C)... see `__call__`. Images in [0, 1],
     gray or RGB, any size: they are converted to the model's channels and input size.
 
+    A comparing model (`build_comparing_vit`) takes (H, W, 2) images (the patch, then its reference window); the
+    mask is the rollout over the patch's tokens, and `reference_share` tells how much of the class token's
+    rolled-out attention went to the reference's tokens.
+
     Args:
-        model: a model with `TransformerEncoderBlock` layers (built by `build_hybrid_vit`).
+        model: a model with `TransformerEncoderBlock` layers (built by `build_hybrid_vit` or
+            `build_comparing_vit`).
         head_fusion: 'mean', 'max' or 'min' over attention heads.
         discard_ratio: share of the lowest attention per row dropped in every layer (never the CLS column).
     """
@@ -70,8 +76,10 @@ class AttentionRollout:
         tokens = int(self.blocks[0].output[1].shape[-1]) - 1
         feat = model.get_layer(FEATURES).output.shape if FEATURES in [lyr.name for lyr in model.layers] else None
         self.grid = (int(feat[1]), int(feat[2])) if feat is not None else (int(np.sqrt(tokens)),) * 2
-        if self.grid[0] * self.grid[1] != tokens:
+        self.cells = self.grid[0] * self.grid[1]
+        if tokens % self.cells:
             raise ValueError(f"{tokens} patch tokens do not form the {self.grid} feature grid")
+        self.members = tokens // self.cells  # 2 for a comparing model: the patch's tokens, then the reference's
         self.reader = keras.Model(model.inputs, [b.output[1] for b in self.blocks] + [model.outputs[0]],
                                   name=f"{model.name}_attention_reader")
 
@@ -84,8 +92,20 @@ class AttentionRollout:
         """The raw rolled-out CLS attention on the token grid, (gh, gw) or (B, gh, gw); not rescaled."""
         batch, _, batched = _as_batch(image, self.size, self.channels)
         atts, _ = self.attentions(batch)
-        maps = rollout(atts, self.head_fusion, self.discard_ratio).reshape(len(batch), *self.grid)
+        maps = self.patch_tokens(rollout(atts, self.head_fusion, self.discard_ratio)).reshape(len(batch), *self.grid)
         return maps if batched else maps[0]
+
+    def patch_tokens(self, cls_maps: np.ndarray) -> np.ndarray:
+        """(B, T - 1) rolled-out maps -> (B, cells): the patch's own tokens (a comparing model's come first)."""
+        return np.asarray(cls_maps).reshape(len(cls_maps), -1)[:, : self.cells]
+
+    def reference_share(self, image) -> np.ndarray | float:
+        """Share of the rolled-out class-token attention on the reference window's tokens (0 for a model without
+        one): how much the verdict leaned on the slice's own texture."""
+        batch, _, batched = _as_batch(image, self.size, self.channels)
+        maps = rollout(self.attentions(batch)[0], self.head_fusion, self.discard_ratio).reshape(len(batch), -1)
+        share = maps[:, self.cells :].sum(axis=1) / np.maximum(maps.sum(axis=1), 1e-12)
+        return share if batched else float(share[0])
 
     def explain(self, image, method: str = "rollout"):
         """(masks in [0, 1] at the image's size, model scores); method 'rollout' or 'gradient'."""
@@ -103,7 +123,7 @@ class AttentionRollout:
 
     def to_masks(self, cls_maps: np.ndarray, size) -> np.ndarray:
         """(B, T - 1) rolled-out maps -> (B, H, W) masks in [0, 1] at the image size (flat maps: all ones)."""
-        grid = np.asarray(cls_maps).reshape(len(cls_maps), *self.grid)
+        grid = self.patch_tokens(cls_maps).reshape(len(cls_maps), *self.grid)
         return unit_masks(grid, size, "attention")
 
     def __call__(self, image) -> np.ndarray:
@@ -164,9 +184,11 @@ class GradCAM:
         with tf.GradientTape() as tape:
             features, score = self.reader([x], training=False)
             target = tf.reduce_sum(score)
-        grads = tape.gradient(target, features).numpy()
+        grads, features = tape.gradient(target, features).numpy(), features.numpy()
+        step = len(features) // len(batch)  # a comparing model's stem holds patch, reference, patch, ...
+        grads, features = grads[::step], features[::step]
         weights = grads.mean(axis=(1, 2), keepdims=True)
-        cam = np.maximum((weights * features.numpy()).sum(axis=-1), 0)
+        cam = np.maximum((weights * features).sum(axis=-1), 0)
         masks = unit_masks(cam, original, "Grad-CAM")
         scores = score.numpy().reshape(-1)
         return (masks if batched else masks[0]), (scores if batched else scores[0])

@@ -1,10 +1,12 @@
-"""build_cnn (trained from scratch) and build_hybrid_vit (a ViT whose tokens are the CNN's feature map)."""
+"""build_cnn (trained from scratch), build_hybrid_vit (a ViT whose tokens are the CNN's feature map) and
+build_comparing_vit (the same, reading a patch and a reference window of its slice)."""
 from __future__ import annotations
 
 import keras
 from keras import layers
 
-from .layers import ClassToken, PositionEmbedding, Standardize, TakeToken, TransformerEncoderBlock
+from .layers import (BatchToTokens, ClassToken, PairToBatch, PositionEmbedding, Standardize, TakeToken,
+                     TransformerEncoderBlock)
 
 FEATURES = "cnn_features"
 
@@ -17,17 +19,24 @@ def build_cnn(input_shape=(64, 64, 1), filters=(16, 32, 64), dropout=0.3, bn_mom
     thousand patches, the default 0.99 leaves inference statistics behind after short training.
     """
     inputs = keras.Input(input_shape, name="image")
-    x = Standardize(name="standardize")(inputs)
+    x = cnn_stem(inputs, filters, bn_momentum)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="score")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def cnn_stem(x, filters=(16, 32, 64), bn_momentum=0.9):
+    """Standardize, then per stage two 3x3 conv + BatchNorm + ReLU and 2x2 max-pooling; the last pooled map is
+    'cnn_features'. Layer names are what phase 2 copies weights by."""
+    x = Standardize(name="standardize")(x)
     for stage, width in enumerate(filters):
         for j in range(2):
             x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{stage + 1}_{j + 1}")(x)
             x = layers.BatchNormalization(momentum=bn_momentum, name=f"bn{stage + 1}_{j + 1}")(x)
             x = layers.ReLU(name=f"relu{stage + 1}_{j + 1}")(x)
         x = layers.MaxPooling2D(2, name=FEATURES if stage == len(filters) - 1 else f"pool{stage + 1}")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="score")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return x
 
 
 def feature_tokens(features, dim):
@@ -64,6 +73,31 @@ def build_hybrid_vit(cnn, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1, fe
     x = feature_tokens(cnn.get_layer(feature_layer).output, dim)
     outputs = _encoder_and_head(x, dim, depth, heads, mlp_dim, dropout)
     return keras.Model(cnn.inputs, outputs, name=name)
+
+
+def build_comparing_vit(cnn, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1, name="comparing_vit"):
+    """A hybrid ViT that judges a patch against untouched lung of its own slice. Input (H, W, 2): the patch and
+    its reference window (`patches.reference_path`). One CNN stem (a copy of `cnn`'s weights) turns both into
+    feature-map tokens; the patch's tokens come first, then the reference's, each position with its own learned
+    embedding; the encoder attends across both sets and the head reads the class token. A scanner's texture
+    lifts patch and reference alike; a tampered region differs from its slice.
+    """
+    size = cnn.inputs[0].shape[1:3]
+    filters = tuple(layer.filters for layer in cnn.layers if layer.name.startswith("conv") and layer.name.endswith("_1"))
+    momentum = cnn.get_layer("bn1_1").momentum
+    inputs = keras.Input((*size, 2), name="patch_and_reference")
+    x = cnn_stem(PairToBatch(name="pair_to_batch")(inputs), filters, momentum)
+    x = BatchToTokens(name="pair_tokens")(feature_tokens(x, dim))
+    model = keras.Model(inputs, _encoder_and_head(x, dim, depth, heads, mlp_dim, dropout), name=name)
+    for layer_name in cnn_layer_names(cnn):
+        if cnn.get_layer(layer_name).weights:
+            model.get_layer(layer_name).set_weights(cnn.get_layer(layer_name).get_weights())
+    return model
+
+
+def compares(model) -> bool:
+    """True for a model that reads a patch and its reference window (input (H, W, 2))."""
+    return any(isinstance(layer, PairToBatch) for layer in model.layers)
 
 
 def encoder_blocks(model) -> list:

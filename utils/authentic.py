@@ -12,7 +12,7 @@ import numpy as np
 
 from .dicom import read_slice, window
 from .lungmask import cached_lung_mask, sample_lung_points
-from .patches import PATCH_SIZE, Patch, crop_hu, write_dataset
+from .patches import PATCH_SIZE, Patch, attach_reference, crop_hu, reference_candidates, write_dataset
 
 MIN_LUNG_PX = 3000
 
@@ -35,7 +35,8 @@ def tumour_boxes(root: str | Path) -> dict[str, list[tuple[int, int]]]:
 
 def authentic_patches(root: str | Path, per_slice: int = 4, seed: int = 0, exclude_patients=()) -> list[Patch]:
     """TB patches at random lung points and TM patches at annotated tumours of all DICOM under root, except
-    slices of `exclude_patients` (PatientIDs, e.g. those whose other slices are training backgrounds)."""
+    slices of `exclude_patients` (PatientIDs, e.g. those whose other slices are training backgrounds); each
+    with a reference window of its slice (`patches.reference_candidates`)."""
     root = Path(root)
     boxes = tumour_boxes(root)
     rng = np.random.default_rng(seed)
@@ -48,13 +49,14 @@ def authentic_patches(root: str | Path, per_slice: int = 4, seed: int = 0, exclu
         key = f"AUTH-{series}"
         lungs = cached_lung_mask(sl)
         tumours = boxes.get(sl.meta["sop_instance_uid"], [])
-        for x, y in tumours:
-            patches.append(Patch(window(crop_hu(sl.hu, x, y)), 0, "TM", key, "authentic", sl.instance, x, y))
-        if lungs.sum() < MIN_LUNG_PX:
-            continue
-        for x, y in sample_lung_points(sl.hu, lungs, sl.spacing[1], rng, per_slice, avoid=tumours,
-                                       margin=PATCH_SIZE // 2):
-            patches.append(Patch(window(crop_hu(sl.hu, x, y)), 0, "TB", key, "authentic", sl.instance, x, y))
+        references = reference_candidates(sl.hu, lungs, sl.spacing[1], key, sl.instance, avoid=tumours)
+        points = [("TM", x, y) for x, y in tumours]
+        if lungs.sum() >= MIN_LUNG_PX:
+            points += [("TB", x, y) for x, y in sample_lung_points(sl.hu, lungs, sl.spacing[1], rng, per_slice,
+                                                                    avoid=tumours, margin=PATCH_SIZE // 2)]
+        for kind, x, y in points:
+            patch = Patch(window(crop_hu(sl.hu, x, y)), 0, kind, key, "authentic", sl.instance, x, y)
+            patches.append(attach_reference(patch, sl.hu, references))
     if not patches:
         raise FileNotFoundError(f"{root}: no authentic lung patches (no DICOM with lungs found)")
     return patches

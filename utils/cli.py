@@ -50,7 +50,7 @@ def _train(args) -> int:
 
     cfg = TrainConfig(data_dir=args.data, models_dir=args.models, seed=args.seed, batch_size=args.batch_size,
                       data_parallel=args.data_parallel)
-    for name in ("cnn_epochs", "vit_epochs", "finetune_epochs", "max_train", "pretrain_epochs", "vit_init"):
+    for name in ("cnn_epochs", "vit_epochs", "finetune_epochs", "max_train", "pretrain_epochs", "vit_init", "design"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     cfg.pretrain_dicom = tuple(args.pretrain_dicom or ())
@@ -274,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-dicom", nargs="+", metavar="DIR",
                    help="authentic DICOM (any scanner, no labels) whose lung patches join the pre-training patches")
     p.add_argument("--vit-init", metavar="KERAS", help="start phase 2a from this saved pre-training model")
+    p.add_argument("--design", choices=("patch", "compare"),
+                   help="phase 2's model: 'patch' (the hybrid on the patch alone) or 'compare' (the patch and a "
+                   "reference window of its slice, attended across; the corpus must hold reference windows)")
     p.add_argument("--max-train", type=int, help="cap on training patches (quick runs)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)

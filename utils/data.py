@@ -1,4 +1,8 @@
-"""Patch folders -> arrays and batches: float32 images in [0, 1], shape (H, W, 1); labels real = 0, fake = 1."""
+"""Patch folders -> arrays and batches: float32 images in [0, 1], shape (H, W, 1); labels real = 0, fake = 1.
+
+With `reference=True` every image is (H, W, 2): the patch, then its reference window of the same slice
+(`patches.reference_path`), as a comparing model (`architectures.build_comparing_vit`) reads them.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .patches import CLASSES
+import warnings
+
+from .patches import CLASSES, reference_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
 
@@ -41,12 +47,16 @@ def read_image(path: str | Path, image_size: int | None = None, channels: int = 
 
 
 def to_model_input(img: np.ndarray, image_size: int | tuple | None = None, channels: int = 1) -> np.ndarray:
-    """Any of (H, W), (H, W, 1), (H, W, 3), (H, W, 4) in [0, 1] -> (size, size, channels) float32."""
+    """Any of (H, W), (H, W, 1), (H, W, 3), (H, W, 4) in [0, 1] -> (size, size, channels) float32; a pair
+    (H, W, 2) stays a pair (channels=2)."""
     img = np.asarray(img, dtype=np.float32)
     if img.ndim == 2:
         img = img[..., None]
     if img.ndim != 3:
         raise ValueError(f"expected an image of shape (H, W) or (H, W, C), got {img.shape}")
+    if channels == 2 and img.shape[-1] != 2:
+        raise ValueError(f"a comparing model reads a patch and its reference window as (H, W, 2), got {img.shape} "
+                         "(`data.read_pair` reads both)")
     if img.shape[-1] == 4:
         img = img[..., :3]
     if img.shape[-1] == 3 and channels == 1:
@@ -80,11 +90,33 @@ def list_split(split_dir: str | Path) -> tuple[list[Path], np.ndarray]:
     return files, np.asarray(labels, dtype=np.int32)
 
 
-def load_split(split_dir: str | Path, image_size: int | None = 64, channels: int = 1):
-    """All images of a split in memory: (x float32 (N, H, W, C) in [0, 1], y int32 (N,), paths)."""
+def load_split(split_dir: str | Path, image_size: int | None = 64, channels: int = 1, reference: bool = False):
+    """All images of a split in memory: (x float32 (N, H, W, C) in [0, 1], y int32 (N,), paths).
+
+    reference: pair every patch with its reference window as a second channel, (N, H, W, 2); patches without
+    one (e.g. the CT-GAN data set's tm_patches, which come without their slice) are left out with a warning."""
     files, labels = list_split(split_dir)
-    x = np.stack([read_image(p, image_size, channels) for p in files])
+    if not reference:
+        return np.stack([read_image(p, image_size, channels) for p in files]), labels, files
+    keep = [i for i, p in enumerate(files) if reference_path(p).is_file()]
+    if not keep:
+        raise FileNotFoundError(f"{split_dir}: no patch has a reference window ({reference_path(files[0])} is "
+                                "missing); regenerate the corpus with this version (synth / prepare-ctgan)")
+    if len(keep) < len(files):
+        missing = [files[i].name for i in sorted(set(range(len(files))) - set(keep))]
+        warnings.warn(f"{split_dir}: {len(missing)} of {len(files)} patches have no reference window and are left "
+                      f"out (e.g. {missing[0]})", stacklevel=2)
+    files, labels = [files[i] for i in keep], labels[keep]
+    x = np.stack([read_pair(p, image_size) for p in files])
     return x, labels, files
+
+
+def read_pair(path: str | Path, image_size: int | None = None) -> np.ndarray:
+    """A patch and its reference window (`patches.reference_path`) as one (H, W, 2) float32 array in [0, 1]."""
+    ref = reference_path(path)
+    if not ref.is_file():
+        raise FileNotFoundError(f"{path}: its reference window {ref} is missing")
+    return np.concatenate([read_image(path, image_size), read_image(ref, image_size)], axis=-1)
 
 
 def augment(x: np.ndarray, rng: np.random.Generator, max_shift: int = 3) -> np.ndarray:

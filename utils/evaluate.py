@@ -11,8 +11,9 @@ from sklearn.metrics import (average_precision_score, confusion_matrix, f1_score
                              roc_auc_score, roc_curve)
 
 from . import layers  # noqa: F401  (registers the custom layers: models load with safe_mode)
-from .data import list_split, read_image, to_model_input
-from .patches import read_manifest
+from .architectures import compares
+from .data import list_split, read_image, read_pair, to_model_input
+from .patches import read_manifest, reference_path
 
 
 # tampered kind vs authentic kind; the first two are the headline pairs (same slice, same resampling history)
@@ -158,13 +159,15 @@ def model_input_spec(model) -> tuple[int, int, int]:
 
 
 def predict_files(model, files, batch_size: int = 256) -> np.ndarray:
-    """Fake probability per image file; images are converted to the model's size and channels.
+    """Fake probability per image file; images are converted to the model's size and channels. A comparing
+    model (input (H, W, 2)) reads every file with its reference window (`data.read_pair`).
 
     All files must have one size: the first file of another size is an error naming it.
     """
     h, w, c = model_input_spec(model)
-    first = read_image(files[0])
-    if first.shape[:2] != (h, w) or c != 1:
+    read = read_pair if c == 2 else read_image  # a comparing model reads each patch with its reference window
+    first = read(files[0])
+    if first.shape[:2] != (h, w) or c != first.shape[-1]:
         warnings.warn(f"images are {first.shape[0]}x{first.shape[1]}x1, the model takes {h}x{w}x{c}: "
                       "converting (resizing changes forensic traces; prefer a model of the data's size)",
                       stacklevel=3)
@@ -172,7 +175,7 @@ def predict_files(model, files, batch_size: int = 256) -> np.ndarray:
     for i in range(0, len(files), chunk):
         batch = []
         for p in files[i : i + chunk]:
-            img = read_image(p)
+            img = read(p)
             if img.shape[:2] != first.shape[:2]:
                 raise ValueError(f"{p}: image is {img.shape[0]}x{img.shape[1]}, but {files[0]} is "
                                  f"{first.shape[0]}x{first.shape[1]}: one folder must hold one patch size")
@@ -189,7 +192,8 @@ def _find_manifest(test_dir: Path) -> Path | None:
 
 
 def evaluate_on_testset(model, test_dir, threshold: float | None = None, batch_size: int = 256, manifest=None,
-                        bootstrap: int = 1000, seed: int = 0, return_scores: bool = False) -> dict:
+                        bootstrap: int = 1000, seed: int = 0, return_scores: bool = False,
+                        reference_only: bool | None = None) -> dict:
     """Evaluate a patch model on a split folder (`test_dir/real`, `test_dir/fake`).
 
     `threshold` None: the model's operating point when it carries one (`utils.operating_point.load_model`, or a
@@ -202,6 +206,10 @@ def evaluate_on_testset(model, test_dir, threshold: float | None = None, batch_s
     pairs with intervals (FM vs control and FB vs control first: same slice, same history), AUC of resampled vs
     untouched authentic patches (near 0.5 is right) and scan-level ROC-AUC (`scan_scores`). A manifest that
     covers only some files leaves those figures out (listed in `left_out`, with a warning).
+
+    `reference_only` (default: when the model compares, `architectures.compares`) scores only the patches that
+    have a reference window (`patches.reference_path`); the count left out is `without_reference`. Pass True
+    for every model of a side-by-side comparison so that all are scored on the same patches.
     """
     from .operating_point import model_threshold
 
@@ -211,11 +219,19 @@ def evaluate_on_testset(model, test_dir, threshold: float | None = None, batch_s
         source = "operating point" if getattr(model, "operating_point", None) else "default 0.5"
     test_dir = Path(test_dir)
     files, y = list_split(test_dir)
+    if reference_only if reference_only is not None else compares(model):
+        keep = [i for i, f in enumerate(files) if reference_path(f).is_file()]
+        without = len(files) - len(keep)
+        files, y = [files[i] for i in keep], y[keep]
+    else:
+        without = None
     scores = predict_files(model, files, batch_size)
     manifest = manifest or _find_manifest(test_dir)
     rows = manifest_rows(files, manifest)
     out = report_from_scores(y, scores, rows, threshold, bootstrap, seed)
     out["threshold_source"] = source
+    if without is not None:
+        out["without_reference"] = without
     stored = ((getattr(model, "operating_point", None) or {}).get("patch") or {}).get("thresholds")
     if stored:
         out["at_stored_rates"] = detection_at_thresholds(y, scores, stored, [r["kind"] for r in rows] if rows else None)
@@ -293,8 +309,11 @@ def evaluate_authentic(model, corpus_dir, threshold: float = 0.5, batch_size: in
     share flagged as fake at `threshold`, overall and per kind (TB random lung, TM tumour)."""
     corpus_dir = Path(corpus_dir)
     rows = [r for r in read_manifest(corpus_dir / "manifest.csv") if r["label"] == "0"]
+    if compares(model):  # patches whose slice had no room for a reference window cannot be scored
+        rows = [r for r in rows if reference_path(corpus_dir / r["path"]).is_file()]
     if not rows:
-        raise ValueError(f"{corpus_dir}: the manifest lists no authentic patches")
+        raise ValueError(f"{corpus_dir}: the manifest lists no authentic patches"
+                         + (" with a reference window" if compares(model) else ""))
     scores = predict_files(model, [corpus_dir / r["path"] for r in rows], batch_size)
     kinds = np.array([r["kind"] for r in rows], dtype=object)
     out = {"n": len(rows), "flag_rate": float(np.mean(scores >= threshold)), "mean_score": float(scores.mean()),

@@ -220,3 +220,52 @@ class MaskedTokenError(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PairToBatch(layers.Layer):
+    """A patch and its reference window side by side in the channels become two images in the batch, so one
+    CNN stem reads both: (B, H, W, 2) -> (2B, H, W, 1), ordered patch 0, reference 0, patch 1, ...
+
+    Args:
+        members: images per sample (2: patch, reference).
+    """
+
+    def __init__(self, members=2, **kwargs):
+        super().__init__(**kwargs)
+        self.members = members
+
+    def call(self, x):
+        h, w = ops.shape(x)[1], ops.shape(x)[2]
+        return ops.reshape(ops.transpose(x, (0, 3, 1, 2)), (-1, h, w, 1))
+
+    def compute_output_shape(self, input_shape):
+        batch = None if input_shape[0] is None else input_shape[0] * self.members
+        return (batch, input_shape[1], input_shape[2], 1)
+
+    def get_config(self):
+        return {**super().get_config(), "members": self.members}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BatchToTokens(layers.Layer):
+    """Undoes `PairToBatch` on token sequences: (2B, T, D) -> (B, 2T, D), the patch's T tokens first, then the
+    reference's, so that attention runs across both.
+
+    Args:
+        members: images per sample (2: patch, reference).
+    """
+
+    def __init__(self, members=2, **kwargs):
+        super().__init__(**kwargs)
+        self.members = members
+
+    def call(self, x):
+        return ops.reshape(x, (-1, self.members * ops.shape(x)[1], ops.shape(x)[2]))
+
+    def compute_output_shape(self, input_shape):
+        batch = None if input_shape[0] is None else input_shape[0] // self.members
+        return (batch, self.members * input_shape[1], input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "members": self.members}

@@ -1,12 +1,16 @@
 """Scans + label rows -> labelled 64 px patches, matched controls, scan-level splits, PNG folders + manifest.
 
 The one path from any source (synthetic, emulated on real backgrounds, or the CT-GAN data set) to the
-`DATA/{train,val,test}/{real,fake}/*.png` layout and `DATA/manifest.csv`.
+`DATA/{train,val,test}/{real,fake}/*.png` layout and `DATA/manifest.csv`. Every patch cut from a slice also
+gets a *reference*: the window at an untouched lung point of the same slice, at least a patch side away
+(`DATA/{split}/reference/{real,fake}/<same name>.png`; manifest columns ref_x, ref_y), so that a comparing
+model can judge a region against its own slice's texture.
 """
 from __future__ import annotations
 
 import csv
 import shutil
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,14 +29,17 @@ CLASSES = ("real", "fake")  # label 0, label 1
 AUTHENTIC_SPACING_PX = 48  # authentic points keep this far from each other and from labelled points
 HOLE_MM = 20.0
 CUBE_Z_MM = 16.0  # slices this close (in z) to a tampered point lie inside its 32 mm cube
+REFERENCE = "reference"  # DATA/{split}/reference/{real,fake}/: each patch's reference window, same file name
+REFERENCE_CANDIDATES = 8
 MANIFEST_FIELDS = ("path", "split", "label", "kind", "scan", "source", "slice", "x", "y",
-                   "tamper_x", "tamper_y", "tamper_r", "resampled")
+                   "tamper_x", "tamper_y", "tamper_r", "resampled", "ref_x", "ref_y")
 
 
 @dataclass
 class Patch:
     """A windowed patch and where it came from. tamper_* are in patch pixels (None for authentic patches);
-    resampled: 1 if its scan went through a 1 mm resampling round trip, 0 if not, None if unknown."""
+    resampled: 1 if its scan went through a 1 mm resampling round trip, 0 if not, None if unknown;
+    reference: the windowed reference patch of the same slice at (ref_x, ref_y), None if none was found."""
 
     image: np.ndarray
     label: int
@@ -46,6 +53,9 @@ class Patch:
     tamper_y: float | None = None
     tamper_r: float | None = None
     resampled: int | None = None
+    reference: np.ndarray | None = None
+    ref_x: int | None = None
+    ref_y: int | None = None
 
 
 def crop_hu(hu: np.ndarray, x: int, y: int, size: int = PATCH_SIZE) -> np.ndarray:
@@ -69,17 +79,48 @@ def patch_input(hu: np.ndarray, x: int, y: int, size: int = PATCH_SIZE) -> np.nd
     return window(crop_hu(hu, x, y, size)).astype(np.float32)[..., None] / 255.0
 
 
+def reference_candidates(hu: np.ndarray, lungs: np.ndarray, spacing: float, key: str, instance: int,
+                         avoid=(), clear=(), size: int = PATCH_SIZE, n: int = REFERENCE_CANDIDATES) -> list:
+    """Untouched lung points (x, y) of one slice where reference windows may sit: outside the `clear` boxes
+    (`clear_boxes`: no window reaches a tampered region), a patch side from each other and from `avoid`.
+    Drawn from their own generator, seeded by scan key and slice, so the same slice always gives the same
+    points and no other random draw of the corpus moves."""
+    rng = np.random.default_rng([zlib.crc32(key.encode()), int(instance)])
+    return sample_lung_points(hu, lungs, spacing, rng, n, avoid=avoid, min_dist_px=size, margin=size // 2,
+                              clear_boxes=clear)
+
+
+def pick_reference(candidates, x: int, y: int, size: int = PATCH_SIZE):
+    """The first candidate whose window does not overlap the window at (x, y) (Chebyshev distance >= size),
+    else None."""
+    for cx, cy in candidates:
+        if max(abs(cx - x), abs(cy - y)) >= size:
+            return int(cx), int(cy)
+    return None
+
+
+def attach_reference(patch: Patch, hu: np.ndarray, candidates, size: int = PATCH_SIZE) -> Patch:
+    """Give `patch` the window of its slice at the first candidate that does not overlap it (if any)."""
+    point = pick_reference(candidates, patch.x, patch.y, size)
+    if point is not None:
+        patch.ref_x, patch.ref_y = point
+        patch.reference = window(crop_hu(hu, *point, size))
+    return patch
+
+
 def soft_tissue_share(hu_patch: np.ndarray) -> float:
     return float((hu_patch > -500).mean())
 
 
-def _make(sl, x, y, size, label, kind, scan, tamper=None) -> tuple[Patch, float]:
+def _make(sl, x, y, size, label, kind, scan, tamper=None, references=None) -> tuple[Patch, float]:
     hu = crop_hu(sl.hu, x, y, size)
     patch = Patch(window(hu), label, kind, scan.key, scan.source, sl.instance, int(x), int(y),
                   resampled=None if scan.resampled is None else int(scan.resampled))
     if tamper is not None:
         tx, ty, r = tamper
         patch.tamper_x, patch.tamper_y, patch.tamper_r = tx - x + size // 2, ty - y + size // 2, r
+    if references is not None:
+        attach_reference(patch, sl.hu, references(sl), size)
     return patch, soft_tissue_share(hu)
 
 
@@ -95,6 +136,7 @@ def extract_patches(scan: Scan, rng: np.random.Generator, size: int = PATCH_SIZE
       share of pixels above -500 HU is closest to the fake's;
     - `random_per_slice` untouched lung points per slice (kind TB). A TB scan stored on disk contributes
       `random_slices` slices from the middle of the scan.
+    Every patch gets a reference window of its own slice (`reference_candidates`, `attach_reference`).
     Centres move by up to `jitter` px so that position is no cue. No pixel of an authentic patch (control,
     random or TM), jitter included, falls inside the footprint of a tampered point of its slice or of a slice
     within the tampered cube's z-extent (`clear_boxes`).
@@ -104,6 +146,15 @@ def extract_patches(scan: Scan, rng: np.random.Generator, size: int = PATCH_SIZE
     for r in tampered:
         by_slice[r.slice].append(r)
     patches, fakes = [], []
+    candidates = {}
+
+    def references(sl):
+        if sl.instance not in candidates:
+            avoid = [(r.x, r.y) for r in scan.labels if r.slice == sl.instance and r.type in ("FB", "FM", "TM")]
+            candidates[sl.instance] = reference_candidates(
+                sl.hu, cached_lung_mask(sl), sl.spacing[1], scan.key, sl.instance,
+                avoid + list(map(tuple, sl.meta.get("keep_clear", []))), clear_boxes(scan, sl.instance, size), size)
+        return candidates[sl.instance]
 
     def jit():
         return rng.integers(-jitter, jitter + 1, 2) if jitter else (0, 0)
@@ -114,7 +165,7 @@ def extract_patches(scan: Scan, rng: np.random.Generator, size: int = PATCH_SIZE
         sl = scan.slice(r.slice)
         radius = scan.radii.get((r.slice, r.x, r.y), HOLE_MM / 2 / sl.spacing[1])
         dx, dy = jit()
-        patch, share = _make(sl, r.x + dx, r.y + dy, size, 1, r.type, scan, (r.x, r.y, radius))
+        patch, share = _make(sl, r.x + dx, r.y + dy, size, 1, r.type, scan, (r.x, r.y, radius), references)
         patches.append(patch)
         fakes.append((r.slice, share))
         if neighbours and sl.z is not None:
@@ -123,14 +174,15 @@ def extract_patches(scan: Scan, rng: np.random.Generator, size: int = PATCH_SIZE
                     continue
                 other = scan.slice(inst)
                 if other.z is not None and 0 < abs(other.z - sl.z) <= HOLE_MM / 2:
-                    patches.append(_make(other, r.x + dx, r.y + dy, size, 1, r.type, scan, (r.x, r.y, radius))[0])
+                    patches.append(_make(other, r.x + dx, r.y + dy, size, 1, r.type, scan, (r.x, r.y, radius),
+                                           references)[0])
     for r in scan.labels:
         if r.type == "TM" and r.slice in scan.slices:
             dx, dy = jit()
             x, y = r.x + dx, r.y + dy
             if any(max(abs(x - cx), abs(y - cy)) < half for cx, cy, half in clear_boxes(scan, r.slice, size, 0)):
                 continue  # an authentic cancer inside a tampered region is no longer authentic
-            patches.append(_make(scan.slice(r.slice), x, y, size, 0, "TM", scan)[0])
+            patches.append(_make(scan.slice(r.slice), x, y, size, 0, "TM", scan, references=references)[0])
 
     instances = {r.slice for r in scan.labels if r.slice in scan.slices}
     instances |= {k for k, v in scan.slices.items() if not isinstance(v, (str, Path))}
@@ -153,7 +205,7 @@ def extract_patches(scan: Scan, rng: np.random.Generator, size: int = PATCH_SIZE
                                        min_dist_px=AUTHENTIC_SPACING_PX, margin=size // 2,
                                        clear_boxes=clear_boxes(scan, inst, size, jitter)):
             dx, dy = jit()
-            patch, share = _make(sl, x + dx, y + dy, size, 0, "TB", scan)
+            patch, share = _make(sl, x + dx, y + dy, size, 0, "TB", scan, references=references)
             pool.append((inst, patch, share))
     if controls:
         for inst, share in fakes:
@@ -240,8 +292,14 @@ def write_dataset(patches: list[Patch], split_of: dict[str, str], out_dir: str |
         rel = f"{split}/{CLASSES[p.label]}/{name}"
         if not cv2.imwrite(str(out_dir / rel), p.image):
             raise OSError(f"could not write {out_dir / rel}")
+        if p.reference is not None:
+            ref = out_dir / reference_path(rel)
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(ref), p.reference):
+                raise OSError(f"could not write {ref}")
         row = asdict(p)
         row.pop("image")
+        row.pop("reference")
         row.update(path=rel, split=split)
         rows.append({k: ("" if row[k] is None else (round(row[k], 2) if isinstance(row[k], float) else row[k]))
                      for k in MANIFEST_FIELDS})
@@ -250,6 +308,12 @@ def write_dataset(patches: list[Patch], split_of: dict[str, str], out_dir: str |
         writer.writeheader()
         writer.writerows(rows)
     return out_dir / "manifest.csv"
+
+
+def reference_path(path: str | Path) -> Path:
+    """Where the reference window of the patch file SPLIT/CLASS/NAME lies: SPLIT/reference/CLASS/NAME."""
+    path = Path(path)
+    return path.parent.parent / REFERENCE / path.parent.name / path.name
 
 
 def read_manifest(path: str | Path) -> list[dict]:

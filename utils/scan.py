@@ -18,7 +18,7 @@ import numpy as np
 from . import layers  # noqa: F401  (registers the custom layers: models load with safe_mode)
 from .dicom import CTSlice, read_series, read_slice, window
 from .lungmask import lung_mask
-from .patches import patch_input
+from .patches import patch_input, reference_candidates
 
 
 @dataclass
@@ -87,10 +87,40 @@ def nms(points, scores, radius: float, top_k: int) -> list[int]:
     return kept
 
 
+def window_scores(model, hu, points, lungs, spacing: float, instance: int, name: str, batch_size: int = 256,
+                  references: int = 2) -> np.ndarray:
+    """Fake score of the window at every (y, x) point. A comparing model (`architectures.compares`) judges each
+    window against `references` reference windows of the same slice (`patches.reference_candidates`, the first
+    ones that do not overlap it) and keeps the lowest score: a region consistent with some untouched part of
+    its slice is authentic, so one reference that happens to sit on a tampered region raises no alarm."""
+    size = model_patch_size(model)
+    pair = int(model.inputs[0].shape[-1]) == 2
+    candidates = reference_candidates(hu, lungs, spacing, name, instance, size=size) if pair else []
+    if pair and not candidates:
+        raise ValueError(f"{name}: no room in the lungs for a reference window (a comparing model needs one)")
+    items = []  # (point index, model input)
+    for i, (py, px) in enumerate(points):
+        win = patch_input(hu, int(px), int(py), size)
+        if not pair:
+            items.append((i, win))
+            continue
+        refs = [c for c in candidates if max(abs(c[0] - px), abs(c[1] - py)) >= size][:references] or candidates[:1]
+        items += [(i, np.concatenate([win, patch_input(hu, cx, cy, size)], axis=-1)) for cx, cy in refs]
+    scores = np.full(len(points), np.inf, np.float32)
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        out = np.asarray(model.predict(np.stack([x for _, x in chunk]), batch_size=batch_size, verbose=0)).ravel()
+        for (i, _), score in zip(chunk, out):
+            scores[i] = min(scores[i], score)
+    return scores
+
+
 def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: int = 256, top_k: int = 5,
-               nms_px: float = 32.0, instance: int = 0, name: str = "slice", lungs=None) -> SliceResult:
+               nms_px: float = 32.0, instance: int = 0, name: str = "slice", lungs=None,
+               references: int = 2) -> SliceResult:
     """Slide the patch model over the lungs of one HU slice (a 2-D array or a `CTSlice`); `lungs`, when given,
-    is the slice's lung mask (`lungmask.lung_mask`), else it is computed here."""
+    is the slice's lung mask (`lungmask.lung_mask`), else it is computed here. A comparing model scores each
+    window against `references` reference windows of the slice (`window_scores`)."""
     if isinstance(hu, CTSlice):
         spacing, instance, name = hu.spacing[1], hu.instance, hu.path or name
         hu = hu.hu
@@ -100,13 +130,8 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
     lungs = lung_mask(hu, spacing) if lungs is None else np.asarray(lungs, bool)
     if not lungs.any():
         raise ValueError(f"{name}: no lungs found in this slice (nothing to scan)")
-    size = model_patch_size(model)
     points = grid_points(lungs, stride)
-    scores = np.empty(len(points), np.float32)
-    for i in range(0, len(points), batch_size):
-        chunk = points[i : i + batch_size]
-        x = np.stack([patch_input(hu, int(px), int(py), size) for py, px in chunk])
-        scores[i : i + len(chunk)] = np.asarray(model.predict(x, batch_size=batch_size, verbose=0)).ravel()
+    scores = window_scores(model, hu, points, lungs, spacing, instance, str(name), batch_size, references)
     grid = np.zeros((hu.shape[0] // stride + 1, hu.shape[1] // stride + 1), np.float32)
     grid[points[:, 0] // stride, points[:, 1] // stride] = scores
     heat = cv2.resize(grid, (grid.shape[1] * stride, grid.shape[0] * stride), interpolation=cv2.INTER_LINEAR)

@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .architectures import build_cnn, build_hybrid_vit, cnn_layer_names
+from .architectures import build_cnn, build_comparing_vit, build_hybrid_vit, cnn_layer_names
 from .data import augment, load_split
 
 
@@ -46,6 +46,9 @@ class TrainConfig:
             pre-training patches (`authentic.authentic_patches`). Keep a false-alarm test's scanners out of it.
         vit_init: a saved pre-training model (`models/vit_pretrained.keras`) to start phase 2a from instead
             (same transformer sizes), when pretrain_epochs is 0.
+        design: the phase-2 model: 'patch' (`build_hybrid_vit`, the patch alone) or 'compare'
+            (`build_comparing_vit`: the patch and a reference window of its slice, attended across; the corpus
+            must hold reference windows). The phase-1 CNN reads the patch alone in both.
     """
 
     data_dir: str = "data"
@@ -75,6 +78,7 @@ class TrainConfig:
     mask_ratio: float = 0.5
     pretrain_dicom: tuple = ()
     vit_init: str | None = None
+    design: str = "patch"
     extra: dict = field(default_factory=dict)
 
     def save(self, path) -> None:
@@ -234,10 +238,16 @@ def use_data_parallel(batch_size: int) -> int:
     return len(devices)
 
 
+DESIGNS = ("patch", "compare")
+
+
 def load_training_data(cfg: TrainConfig):
+    """Training and validation arrays; (N, H, W, 2) patch + reference pairs for the 'compare' design."""
+    if cfg.design not in DESIGNS:
+        raise ValueError(f"unknown design {cfg.design!r}: use one of {DESIGNS}")
     data = {}
     for split in ("train", "val"):
-        x, y, _ = load_split(Path(cfg.data_dir) / split, cfg.image_size)
+        x, y, _ = load_split(Path(cfg.data_dir) / split, cfg.image_size, reference=cfg.design == "compare")
         data[split] = (x, y)
     if cfg.max_train and len(data["train"][0]) > cfg.max_train:
         rng = np.random.default_rng(cfg.seed)
@@ -271,20 +281,26 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
     models_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(models_dir / "train_config.json")
     histories, paths = {}, {}
-    shape = data["train"][0].shape[1:]
+    compare = cfg.design == "compare"
+    patches_only = {k: (x[..., :1], y) for k, (x, y) in data.items()} if compare else data
+    if compare and cfg.pretrain_epochs:
+        raise NotImplementedError("pre-training is written for the 'patch' design only")
     if "cnn" in phases:
-        cnn = build_cnn(shape, cfg.filters)
-        histories["cnn"] = fit_phase(cnn, data["train"], data["val"], cfg.cnn_epochs, cfg.cnn_lr, cfg, "cnn",
-                                     verbose)
+        cnn = build_cnn(patches_only["train"][0].shape[1:], cfg.filters)
+        histories["cnn"] = fit_phase(cnn, patches_only["train"], patches_only["val"], cfg.cnn_epochs, cfg.cnn_lr,
+                                     cfg, "cnn", verbose)
         paths["cnn"] = save_model(cnn, models_dir, "cnn_model")
-        store_patch_operating_point(cnn, data["val"], paths["cnn"]["keras"])
+        store_patch_operating_point(cnn, patches_only["val"], paths["cnn"]["keras"])
     else:
         cnn = keras.models.load_model(models_dir / "cnn_model.keras")
     result = {"cnn": cnn}
     if "vit" in phases:
-        stem = keras.models.clone_model(cnn)  # the hybrid fine-tunes its own copy; `cnn` stays phase 1's
-        stem.set_weights(cnn.get_weights())
-        hybrid = build_hybrid_vit(stem, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout)
+        if compare:  # copies the CNN's weights into a stem of its own
+            hybrid = build_comparing_vit(cnn, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout)
+        else:
+            stem = keras.models.clone_model(cnn)  # the hybrid fine-tunes its own copy; `cnn` stays phase 1's
+            stem.set_weights(cnn.get_weights())
+            hybrid = build_hybrid_vit(stem, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout)
         set_cnn_trainable(hybrid, False)
         if cfg.pretrain_epochs:
             from .pretraining import PRETRAINED, load_transformer_weights, pretrain
