@@ -40,8 +40,9 @@ def _throughput(predict, x, repeats: int = 2) -> float:
 
 
 def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretrain_epochs: int = 0,
-            design: str = "patch", reference_only: bool = False) -> list[dict]:
-    """Train and score one detector with one seed (in this process)."""
+            design: str = "patch", reference_only: bool = False, cnn_from: Path | None = None) -> list[dict]:
+    """Train and score one detector with one seed (in this process). `cnn_from`: a --work folder of an earlier
+    run whose phase-1 CNN of this seed is reused (only phase 2 trains), so two designs share one CNN."""
     import keras
 
     from utils.data import load_split
@@ -51,12 +52,12 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretr
 
     cfg = TrainConfig(data_dir=str(data), models_dir=str(work / f"{detector}_{seed}"), seed=seed,
                       pretrain_epochs=pretrain_epochs, design=design)
-    reference_only = reference_only or design == "compare"
+    reference_only = reference_only or design != "patch"
     if quick:
         cfg.cnn_epochs = cfg.vit_epochs = cfg.finetune_epochs = 1
     keras.utils.set_random_seed(seed)
     train = load_training_data(cfg)
-    x_test, _, _ = load_split(data / "test", reference=design == "compare")
+    x_test, _, _ = load_split(data / "test", reference=design != "patch")
     results = []
 
     def score(name, model, params, seconds, train_ips, predict):
@@ -81,11 +82,21 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretr
         results.append(row)
 
     if detector == "cnn+hybrid":
-        run = run_training(cfg, verbose=0, data=train)
+        if cnn_from is not None:
+            import shutil
+
+            source = Path(cnn_from) / f"{detector}_{seed}"
+            Path(cfg.models_dir).mkdir(parents=True, exist_ok=True)
+            for name in ("cnn_model.keras", "cnn_model.operating_point.json", "history_cnn.json"):
+                shutil.copy(source / name, Path(cfg.models_dir) / name)
+        run = run_training(cfg, phases=("vit",) if cnn_from else ("cnn", "vit"), verbose=0, data=train)
         h = run["histories"]
-        hybrid = "comparing CNN-ViT" if design == "compare" else "hybrid CNN-ViT"
+        if cnn_from is not None:
+            h["cnn"] = json.loads((Path(cfg.models_dir) / "history_cnn.json").read_text())
+        hybrid = {"patch": "hybrid CNN-ViT", "compare": "comparing CNN-ViT",
+                  "compare-normalised": "comparing CNN-ViT, normalised"}[design]
         for name, model, phases in (("CNN", run["cnn"], ["cnn"]), (hybrid, run["hybrid"], list(h))):
-            secs = sum(h[p]["seconds"] for p in phases)
+            secs = sum(h[p]["seconds"] for p in phases)  # (a reused CNN: its own run's figures)
             ips = np.mean([h[p]["images_per_second"] for p in phases])
             score(name, model, model.count_params(), secs, ips,
                   lambda x, m=model: np.asarray(m.predict(x[..., : m.inputs[0].shape[-1]], batch_size=256,
@@ -214,18 +225,22 @@ def main() -> None:
                         help="keep the rows of detector/seed runs already saved under --work (WORK/DETECTOR_SEED/rows.json)")
     parser.add_argument("--pretrain-epochs", type=int, default=0,
                         help="self-supervised pre-training of the hybrid's transformer before phase 2a (default 0: none)")
-    parser.add_argument("--design", choices=("patch", "compare"), default="patch",
-                        help="the hybrid's design: 'patch' (the patch alone) or 'compare' (the patch and a reference "
-                             "window of its slice, `architectures.build_comparing_vit`)")
+    parser.add_argument("--design", choices=("patch", "compare", "compare-normalised"), default="patch",
+                        help="the hybrid's design: 'patch' (the patch alone), 'compare' (the patch and a reference "
+                             "window of its slice, `architectures.build_comparing_vit`) or 'compare-normalised' "
+                             "(the same, tokens normalised by the reference's statistics)")
     parser.add_argument("--reference-only", action="store_true",
                         help="score only patches that have a reference window (always so with --design compare), so "
                              "that runs of both designs are paired on the same patches")
+    parser.add_argument("--cnn-from", metavar="WORK",
+                        help="reuse the phase-1 CNN of each seed from this earlier --work folder and train phase 2 "
+                             "only: designs compared on one CNN")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     data, work, out = Path(args.data), Path(args.work), Path(args.out)
     if args.one:
         print(json.dumps(run_one(args.one, args.seeds[0], data, work, args.quick, args.pretrain_epochs, args.design,
-                                 args.reference_only)))
+                                 args.reference_only, args.cnn_from)))
         return
     _prepare(data, args.quick)
     seeds = args.seeds[:1] if args.quick else args.seeds
@@ -240,6 +255,7 @@ def main() -> None:
             cmd = [sys.executable, "-m", "benchmarks.compare", "--one", detector, "--seeds", str(seed), "--data",
                    str(data), "--work", str(work), "--pretrain-epochs", str(args.pretrain_epochs), "--design",
                    args.design] + (["--reference-only"] if args.reference_only else []) \
+                + (["--cnn-from", args.cnn_from] if args.cnn_from else []) \
                 + (["--quick"] if args.quick else [])
             run = subprocess.run(cmd, capture_output=True, text=True)
             if run.returncode != 0:

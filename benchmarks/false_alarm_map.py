@@ -5,7 +5,8 @@
 Authentic slices of scanners never used in training (`../shared/data/authentic-ct`: COVID-CT-MD, the TCIA
 Lung-PET-CT-Dx B40f series, the LIDC slice; patients whose slices are training backgrounds are left out) are changed one property at a time on the whole HU slice, as a
 scanner or a hospital's processing would change them, and the same random lung points are cut after each
-change (`patches.crop_hu`, the training window). Printed per setting: the share of patches flagged at the
+change (`patches.crop_hu`, the training window; a comparing model's reference windows are cut from the same
+changed slice, as a scanner changes every region alike). Printed per setting: the share of patches flagged at the
 model's stored operating point and at 0.5, and the mean score. A property whose range lifts the flag rate is a
 cue the model reads that is not tampering: the training data must cover that range in both classes.
 
@@ -73,6 +74,9 @@ def main() -> None:
                         "left out")
     parser.add_argument("--out", default="reports")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--references", type=int, default=1,
+                        help="a comparing model's reference windows per patch, cut from the same changed slice "
+                             "(`scan.window_scores`; the lowest score counts)")
     args = parser.parse_args()
     root = Path(args.authentic)
     if not root.is_dir():
@@ -82,13 +86,14 @@ def main() -> None:
     import utils.layers  # noqa: F401  (registers the custom layers)
     from utils.lungmask import cached_lung_mask, sample_lung_points
     from utils.operating_point import stored_threshold
-    from utils.patches import PATCH_SIZE, patch_input
+    from utils.patches import PATCH_SIZE
+    from utils.scan import window_scores
     from utils.synthetic import corpus_background_patients
 
     model = keras.models.load_model(args.model, compile=False)
     threshold, source = stored_threshold(args.model, "patch")
     rng = np.random.default_rng(args.seed)
-    slices, points, groups = [], [], []
+    slices, points, groups, lungs_of = [], [], [], []
     for group, sl in authentic_slices(root, corpus_background_patients(args.data)):
         lungs = cached_lung_mask(sl)
         if lungs.sum() < 3000:
@@ -98,13 +103,15 @@ def main() -> None:
             slices.append(sl)
             points.append(pts)
             groups.append(group)
+            lungs_of.append(lungs)
     rows, report = [], {"model": args.model, "threshold": threshold, "threshold_source": source, "settings": {}}
     for name, change in settings().items():
         scores, by_group = [], []
         for i, (sl, pts, group) in enumerate(zip(slices, points, groups)):
             hu = change(sl.hu, sl.spacing[1], np.random.default_rng([args.seed, i]))
-            batch = np.stack([patch_input(hu, x, y) for x, y in pts])
-            scores += list(np.asarray(model.predict(batch, verbose=0)).ravel())
+            yx = np.array([(y, x) for x, y in pts])
+            scores += list(window_scores(model, hu, yx, lungs_of[i], sl.spacing[1], sl.instance, str(sl.path),
+                                         references=args.references))
             by_group += [group] * len(pts)
         scores, by_group = np.asarray(scores), np.asarray(by_group)
         entry = {"n": int(len(scores)), "flagged_op": float(np.mean(scores >= threshold)),

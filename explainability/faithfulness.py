@@ -28,17 +28,18 @@ def energy_ratio(saliency: np.ndarray, region: np.ndarray) -> float:
 
 def _perturbation_curve(model, image, saliency, steps, delete: bool, neutral: float | None):
     img = np.asarray(image, np.float32)
-    neutral = float(img.mean()) if neutral is None else neutral
+    # a pair (patch, reference window) perturbs the patch only: the map explains the patch
+    channels = slice(0, 1) if img.shape[-1] == 2 else slice(None)
+    neutral = float(img[..., channels].mean()) if neutral is None else neutral
     order = np.argsort(-saliency.ravel(), kind="stable")
     n = order.size
     batch = []
     for k in np.linspace(0, n, steps + 1).astype(int):
-        x = img.copy() if delete else np.full_like(img, neutral)
-        flat = x.reshape(n, -1)
-        if delete:
-            flat[order[:k]] = neutral
-        else:
-            flat[order[:k]] = img.reshape(n, -1)[order[:k]]
+        x = img.copy()
+        if not delete:
+            x[..., channels] = neutral
+        ys, xs = np.unravel_index(order[:k], saliency.shape)
+        x[ys, xs, channels] = neutral if delete else img[ys, xs, channels]
         batch.append(x)
     from .maps import predict
 

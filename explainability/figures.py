@@ -38,8 +38,8 @@ def explain_examples(model, data_dir, out, split: str = "test", n_fake: int = 4,
     rows = [r for r in read_manifest(data_dir / "manifest.csv") if r["split"] == split]
     rng = np.random.default_rng(seed)
     chosen = _pick(rows, 1, n_fake, rng) + _pick(rows, 0, n_real, rng)
-    size = tuple(int(v) for v in model.inputs[0].shape[1:3])
-    images = np.stack([read_image(data_dir / r["path"], size) for r in chosen])
+    size, channels = tuple(int(v) for v in model.inputs[0].shape[1:3]), int(model.inputs[0].shape[-1])
+    images = np.stack([read_image(data_dir / r["path"], size, channels) for r in chosen])
     maps, scores = compute_maps(model, images)
     shown = {k: maps[k] for k in ("rollout mean", "rollout max", "gradient rollout", "Grad-CAM")}
     regions = [(float(r["tamper_x"]), float(r["tamper_y"]), float(r["tamper_r"])) if r["tamper_r"] else None
@@ -56,8 +56,8 @@ def faithfulness(model, data_dir, split: str = "test", n: int = 200, seed: int =
     chosen = _pick(rows, 1, n, np.random.default_rng(seed), require_region=True)
     if not chosen:
         raise ValueError(f"{data_dir}: no tampered patches with a known region in split {split!r}")
-    size = tuple(int(v) for v in model.inputs[0].shape[1:3])
-    images = np.stack([read_image(data_dir / r["path"], size) for r in chosen])
+    size, channels = tuple(int(v) for v in model.inputs[0].shape[1:3]), int(model.inputs[0].shape[-1])
+    images = np.stack([read_image(data_dir / r["path"], size, channels) for r in chosen])
     regions = [(float(r["tamper_x"]), float(r["tamper_y"]), float(r["tamper_r"])) for r in chosen]
     return score_views(model, images, regions, 64, seed, steps)
 

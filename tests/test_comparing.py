@@ -5,18 +5,18 @@ import pytest
 import keras
 from tests.conftest import TINY_MODEL
 from utils.architectures import build_cnn, build_comparing_vit, cnn_layer_names, compares, encoder_blocks
-from utils.layers import BatchToTokens, PairToBatch
+from utils.layers import BatchToTokens, PairToBatch, ReferenceNorm
 
 
-def _tiny_comparing():
+def _tiny_comparing(normalise=False):
     keras.utils.set_random_seed(0)
     cnn = build_cnn((64, 64, 1), TINY_MODEL["filters"])
     model = build_comparing_vit(cnn, TINY_MODEL["dim"], TINY_MODEL["depth"], TINY_MODEL["heads"],
-                                TINY_MODEL["mlp_dim"])
+                                TINY_MODEL["mlp_dim"], normalise=normalise)
     return cnn, model
 
 
-@pytest.mark.parametrize("layer", [PairToBatch(), BatchToTokens(members=3)])
+@pytest.mark.parametrize("layer", [PairToBatch(), BatchToTokens(members=3), ReferenceNorm(epsilon=0.5)])
 def test_pair_layers_config_round_trip(layer):
     config = layer.get_config()
     assert type(layer).from_config(config).get_config() == config
@@ -34,8 +34,22 @@ def test_pair_layers_order_patch_then_reference():
     np.testing.assert_array_equal(tokens[1, 16:, 0], x[1, ..., 1].ravel())
 
 
-def test_comparing_model_copies_the_cnn_and_attends_across_both(tmp_path):
-    cnn, model = _tiny_comparing()
+def test_reference_norm_cancels_what_lifts_the_whole_slice():
+    rng = np.random.default_rng(0)
+    tokens = rng.normal(size=(2, 8, 3)).astype("float32")  # 4 patch tokens, then 4 reference tokens
+    norm = ReferenceNorm(epsilon=1e-6)
+    out = keras.ops.convert_to_numpy(norm(tokens))
+    lifted = keras.ops.convert_to_numpy(norm(tokens * 3.0 + 5.0))  # the same shift and gain on both sets
+    np.testing.assert_allclose(out, lifted, atol=1e-4)
+    np.testing.assert_allclose(out[:, 4:].mean(axis=1), 0.0, atol=1e-5)
+    local = tokens.copy()
+    local[:, :4] += 2.0  # only the patch differs from its slice: that survives
+    assert np.abs(keras.ops.convert_to_numpy(norm(local))[:, :4] - out[:, :4]).min() > 0.1
+
+
+@pytest.mark.parametrize("normalise", [False, True])
+def test_comparing_model_copies_the_cnn_and_attends_across_both(tmp_path, normalise):
+    cnn, model = _tiny_comparing(normalise)
     assert compares(model) and not compares(cnn)
     assert tuple(encoder_blocks(model)[0].output[1].shape[1:]) == (TINY_MODEL["heads"], 129, 129)
     for name in cnn_layer_names(cnn)[1:]:  # every layer but the input

@@ -102,7 +102,8 @@ def _explain(args) -> int:
     size = tuple(int(v) for v in model.inputs[0].shape[1:3])
     from explainability.page import PageItem, slice_items
 
-    items = [PageItem(Path(p).name[:24], read_image(p, size[0])) for p in args.images]
+    channels = int(model.inputs[0].shape[-1])  # 2: a comparing model reads each patch with its reference window
+    items = [PageItem(Path(p).name[:24], read_image(p, size[0], channels)) for p in args.images]
     slice_view = None
     if args.slice:
         from explainability.views import scan_one_slice
@@ -274,9 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-dicom", nargs="+", metavar="DIR",
                    help="authentic DICOM (any scanner, no labels) whose lung patches join the pre-training patches")
     p.add_argument("--vit-init", metavar="KERAS", help="start phase 2a from this saved pre-training model")
-    p.add_argument("--design", choices=("patch", "compare"),
-                   help="phase 2's model: 'patch' (the hybrid on the patch alone) or 'compare' (the patch and a "
-                   "reference window of its slice, attended across; the corpus must hold reference windows)")
+    p.add_argument("--design", choices=("patch", "compare", "compare-normalised"),
+                   help="phase 2's model: 'patch' (the hybrid on the patch alone), 'compare' (the patch and a "
+                   "reference window of its slice, attended across; the corpus must hold reference windows) or "
+                   "'compare-normalised' (the same, tokens normalised by the reference's statistics)")
     p.add_argument("--max-train", type=int, help="cap on training patches (quick runs)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)

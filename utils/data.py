@@ -22,7 +22,10 @@ def read_image(path: str | Path, image_size: int | None = None, channels: int = 
 
     Reads 8/16-bit PNG or JPEG (grayscale, RGB or RGBA) and `.npy` (uint8, uint16 or floats in [0, 1]).
     Colour is converted to gray (or gray repeated to 3 channels); `image_size` resizes (area/linear).
+    channels=2 (a comparing model's input) reads the patch with its reference window (`read_pair`).
     """
+    if channels == 2:
+        return read_pair(path, image_size)
     path = Path(path)
     if path.suffix.lower() == ".npy":
         try:

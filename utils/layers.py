@@ -269,3 +269,30 @@ class BatchToTokens(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "members": self.members}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ReferenceNorm(layers.Layer):
+    """Every token expressed against the reference's statistics: per channel, the mean and variance over the
+    reference window's tokens (the last of `members` token sets) normalise all tokens, (x - mean) / sqrt(var +
+    epsilon). A texture that lifts the whole slice (a scanner's noise or kernel) shifts patch and reference alike
+    and cancels; what stands out from the slice remains. (B, members * T, D) -> same shape.
+
+    Args:
+        members: token sets per sample (2: patch, reference).
+        epsilon: added to the variance.
+    """
+
+    def __init__(self, members=2, epsilon=1e-2, **kwargs):
+        super().__init__(**kwargs)
+        self.members, self.epsilon = members, epsilon
+
+    def call(self, x):
+        t = ops.shape(x)[1] // self.members
+        ref = x[:, (self.members - 1) * t :, :]
+        mean = ops.mean(ref, axis=1, keepdims=True)
+        var = ops.var(ref, axis=1, keepdims=True)
+        return (x - mean) / ops.sqrt(var + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "members": self.members, "epsilon": self.epsilon}

@@ -46,9 +46,10 @@ class TrainConfig:
             pre-training patches (`authentic.authentic_patches`). Keep a false-alarm test's scanners out of it.
         vit_init: a saved pre-training model (`models/vit_pretrained.keras`) to start phase 2a from instead
             (same transformer sizes), when pretrain_epochs is 0.
-        design: the phase-2 model: 'patch' (`build_hybrid_vit`, the patch alone) or 'compare'
+        design: the phase-2 model: 'patch' (`build_hybrid_vit`, the patch alone), 'compare'
             (`build_comparing_vit`: the patch and a reference window of its slice, attended across; the corpus
-            must hold reference windows). The phase-1 CNN reads the patch alone in both.
+            must hold reference windows) or 'compare-normalised' (the same, tokens normalised by the reference's
+            statistics, `ReferenceNorm`). The phase-1 CNN reads the patch alone in all three.
     """
 
     data_dir: str = "data"
@@ -238,7 +239,7 @@ def use_data_parallel(batch_size: int) -> int:
     return len(devices)
 
 
-DESIGNS = ("patch", "compare")
+DESIGNS = ("patch", "compare", "compare-normalised")
 
 
 def load_training_data(cfg: TrainConfig):
@@ -247,7 +248,7 @@ def load_training_data(cfg: TrainConfig):
         raise ValueError(f"unknown design {cfg.design!r}: use one of {DESIGNS}")
     data = {}
     for split in ("train", "val"):
-        x, y, _ = load_split(Path(cfg.data_dir) / split, cfg.image_size, reference=cfg.design == "compare")
+        x, y, _ = load_split(Path(cfg.data_dir) / split, cfg.image_size, reference=cfg.design != "patch")
         data[split] = (x, y)
     if cfg.max_train and len(data["train"][0]) > cfg.max_train:
         rng = np.random.default_rng(cfg.seed)
@@ -281,7 +282,7 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
     models_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(models_dir / "train_config.json")
     histories, paths = {}, {}
-    compare = cfg.design == "compare"
+    compare = cfg.design != "patch"
     patches_only = {k: (x[..., :1], y) for k, (x, y) in data.items()} if compare else data
     if compare and cfg.pretrain_epochs:
         raise NotImplementedError("pre-training is written for the 'patch' design only")
@@ -292,11 +293,14 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
         paths["cnn"] = save_model(cnn, models_dir, "cnn_model")
         store_patch_operating_point(cnn, patches_only["val"], paths["cnn"]["keras"])
     else:
-        cnn = keras.models.load_model(models_dir / "cnn_model.keras")
+        from .operating_point import load_model
+
+        cnn = load_model(models_dir / "cnn_model.keras")
     result = {"cnn": cnn}
     if "vit" in phases:
         if compare:  # copies the CNN's weights into a stem of its own
-            hybrid = build_comparing_vit(cnn, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout)
+            hybrid = build_comparing_vit(cnn, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout,
+                                         normalise=cfg.design == "compare-normalised")
         else:
             stem = keras.models.clone_model(cnn)  # the hybrid fine-tunes its own copy; `cnn` stays phase 1's
             stem.set_weights(cnn.get_weights())
