@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.data import DESIGNS
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DETECTORS = ("cnn+hybrid", "plain_vit", "forensic")
 
@@ -94,7 +96,7 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretr
         if cnn_from is not None:
             h["cnn"] = json.loads((Path(cfg.models_dir) / "history_cnn.json").read_text())
         hybrid = {"patch": "hybrid CNN-ViT", "compare": "comparing CNN-ViT",
-                  "compare-normalised": "comparing CNN-ViT, normalised"}[design]
+                  "compare-normalised": "comparing CNN-ViT, normalised", "compare-centred": "comparing CNN-ViT, centred"}[design]
         for name, model, phases in (("CNN", run["cnn"], ["cnn"]), (hybrid, run["hybrid"], list(h))):
             secs = sum(h[p]["seconds"] for p in phases)  # (a reused CNN: its own run's figures)
             ips = np.mean([h[p]["images_per_second"] for p in phases])
@@ -225,10 +227,11 @@ def main() -> None:
                         help="keep the rows of detector/seed runs already saved under --work (WORK/DETECTOR_SEED/rows.json)")
     parser.add_argument("--pretrain-epochs", type=int, default=0,
                         help="self-supervised pre-training of the hybrid's transformer before phase 2a (default 0: none)")
-    parser.add_argument("--design", choices=("patch", "compare", "compare-normalised"), default="patch",
+    parser.add_argument("--design", choices=DESIGNS, default="patch",
                         help="the hybrid's design: 'patch' (the patch alone), 'compare' (the patch and a reference "
                              "window of its slice, `architectures.build_comparing_vit`) or 'compare-normalised' "
-                             "(the same, tokens normalised by the reference's statistics)")
+                             "(the same, tokens normalised by the reference's statistics) or 'compare-centred' (the "
+                             "reference's mean subtracted only)")
     parser.add_argument("--reference-only", action="store_true",
                         help="score only patches that have a reference window (always so with --design compare), so "
                              "that runs of both designs are paired on the same patches")

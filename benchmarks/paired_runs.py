@@ -6,7 +6,8 @@ Reads two `benchmarks.compare` results (e.g. the embedded corpus without and wit
 backgrounds), pairs every model and seed present in both, and prints B minus A on the real development set
 (overall, injected vs same-slice control, removed vs same-slice control), and on the synthetic test split when
 both ran on the same corpus, with a 95% paired bootstrap interval over scans, beside the false alarms on
-authentic CT of other scanners. `--model NAME` keeps one model's rows.
+authentic CT of other scanners. `--model NAME` keeps one model's rows; `--pair-models NAME_A NAME_B` pairs
+model NAME_A of A with model NAME_B of B (e.g. two hybrid designs).
 """
 from __future__ import annotations
 
@@ -52,10 +53,16 @@ def main() -> None:
     parser.add_argument("--names", nargs=2, default=["A", "B"])
     parser.add_argument("--out", help="also write the table to this markdown file")
     parser.add_argument("--model", help="only this model's rows (e.g. 'hybrid CNN-ViT')")
+    parser.add_argument("--pair-models", nargs=2, metavar=("NAME_A", "NAME_B"),
+                        help="pair model NAME_A of A with model NAME_B of B (same seed)")
     args = parser.parse_args()
     a, b = _rows(args.a), _rows(args.b)
     if args.model:
         a, b = ({k: v for k, v in rows.items() if k[0] == args.model} for rows in (a, b))
+    if args.pair_models:
+        label = " → ".join(args.pair_models)
+        a, b = ({(label, k[1]): v for k, v in rows.items() if k[0] == name}
+                for rows, name in zip((a, b), args.pair_models))
     lines = [f"| model | seed | data | {args.names[1]} − {args.names[0]} ROC-AUC [95% paired interval over scans] "
              "| share of resamples where B is not better |", "|---|---|---|---|---|"]
     for source, label in (("real", "development set"), ("synthetic", "synthetic test")):

@@ -8,7 +8,7 @@ from utils.architectures import build_cnn, build_comparing_vit, cnn_layer_names,
 from utils.layers import BatchToTokens, PairToBatch, ReferenceNorm
 
 
-def _tiny_comparing(normalise=False):
+def _tiny_comparing(normalise=None):
     keras.utils.set_random_seed(0)
     cnn = build_cnn((64, 64, 1), TINY_MODEL["filters"])
     model = build_comparing_vit(cnn, TINY_MODEL["dim"], TINY_MODEL["depth"], TINY_MODEL["heads"],
@@ -16,7 +16,8 @@ def _tiny_comparing(normalise=False):
     return cnn, model
 
 
-@pytest.mark.parametrize("layer", [PairToBatch(), BatchToTokens(members=3), ReferenceNorm(epsilon=0.5)])
+@pytest.mark.parametrize("layer", [PairToBatch(), BatchToTokens(members=3), ReferenceNorm(epsilon=0.5),
+                                   ReferenceNorm(scale=False)])
 def test_pair_layers_config_round_trip(layer):
     config = layer.get_config()
     assert type(layer).from_config(config).get_config() == config
@@ -45,9 +46,17 @@ def test_reference_norm_cancels_what_lifts_the_whole_slice():
     local = tokens.copy()
     local[:, :4] += 2.0  # only the patch differs from its slice: that survives
     assert np.abs(keras.ops.convert_to_numpy(norm(local))[:, :4] - out[:, :4]).min() > 0.1
+    centre = ReferenceNorm(scale=False)
+    shifted = keras.ops.convert_to_numpy(centre(tokens + 5.0))  # centring cancels a shift, keeps the gain
+    np.testing.assert_allclose(shifted, keras.ops.convert_to_numpy(centre(tokens)), atol=1e-4)
 
 
-@pytest.mark.parametrize("normalise", [False, True])
+def test_unknown_normalisation_is_refused():
+    with pytest.raises(ValueError, match="normalise must be"):
+        _tiny_comparing("whiten")
+
+
+@pytest.mark.parametrize("normalise", [None, "scale", "centre"])
 def test_comparing_model_copies_the_cnn_and_attends_across_both(tmp_path, normalise):
     cnn, model = _tiny_comparing(normalise)
     assert compares(model) and not compares(cnn)

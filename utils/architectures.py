@@ -75,15 +75,15 @@ def build_hybrid_vit(cnn, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1, fe
     return keras.Model(cnn.inputs, outputs, name=name)
 
 
-def build_comparing_vit(cnn, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1, normalise=False,
+def build_comparing_vit(cnn, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1, normalise: str | None = None,
                         name="comparing_vit"):
     """A hybrid ViT that judges a patch against untouched lung of its own slice. Input (H, W, 2): the patch and
     its reference window (`patches.reference_path`). One CNN stem (a copy of `cnn`'s weights) turns both into
     feature-map tokens; the patch's tokens come first, then the reference's, each position with its own learned
     embedding; the encoder attends across both sets and the head reads the class token. A scanner's texture
-    lifts patch and reference alike; a tampered region differs from its slice. With `normalise`, every token is
-    expressed against the reference's token statistics first (`ReferenceNorm`), so that a slice-wide texture
-    cancels by construction instead of having to be learned.
+    lifts patch and reference alike; a tampered region differs from its slice. With `normalise` 'scale', every
+    token is expressed against the reference's token mean and spread first (`ReferenceNorm`), so that a slice-wide
+    texture cancels by construction instead of having to be learned; 'centre' subtracts the reference's mean only.
     """
     size = cnn.inputs[0].shape[1:3]
     filters = tuple(layer.filters for layer in cnn.layers if layer.name.startswith("conv") and layer.name.endswith("_1"))
@@ -91,8 +91,10 @@ def build_comparing_vit(cnn, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1,
     inputs = keras.Input((*size, 2), name="patch_and_reference")
     x = cnn_stem(PairToBatch(name="pair_to_batch")(inputs), filters, momentum)
     x = BatchToTokens(name="pair_tokens")(feature_tokens(x, dim))
+    if normalise not in (None, "scale", "centre"):
+        raise ValueError(f"normalise must be None, 'scale' or 'centre', got {normalise!r}")
     if normalise:
-        x = ReferenceNorm(name="reference_norm")(x)
+        x = ReferenceNorm(scale=normalise == "scale", name="reference_norm")(x)
     model = keras.Model(inputs, _encoder_and_head(x, dim, depth, heads, mlp_dim, dropout), name=name)
     for layer_name in cnn_layer_names(cnn):
         if cnn.get_layer(layer_name).weights:
@@ -101,8 +103,11 @@ def build_comparing_vit(cnn, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1,
 
 
 def compares(model) -> bool:
-    """True for a model that reads a patch and its reference window (input (H, W, 2))."""
-    return any(isinstance(layer, PairToBatch) for layer in model.layers)
+    """True for a model that reads a patch and its reference window (input (H, W, 2)).
+
+    Objects without Keras layers (any model with ``inputs`` and ``predict``) read patches alone.
+    """
+    return any(isinstance(layer, PairToBatch) for layer in getattr(model, "layers", ()))
 
 
 def encoder_blocks(model) -> list:

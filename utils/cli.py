@@ -215,6 +215,8 @@ def _calibrate(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .data import DESIGNS
+
     parser = argparse.ArgumentParser(
         prog="python -m utils.cli",
         description="Detect CT-GAN-style tampering in lung CT: build patch corpora, train, evaluate, explain, scan.")
@@ -275,10 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-dicom", nargs="+", metavar="DIR",
                    help="authentic DICOM (any scanner, no labels) whose lung patches join the pre-training patches")
     p.add_argument("--vit-init", metavar="KERAS", help="start phase 2a from this saved pre-training model")
-    p.add_argument("--design", choices=("patch", "compare", "compare-normalised"),
+    p.add_argument("--design", choices=DESIGNS,
                    help="phase 2's model: 'patch' (the hybrid on the patch alone), 'compare' (the patch and a "
                    "reference window of its slice, attended across; the corpus must hold reference windows) or "
-                   "'compare-normalised' (the same, tokens normalised by the reference's statistics)")
+                   "'compare-normalised' (the same, tokens normalised by the reference's statistics) or "
+                   "'compare-centred' (the reference's mean subtracted only)")
     p.add_argument("--max-train", type=int, help="cap on training patches (quick runs)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)

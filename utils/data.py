@@ -15,6 +15,8 @@ import warnings
 from .patches import CLASSES, reference_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
+# what phase 2 reads (`training.TrainConfig.design`): the patch alone, or the patch and its reference window
+DESIGNS = ("patch", "compare", "compare-normalised", "compare-centred")
 
 
 def read_image(path: str | Path, image_size: int | None = None, channels: int = 1) -> np.ndarray:

@@ -281,18 +281,18 @@ class ReferenceNorm(layers.Layer):
     Args:
         members: token sets per sample (2: patch, reference).
         epsilon: added to the variance.
+        scale: divide by the reference's standard deviation; False only subtracts its mean (centring).
     """
 
-    def __init__(self, members=2, epsilon=1e-2, **kwargs):
+    def __init__(self, members=2, epsilon=1e-2, scale=True, **kwargs):
         super().__init__(**kwargs)
-        self.members, self.epsilon = members, epsilon
+        self.members, self.epsilon, self.scale = members, epsilon, scale
 
     def call(self, x):
         t = ops.shape(x)[1] // self.members
         ref = x[:, (self.members - 1) * t :, :]
-        mean = ops.mean(ref, axis=1, keepdims=True)
-        var = ops.var(ref, axis=1, keepdims=True)
-        return (x - mean) / ops.sqrt(var + self.epsilon)
+        out = x - ops.mean(ref, axis=1, keepdims=True)
+        return out / ops.sqrt(ops.var(ref, axis=1, keepdims=True) + self.epsilon) if self.scale else out
 
     def get_config(self):
-        return {**super().get_config(), "members": self.members, "epsilon": self.epsilon}
+        return {**super().get_config(), "members": self.members, "epsilon": self.epsilon, "scale": self.scale}

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from .architectures import build_cnn, build_comparing_vit, build_hybrid_vit, cnn_layer_names
-from .data import augment, load_split
+from .data import DESIGNS, augment, load_split
 
 
 @dataclass
@@ -48,8 +48,9 @@ class TrainConfig:
             (same transformer sizes), when pretrain_epochs is 0.
         design: the phase-2 model: 'patch' (`build_hybrid_vit`, the patch alone), 'compare'
             (`build_comparing_vit`: the patch and a reference window of its slice, attended across; the corpus
-            must hold reference windows) or 'compare-normalised' (the same, tokens normalised by the reference's
-            statistics, `ReferenceNorm`). The phase-1 CNN reads the patch alone in all three.
+            must hold reference windows), 'compare-normalised' (the same, tokens normalised by the reference's
+            mean and spread, `ReferenceNorm`) or 'compare-centred' (its mean subtracted only). The phase-1 CNN
+            reads the patch alone in all of them.
     """
 
     data_dir: str = "data"
@@ -239,7 +240,7 @@ def use_data_parallel(batch_size: int) -> int:
     return len(devices)
 
 
-DESIGNS = ("patch", "compare", "compare-normalised")
+NORMALISE = {"compare": None, "compare-normalised": "scale", "compare-centred": "centre"}
 
 
 def load_training_data(cfg: TrainConfig):
@@ -300,7 +301,7 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
     if "vit" in phases:
         if compare:  # copies the CNN's weights into a stem of its own
             hybrid = build_comparing_vit(cnn, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout,
-                                         normalise=cfg.design == "compare-normalised")
+                                         normalise=NORMALISE[cfg.design])
         else:
             stem = keras.models.clone_model(cnn)  # the hybrid fine-tunes its own copy; `cnn` stays phase 1's
             stem.set_weights(cnn.get_weights())
