@@ -27,7 +27,26 @@ def test_compare_quick_writes_report(tmp_path):
 
 def test_help_of_every_benchmark():
     for name in ("compare", "transfer", "faithfulness", "scan_localisation", "corpus_speed", "startup",
-                 "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed"):
+                 "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name
+
+
+def test_device_speed_says_when_there_is_no_gpu_and_measures_the_cpu_on_request(tmp_path):
+    out = tmp_path / "speed.md"
+    bench = [sys.executable, "-m", "benchmarks.device_speed", "--out", str(out)]
+    run = subprocess.run(bench, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    if "No GPU" in run.stdout:  # (CI has none)
+        assert "KERAS_BACKEND=jax python -m benchmarks.device_speed" in run.stdout and not out.exists()
+    run = subprocess.run(bench + ["--allow-cpu", "--data", str(tmp_path / "no_corpus"), "--images", "64", "--epochs",
+                                  "2", "--batch-sizes", "32", "--slices", "1"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    md = out.read_text()
+    assert "| CNN | 72529 |" in md and "| hybrid CNN-ViT | 214929 |" in md and "Scanning (hybrid" in md
+    speed = json.loads(out.with_suffix(".json").read_text())
+    hybrid = speed["models"]["hybrid CNN-ViT"]
+    assert hybrid["pipeline"]["images_per_s"] > 0 and hybrid["arrays"]["32"]["images_per_s"] > 0
+    assert speed["scan"]["seconds_per_slice"] > 0 and speed["scan"]["windows_per_slice"] > 0

@@ -9,7 +9,7 @@ import keras
 from tests.conftest import REPO, TINY_MODEL, write_dicom
 from utils.architectures import build_cnn, build_hybrid_vit
 from utils.dicom import DicomError
-from utils.scan import merge_locations, Location, scan_series, scan_slice
+from utils.scan import merge_locations, Location, predict_windows, scan_series, scan_slice
 
 
 class CentreBrightness:
@@ -36,6 +36,16 @@ def test_top_point_lands_on_the_marked_spot(chest_slices):
     assert res.heatmap.shape == hu.shape and res.heatmap.max() <= 1.0
     assert res.heatmap[top.y, top.x] >= 0.8 * res.heatmap.max()  # heatmap and points share one geometry
     assert len(res.locations) == 3
+
+
+def test_padded_window_batches_give_the_same_scores():
+    """predict_windows pads a stack to a multiple of 32 rows (a few compiled shapes on JAX); scores are unchanged."""
+    keras.utils.set_random_seed(0)
+    model = build_hybrid_vit(build_cnn((64, 64, 1), (4, 8, 8)), dim=16, depth=1, heads=2, mlp_dim=16)
+    x = np.random.default_rng(0).random((37, 64, 64, 1), dtype=np.float32)
+    scores = predict_windows(model, x, batch_size=16)
+    assert scores.shape == (37,)
+    np.testing.assert_allclose(scores, model.predict(x, verbose=0).ravel(), atol=1e-6)
 
 
 def test_no_lungs_is_a_clear_error():

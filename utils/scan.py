@@ -109,10 +109,20 @@ def window_scores(model, hu, points, lungs, spacing: float, instance: int, name:
     scores = np.full(len(points), np.inf, np.float32)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        out = np.asarray(model.predict(np.stack([x for _, x in chunk]), batch_size=batch_size, verbose=0)).ravel()
+        out = predict_windows(model, np.stack([x for _, x in chunk]), batch_size)
         for (i, _), score in zip(chunk, out):
             scores[i] = min(scores[i], score)
     return scores
+
+
+def predict_windows(model, x: np.ndarray, batch_size: int = 256, quantum: int = 32) -> np.ndarray:
+    """Scores of a stack of windows, padded to a multiple of `quantum` rows: a compiling backend (JAX) then
+    sees a few batch shapes in all instead of a new one, and a new compilation, for nearly every slice."""
+    n = len(x)
+    extra = (-n) % quantum
+    if extra:
+        x = np.concatenate([x, np.repeat(x[-1:], extra, axis=0)])
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0)).ravel()[:n]
 
 
 def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: int = 256, top_k: int = 5,
