@@ -1,4 +1,5 @@
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -80,6 +81,23 @@ def test_tampering_is_local_and_recorded(chest_slices):
     assert diff[near].max() > 100 and diff[~near & (hu > -900)].max() <= 1  # only the touch-up box changes
     with pytest.raises(ValueError, match="unknown tamper action"):
         tamper_slice(hu, profile.spacing, [(100, 100, "paint")], np.random.default_rng(0), lungs=lungs)
+
+
+def test_touchup_noise_modes_follow_the_configured_probabilities(chest_slices, tmp_path):
+    slices, profile = chest_slices
+    hu = slices[1]
+    lungs = lung_mask(hu, profile.spacing)
+    ys, xs = np.nonzero(lungs)
+    modes = set()
+    for seed in range(12):
+        i = np.random.default_rng(seed).integers(len(xs))
+        _, (rec,) = tamper_slice(hu, profile.spacing, [(int(xs[i]), int(ys[i]), "remove")],
+                                 np.random.default_rng(seed), lungs=lungs, noise_mode_p=(0.5, 0.5, 0.0))
+        modes.add(rec.noise)
+    assert modes == {"copy", "gauss"}  # never 'none' at probability 0
+    cfg = CorpusConfig(noise_mode_p=(0.7, 0.3, 0.0))
+    (tmp_path / "corpus.json").write_text(json.dumps(cfg.to_dict()))
+    assert CorpusConfig.from_dir(tmp_path).noise_mode_p == (0.7, 0.3, 0.0)
 
 
 def test_scan_kinds_follow_ctgan_convention():

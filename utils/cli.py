@@ -13,7 +13,8 @@ def _synth(args) -> int:
 
     cfg = CorpusConfig(n_scans=args.scans, slices_per_scan=args.slices, difficulty=args.difficulty,
                        seed=args.seed, workers=args.workers, shipped_backgrounds=not args.no_shipped_backgrounds,
-                       backgrounds=tuple(args.add_backgrounds or ()), background_variants=args.variants)
+                       backgrounds=tuple(args.add_backgrounds or ()), background_variants=args.variants,
+                       **({"noise_mode_p": tuple(args.noise_mode_p)} if args.noise_mode_p else {}))
     if args.backgrounds:
         groups = (g for root in args.backgrounds for g in background_patches(root, cfg, variants=args.variants))
         manifest = write_corpus(groups, args.out, cfg)
@@ -237,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slices", type=int, default=14, help="slices per synthetic scan (default 14)")
     p.add_argument("--variants", type=int, default=8, help="tampered copies per background slice (default 8)")
     p.add_argument("--difficulty", type=float, default=0.5, help="0..1; 0.5 = CT-GAN's touch-up settings")
+    p.add_argument("--noise-mode-p", type=float, nargs=3, metavar=("COPY", "GAUSS", "NONE"),
+                   help="probabilities of the touch-up noise modes: copied lung noise (CT-GAN's default), "
+                   "interpolated Gaussian noise, none (default: tamper.NOISE_MODE_P)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes for synthetic scans (default 2)")
     p.set_defaults(func=_synth)

@@ -20,7 +20,7 @@ from .dicom import CTSlice
 from .lungmask import cached_lung_mask
 from .patches import extract_patches
 from .scans import LabelRow, Scan
-from .tamper import pick_targets, resample_roundtrip, tamper_slice
+from .tamper import NOISE_MODE_P, pick_targets, resample_roundtrip, tamper_slice
 
 KIND_CYCLE = ("FM", "FB", "FM", "FB", "TM", "FM", "FB", "TB")  # as the blind trial: 3 FM : 3 FB : 1 TM : 1 TB
 SHIPPED_BACKGROUNDS = Path(__file__).resolve().parents[1] / "data" / "backgrounds"  # CC BY 4.0, see its README
@@ -50,6 +50,8 @@ class CorpusConfig:
         background_variants: tampered copies of every background slice (alternately inject and remove).
         background_noise: largest scanner noise (HU) added to a copy of a background series before tampering
             (`scanner_variation`; 0 = the slices as stored).
+        noise_mode_p: probabilities of the touch-up noise modes 'copy' (CT-GAN's default), 'gauss' and 'none'
+            (`tamper.NOISE_MODES`), drawn per tampered location.
     """
 
     n_scans: int = 80
@@ -67,6 +69,7 @@ class CorpusConfig:
     backgrounds: tuple = ()
     background_variants: int = 8
     background_noise: float = 30.0
+    noise_mode_p: tuple = NOISE_MODE_P
 
     def background_roots(self) -> list[Path]:
         roots = [SHIPPED_BACKGROUNDS] if self.shipped_backgrounds else []
@@ -138,7 +141,8 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
         action = "inject" if scan.kind == "FM" else "remove"
         hu, records = tamper_slice(sl.hu, spacing, [(x, y, action) for x, y in points], rng,
                                    difficulty=cfg.difficulty, lungs=lungs,
-                                   resample_whole=not sl.meta.get("ctgan_output", False))
+                                   resample_whole=not sl.meta.get("ctgan_output", False),
+                                   noise_mode_p=cfg.noise_mode_p)
         scan.slices[sl.instance] = CTSlice(hu, sl.spacing, sl.instance, sl.z, None, dict(sl.meta, tampered=True))
         for rec in records:
             scan.labels.append(LabelRow(scan.kind, scan.uuid, sl.instance, rec.x, rec.y, scan.experiment))

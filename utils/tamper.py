@@ -133,7 +133,8 @@ def _inpaint_remove(rng, region: np.ndarray, lungs: np.ndarray, hole: np.ndarray
 
 def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, str]], rng: np.random.Generator,
                  difficulty: float = 0.5, lungs: np.ndarray | None = None,
-                 noise_mode: str | None = None, resample_whole: bool = True) -> tuple[np.ndarray, list[TamperRecord]]:
+                 noise_mode: str | None = None, resample_whole: bool = True,
+                 noise_mode_p: tuple = NOISE_MODE_P) -> tuple[np.ndarray, list[TamperRecord]]:
     """Tamper one authentic HU slice at each (x, y, action) target, action 'inject' or 'remove'.
 
     Args:
@@ -145,6 +146,7 @@ def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, s
             noise mismatch, sharper blend), higher subtler ones.
         lungs: lung mask of `hu` (computed when omitted).
         noise_mode: 'copy', 'gauss' or 'none'; drawn per location (CT-GAN's default 'copy' most often) when None.
+        noise_mode_p: probabilities of 'copy', 'gauss' and 'none' for that draw.
         resample_whole: put the whole slice through the 1 mm round trip, as CT-GAN does with the whole scan. False
             for a slice that CT-GAN already resampled (its own output, `dicom.written_by_ctgan`): only the
             in-painted cubes are resampled, so nothing is smoothed twice.
@@ -198,7 +200,7 @@ def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, s
     for x, y, action, r in records:
         box = _box(x, y, half, original.shape)
         ben, bad = original[box], out[box].copy()
-        mode = noise_mode or str(rng.choice(NOISE_MODES, p=NOISE_MODE_P))
+        mode = noise_mode or str(rng.choice(NOISE_MODES, p=np.asarray(noise_mode_p, float) / sum(noise_mode_p)))
         local = original[_box(x, y, cube_half, original.shape)]
         local_lung = local[local < -600]
         std_local = float(local_lung.std()) if local_lung.size > 8 else 30.0
