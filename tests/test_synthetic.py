@@ -92,9 +92,12 @@ def test_touchup_noise_modes_follow_the_configured_probabilities(chest_slices, t
     for seed in range(12):
         i = np.random.default_rng(seed).integers(len(xs))
         _, (rec,) = tamper_slice(hu, profile.spacing, [(int(xs[i]), int(ys[i]), "remove")],
-                                 np.random.default_rng(seed), lungs=lungs, noise_mode_p=(0.5, 0.5, 0.0))
+                                 np.random.default_rng(seed), lungs=lungs)
         modes.add(rec.noise)
-    assert modes == {"copy", "gauss"}  # never 'none' at probability 0
+    assert modes == {"copy", "gauss"}  # CT-GAN's two modes; 'none' has probability 0 by default
+    _, (rec,) = tamper_slice(hu, profile.spacing, [(int(xs[0]), int(ys[0]), "remove")], np.random.default_rng(0),
+                             lungs=lungs, noise_mode_p=(0, 0, 1))
+    assert rec.noise == "none"
     cfg = CorpusConfig(noise_mode_p=(0.7, 0.3, 0.0))
     (tmp_path / "corpus.json").write_text(json.dumps(cfg.to_dict()))
     assert CorpusConfig.from_dir(tmp_path).noise_mode_p == (0.7, 0.3, 0.0)
