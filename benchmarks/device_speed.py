@@ -1,7 +1,8 @@
 """Training, inference and scanning speed on this machine's accelerator (a GPU), named in the report.
 
     KERAS_BACKEND=jax python -m benchmarks.device_speed [--data data] [--images 8192] [--epochs 3]
-        [--batch-sizes 128 1024] [--slices 12] [--out reports/device_speed.md] [--allow-cpu]
+        [--batch-sizes 128 1024] [--slices 12] [--parts training inference scan] [--out reports/device_speed.md]
+        [--allow-cpu]
 
 For the CNN and the hybrid (the default sizes of `utils.training.TrainConfig`, freshly built; speed does not
 depend on the weights): training images per second through the project's own batch pipeline
@@ -13,8 +14,9 @@ real slices (`data/backgrounds`), with the lung mask computed beforehand, and th
 
 Training patches are the corpus's (`--data`, capped at `--images`) when it exists, else random patches of the
 same shape. Without a GPU it says so, prints the command to run on a GPU machine and exits; `--allow-cpu`
-measures the CPU the same way (the figures beside the GPU's in the README). One process per run: timings of
-several runs in one process were wrong.
+measures the CPU the same way (the figures beside the GPU's in the README). Both models are timed in one
+process, the CNN first; on the CPU several models per process were seen to give low figures, so for CPU
+planning `benchmarks.compare` (one process per model) is the reference.
 """
 from __future__ import annotations
 
