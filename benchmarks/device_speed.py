@@ -112,7 +112,7 @@ def time_scan(model, slices: list, stride: int = 16) -> dict:
     """Seconds per slice of scan_slice (lung masks computed beforehand) and of the model alone on its windows."""
     from utils.lungmask import lung_mask
     from utils.patches import patch_input
-    from utils.scan import grid_points, predict_windows, scan_slice
+    from utils.scan import grid_points, model_patch_size, predict_windows, scan_slice
 
     masks = [lung_mask(sl.hu, sl.spacing[1]) for sl in slices]
     passes = []  # the first pass compiles the predict step for each batch shape; the second is timed
@@ -121,7 +121,8 @@ def time_scan(model, slices: list, stride: int = 16) -> dict:
         windows = sum(scan_slice(model, sl, stride=stride, lungs=m).n_patches for sl, m in zip(slices, masks))
         passes.append((time.perf_counter() - start) / len(slices))
     per_slice = passes[1]
-    stacks = [np.stack([patch_input(sl.hu, int(px), int(py), 64) for py, px in grid_points(m, stride)])
+    size = model_patch_size(model)
+    stacks = [np.stack([patch_input(sl.hu, int(px), int(py), size) for py, px in grid_points(m, stride)])
               for sl, m in zip(slices, masks)]
     start = time.perf_counter()
     for x in stacks:
@@ -192,7 +193,7 @@ def main() -> None:
     keras.utils.set_random_seed(args.seed)
     cfg = TrainConfig()
     x, y, what = training_patches(args.data, args.images, args.seed)
-    result = {"device": device or f"CPU only ({cpu_name()})", "backend": backend, "keras": keras.__version__,
+    result = {"device": device or "CPU only", "backend": backend, "keras": keras.__version__,
               "cpu": cpu_name(), "data": what, "epochs": args.epochs, "batch_sizes": args.batch_sizes, "models": {}}
     builders = {"CNN": lambda: build_cnn(x.shape[1:], cfg.filters),
                 "hybrid CNN-ViT": lambda: build_hybrid_vit(build_cnn(x.shape[1:], cfg.filters), cfg.dim, cfg.depth,

@@ -14,7 +14,7 @@ def _synth(args) -> int:
     cfg = CorpusConfig(n_scans=args.scans, slices_per_scan=args.slices, difficulty=args.difficulty,
                        seed=args.seed, workers=args.workers, shipped_backgrounds=not args.no_shipped_backgrounds,
                        backgrounds=tuple(args.add_backgrounds or ()), background_variants=args.variants,
-                       **({"noise_mode_p": tuple(args.noise_mode_p)} if args.noise_mode_p else {}))
+                       noise_mode_p=tuple(args.noise_mode_p or CorpusConfig.noise_mode_p))
     if args.backgrounds:
         groups = (g for root in args.backgrounds for g in background_patches(root, cfg, variants=args.variants))
         manifest = write_corpus(groups, args.out, cfg)

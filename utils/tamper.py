@@ -4,8 +4,8 @@ Follows the steps of CT-GAN's attack pipeline (Mirsky et al. 2019) in the slice 
 a round trip to a 1 mm grid (spline interpolation, which smooths it), the inner ~20 mm of a 32 mm cube around
 each target is in-painted (a nodule drawn in, or the lung texture continued over a nodule), the in-painted cube
 is resampled like the rest, then a noise touch-up (noise copied from a fixed lung location of the same slice,
-or fresh interpolated Gaussian noise; 'none' only when asked for) and CT-GAN's blends (density-sigmoid x Gaussian window for an
-injection, a wide bowl-shaped window for a removal) put it back into the original slice.
+or fresh interpolated Gaussian noise; 'none' only when asked for) and CT-GAN's blends (density-sigmoid x
+Gaussian window for an injection, a wide bowl-shaped window for a removal) put it back into the original slice.
 
 The generator here is not CT-GAN's GAN: it is an emulation of the traces the pipeline leaves.
 """
