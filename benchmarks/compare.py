@@ -42,7 +42,8 @@ def _throughput(predict, x, repeats: int = 2) -> float:
 
 
 def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretrain_epochs: int = 0,
-            design: str = "patch", reference_only: bool = False, cnn_from: Path | None = None) -> list[dict]:
+            design: str = "patch", reference_only: bool = False, cnn_from: Path | None = None,
+            stem_padding: str = "same") -> list[dict]:
     """Train and score one detector with one seed (in this process). `cnn_from`: a --work folder of an earlier
     run whose phase-1 CNN of this seed is reused (only phase 2 trains), so two designs share one CNN."""
     import keras
@@ -53,7 +54,7 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretr
     from utils.training import TrainConfig, fit_phase, load_training_data, run_training
 
     cfg = TrainConfig(data_dir=str(data), models_dir=str(work / f"{detector}_{seed}"), seed=seed,
-                      pretrain_epochs=pretrain_epochs, design=design)
+                      pretrain_epochs=pretrain_epochs, design=design, stem_padding=stem_padding)
     reference_only = reference_only or design != "patch"
     if quick:
         cfg.cnn_epochs = cfg.vit_epochs = cfg.finetune_epochs = 1
@@ -238,12 +239,15 @@ def main() -> None:
     parser.add_argument("--cnn-from", metavar="WORK",
                         help="reuse the phase-1 CNN of each seed from this earlier --work folder and train phase 2 "
                              "only: designs compared on one CNN")
+    parser.add_argument("--stem-padding", choices=("same", "valid"), default="same",
+                        help="the CNN's convolutions: 'same' (8x8 tokens) or 'valid' (no padding, 4x4 tokens, the "
+                             "stem shared over a slice when scanning)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     data, work, out = Path(args.data), Path(args.work), Path(args.out)
     if args.one:
         print(json.dumps(run_one(args.one, args.seeds[0], data, work, args.quick, args.pretrain_epochs, args.design,
-                                 args.reference_only, args.cnn_from)))
+                                 args.reference_only, args.cnn_from, args.stem_padding)))
         return
     _prepare(data, args.quick)
     seeds = args.seeds[:1] if args.quick else args.seeds
@@ -257,7 +261,7 @@ def main() -> None:
                 continue
             cmd = [sys.executable, "-m", "benchmarks.compare", "--one", detector, "--seeds", str(seed), "--data",
                    str(data), "--work", str(work), "--pretrain-epochs", str(args.pretrain_epochs), "--design",
-                   args.design] + (["--reference-only"] if args.reference_only else []) \
+                   args.design, "--stem-padding", args.stem_padding] + (["--reference-only"] if args.reference_only else []) \
                 + (["--cnn-from", args.cnn_from] if args.cnn_from else []) \
                 + (["--quick"] if args.quick else [])
             run = subprocess.run(cmd, capture_output=True, text=True)

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from utils.architectures import FEATURES, encoder_blocks
+from utils.architectures import FEATURES, encoder_blocks, feature_geometry
 from utils.data import to_model_input
 
 from .rollout import HEAD_FUSIONS, flat_maps, gradient_rollout, grid_to_pixels, rollout, to_unit_range
@@ -76,6 +76,7 @@ class AttentionRollout:
         tokens = int(self.blocks[0].output[1].shape[-1]) - 1
         feat = model.get_layer(FEATURES).output.shape if FEATURES in [lyr.name for lyr in model.layers] else None
         self.grid = (int(feat[1]), int(feat[2])) if feat is not None else (int(np.sqrt(tokens)),) * 2
+        self.geometry = feature_geometry(model) if feat is not None else None
         self.cells = self.grid[0] * self.grid[1]
         if tokens % self.cells:
             raise ValueError(f"{tokens} patch tokens do not form the {self.grid} feature grid")
@@ -124,21 +125,22 @@ class AttentionRollout:
     def to_masks(self, cls_maps: np.ndarray, size) -> np.ndarray:
         """(B, T - 1) rolled-out maps -> (B, H, W) masks in [0, 1] at the image size (flat maps: all ones)."""
         grid = self.patch_tokens(cls_maps).reshape(len(cls_maps), *self.grid)
-        return unit_masks(grid, size, "attention")
+        return unit_masks(grid, size, "attention", self.geometry, self.size)
 
     def __call__(self, image) -> np.ndarray:
         """Mask in [0, 1]: (H, W) for an image given as (H, W) or (H, W, C); (B, H, W) for a batch (B, H, W, C)."""
         return self.explain(image)[0]
 
 
-def unit_masks(grid: np.ndarray, size, what: str) -> np.ndarray:
-    """(B, gh, gw) maps -> (B, H, W) in [0, 1]; a flat map is returned as all ones, with a warning, instead of
-    rounding error rescaled into a confident-looking heatmap."""
+def unit_masks(grid: np.ndarray, size, what: str, geometry=None, input_size=None) -> np.ndarray:
+    """(B, gh, gw) maps -> (B, H, W) in [0, 1], tokens placed by `geometry` (`rollout.grid_to_pixels`); a flat
+    map is returned as all ones, with a warning, instead of rounding error rescaled into a confident-looking
+    heatmap."""
     flat = flat_maps(grid)
     if flat.any():
         warnings.warn(f"{int(flat.sum())} of {len(grid)} {what} maps are flat (no variation beyond rounding): "
                       "shown as uniform; the model's map does not single out any region", stacklevel=3)
-    return to_unit_range(grid_to_pixels(to_unit_range(grid), tuple(size)))
+    return to_unit_range(grid_to_pixels(to_unit_range(grid), tuple(size), geometry, input_size))
 
 
 def _require_tensorflow(what: str):
@@ -176,6 +178,7 @@ class GradCAM:
         shape = model.inputs[0].shape
         self.size, self.channels = (int(shape[1]), int(shape[2])), int(shape[3])
         self.reader = keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]])
+        self.geometry = feature_geometry(model, layer)
 
     def explain(self, image):
         tf = _require_tensorflow("Grad-CAM")
@@ -189,7 +192,7 @@ class GradCAM:
         grads, features = grads[::step], features[::step]
         weights = grads.mean(axis=(1, 2), keepdims=True)
         cam = np.maximum((weights * features).sum(axis=-1), 0)
-        masks = unit_masks(cam, original, "Grad-CAM")
+        masks = unit_masks(cam, original, "Grad-CAM", self.geometry, self.size)
         scores = score.numpy().reshape(-1)
         return (masks if batched else masks[0]), (scores if batched else scores[0])
 

@@ -99,11 +99,22 @@ def to_unit_range(maps: np.ndarray, rtol: float = FLAT_RTOL) -> np.ndarray:
     return out.reshape(maps.shape)
 
 
-def grid_to_pixels(grid_maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(B, gh, gw) token maps -> (B, H, W): each token sits at the centre of its cell of the CNN's stride
-    (e.g. 8x8 px after three 2x2 poolings of a 64 px input); bilinear in between, edges held."""
-    import cv2
+def grid_to_pixels(grid_maps: np.ndarray, size: tuple[int, int], geometry: tuple[float, float] | None = None,
+                   input_size: tuple[int, int] | None = None) -> np.ndarray:
+    """(B, gh, gw) token maps -> (B, H, W), bilinear between token centres, edges held. `geometry` (stride,
+    offset) places token i at input pixel offset + stride * i of a model input of `input_size` (default: `size`;
+    `architectures.feature_geometry`); without it each token sits at the centre of its equal share of the image
+    (a 'same'-padded stem: 8x8 px cells of a 64 px input)."""
+    maps = np.asarray(grid_maps, np.float64)
+    (h, w), (gh, gw) = size, maps.shape[1:]
+    ih, iw = input_size or size
 
-    h, w = size
-    return np.stack([cv2.resize(np.asarray(m, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-                     for m in grid_maps])
+    def weights(n_out, n_tokens, n_in, stride, offset):
+        centres = (offset + stride * np.arange(n_tokens) + 0.5) * n_out / n_in - 0.5
+        return np.stack([np.interp(np.arange(n_out), centres, e) for e in np.eye(n_tokens)], axis=1)
+
+    if geometry is None:
+        wy, wx = weights(h, gh, gh, 1.0, 0.0), weights(w, gw, gw, 1.0, 0.0)
+    else:
+        wy, wx = weights(h, gh, ih, *geometry), weights(w, gw, iw, *geometry)
+    return np.einsum("yi,bij,xj->byx", wy, maps, wx).astype(np.float32)

@@ -92,6 +92,23 @@ def test_grid_to_pixels_keeps_cell_centres():
     assert abs(y - (2 * 8 + 3.5)) <= 0.5 and abs(x - (5 * 8 + 3.5)) <= 0.5
 
 
+def test_tokens_sit_where_the_stem_looks():
+    """A padding-free stem's 4x4 tokens are centred on pixels 17.5 + 8 i (`feature_geometry`), not on the
+    centres of four equal cells; the maps follow the model's geometry, also when drawn at another size."""
+    from utils.architectures import build_cnn, feature_geometry
+
+    assert feature_geometry(build_cnn((64, 64, 1), (4, 4, 4))) == (8.0, 3.5)
+    geometry = feature_geometry(build_cnn((64, 64, 1), (4, 4, 4), padding="valid"))
+    assert geometry == (8.0, 17.5)
+    grid = np.zeros((1, 4, 4))
+    grid[0, 1, 3] = 1.0
+    px = grid_to_pixels(grid, (64, 64), geometry)[0]
+    assert np.unravel_index(np.argmax(px), px.shape) in {(25, 41), (25, 42), (26, 41), (26, 42)}
+    big = grid_to_pixels(grid, (128, 128), geometry, input_size=(64, 64))[0]
+    y, x = np.unravel_index(np.argmax(big), big.shape)
+    assert abs(y - 51.5) <= 0.5 and abs(x - 83.5) <= 0.5
+
+
 def test_rounding_noise_is_flat_not_a_heatmap():
     from explainability.rollout import flat_maps
 

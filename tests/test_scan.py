@@ -9,7 +9,7 @@ import keras
 from tests.conftest import REPO, TINY_MODEL, write_dicom
 from utils.architectures import build_cnn, build_hybrid_vit
 from utils.dicom import DicomError
-from utils.scan import merge_locations, Location, predict_windows, scan_series, scan_slice
+from utils.scan import merge_locations, Location, predict_windows, scan_series, scan_slice, shared_stem
 
 
 class CentreBrightness:
@@ -46,6 +46,32 @@ def test_padded_window_batches_give_the_same_scores():
     scores = predict_windows(model, x, batch_size=16)
     assert scores.shape == (37,)
     np.testing.assert_allclose(scores, model.predict(x, verbose=0).ravel(), atol=1e-6)
+
+
+def test_shared_stem_gives_the_window_by_window_scores(tmp_path, chest_slices):
+    """A stem without padding runs once over the slice; every window's score matches the window run on its own
+    (tolerance 1e-5: the same arithmetic, convolutions over a larger image may sum in another order). Checked on
+    a model saved and loaded back (safe_mode), for the hybrid and the CNN, and on the slice's border."""
+    slices, profile = chest_slices
+    keras.utils.set_random_seed(0)
+    cnn = build_cnn((64, 64, 1), TINY_MODEL["filters"], padding="valid")
+    assert cnn.get_layer("cnn_features").output.shape[1:3] == (4, 4)
+    build_hybrid_vit(cnn, TINY_MODEL["dim"], 1, 2, 32).save(tmp_path / "m.keras")
+    hybrid = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    hu = slices[0].copy()
+    lungs = np.zeros(hu.shape, bool)
+    lungs[120:400, 60:460] = True
+    lungs[:40, :40] = True  # windows that reach past the slice's corner read air
+    for model in (hybrid, cnn):
+        assert shared_stem(model) is not None
+        one_by_one = scan_slice(model, hu, profile.spacing, lungs=lungs, share_stem=False)
+        shared = scan_slice(model, hu, profile.spacing, lungs=lungs)
+        np.testing.assert_allclose(shared.heatmap, one_by_one.heatmap, atol=1e-5)
+        assert [(l.x, l.y) for l in shared.locations] == [(l.x, l.y) for l in one_by_one.locations]
+    off_grid = scan_slice(hybrid, hu, profile.spacing, lungs=lungs, stride=12)  # falls back to window by window
+    np.testing.assert_allclose(off_grid.heatmap, scan_slice(hybrid, hu, profile.spacing, lungs=lungs, stride=12,
+                                                            share_stem=False).heatmap, atol=1e-6)
+    assert shared_stem(build_cnn((64, 64, 1), TINY_MODEL["filters"])) is None  # zero padding: not shareable
 
 
 def test_no_lungs_is_a_clear_error():

@@ -11,28 +11,33 @@ from .layers import (BatchToTokens, ClassToken, PairToBatch, PositionEmbedding, 
 FEATURES = "cnn_features"
 
 
-def build_cnn(input_shape=(64, 64, 1), filters=(16, 32, 64), dropout=0.3, bn_momentum=0.9, name="cnn"):
+def build_cnn(input_shape=(64, 64, 1), filters=(16, 32, 64), dropout=0.3, bn_momentum=0.9, padding="same",
+              name="cnn"):
     """CNN for 64 px patches: per stage two 3x3 conv + BatchNorm + ReLU, then 2x2 max-pooling; global average
-    pooling, dropout, sigmoid. The last stage's pooled map (8x8 for 64 px) is named 'cnn_features'.
+    pooling, dropout, sigmoid. The last stage's pooled map is named 'cnn_features': 8x8 for 64 px with 'same'
+    padding, 4x4 with 'valid' (no padding: every feature cell sees image pixels only, so the stem run once over a
+    whole slice gives every window's features exactly, `scan.SharedStemScanner`).
 
     Inputs are images in [0, 1]; the model standardises them itself. BatchNorm momentum 0.9: with a few
     thousand patches, the default 0.99 leaves inference statistics behind after short training.
     """
     inputs = keras.Input(input_shape, name="image")
-    x = cnn_stem(inputs, filters, bn_momentum)
+    x = cnn_stem(inputs, filters, bn_momentum, padding)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="score")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def cnn_stem(x, filters=(16, 32, 64), bn_momentum=0.9):
-    """Standardize, then per stage two 3x3 conv + BatchNorm + ReLU and 2x2 max-pooling; the last pooled map is
-    'cnn_features'. Layer names are what phase 2 copies weights by."""
+def cnn_stem(x, filters=(16, 32, 64), bn_momentum=0.9, padding="same"):
+    """Standardize, then per stage two 3x3 conv ('same' or 'valid' padding) + BatchNorm + ReLU and 2x2
+    max-pooling; the last pooled map is 'cnn_features'. Layer names are what phase 2 copies weights by."""
+    if padding not in ("same", "valid"):
+        raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
     x = Standardize(name="standardize")(x)
     for stage, width in enumerate(filters):
         for j in range(2):
-            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{stage + 1}_{j + 1}")(x)
+            x = layers.Conv2D(width, 3, padding=padding, use_bias=False, name=f"conv{stage + 1}_{j + 1}")(x)
             x = layers.BatchNormalization(momentum=bn_momentum, name=f"bn{stage + 1}_{j + 1}")(x)
             x = layers.ReLU(name=f"relu{stage + 1}_{j + 1}")(x)
         x = layers.MaxPooling2D(2, name=FEATURES if stage == len(filters) - 1 else f"pool{stage + 1}")(x)
@@ -89,7 +94,7 @@ def build_comparing_vit(cnn, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1,
     filters = tuple(layer.filters for layer in cnn.layers if layer.name.startswith("conv") and layer.name.endswith("_1"))
     momentum = cnn.get_layer("bn1_1").momentum
     inputs = keras.Input((*size, 2), name="patch_and_reference")
-    x = cnn_stem(PairToBatch(name="pair_to_batch")(inputs), filters, momentum)
+    x = cnn_stem(PairToBatch(name="pair_to_batch")(inputs), filters, momentum, stem_padding(cnn))
     x = BatchToTokens(name="pair_tokens")(feature_tokens(x, dim))
     if normalise not in (None, "scale", "centre"):
         raise ValueError(f"normalise must be None, 'scale' or 'centre', got {normalise!r}")
@@ -108,6 +113,29 @@ def compares(model) -> bool:
     Objects without Keras layers (any model with ``inputs`` and ``predict``) read patches alone.
     """
     return any(isinstance(layer, PairToBatch) for layer in getattr(model, "layers", ()))
+
+
+def stem_padding(model) -> str:
+    """'valid' when no convolution of the model's CNN stem pads its input, else 'same'."""
+    convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D) and layer.name.startswith("conv")]
+    return "valid" if convs and all(layer.padding == "valid" for layer in convs) else "same"
+
+
+def feature_geometry(model, feature_layer=FEATURES) -> tuple[float, float]:
+    """(stride, offset) of the feature map in input pixels: feature cell i is centred on input pixel
+    offset + stride * i (pixel centres at integer coordinates). 'same' padding, three 2x2 poolings: (8, 3.5);
+    'valid': (8, 17.5), every cell's view shifted by the borders the unpadded convolutions leave out."""
+    stride, offset = 1.0, 0.0
+    for name in reversed(cnn_layer_names(model, feature_layer)):
+        layer = model.get_layer(name)
+        if isinstance(layer, (layers.Conv2D, layers.MaxPooling2D)):
+            size = (layer.kernel_size if isinstance(layer, layers.Conv2D) else layer.pool_size)[0]
+            step = layer.strides[0]
+            shift = (size - 1) / 2 if layer.padding == "valid" else 0.0
+            if layer.padding != "valid" and step != 1:
+                raise ValueError(f"{name}: a strided layer with 'same' padding has no fixed centre here")
+            stride, offset = stride * step, offset * step + shift
+    return stride, offset
 
 
 def encoder_blocks(model) -> list:

@@ -31,6 +31,7 @@ HOLE_MM = 20.0
 CUBE_Z_MM = 16.0  # slices this close (in z) to a tampered point lie inside its 32 mm cube
 REFERENCE = "reference"  # DATA/{split}/reference/{real,fake}/: each patch's reference window, same file name
 REFERENCE_CANDIDATES = 8
+AIR_HU = -1000.0  # what a crop reads outside the slice
 MANIFEST_FIELDS = ("path", "split", "label", "kind", "scan", "source", "slice", "x", "y",
                    "tamper_x", "tamper_y", "tamper_r", "resampled", "ref_x", "ref_y")
 
@@ -66,7 +67,7 @@ def crop_hu(hu: np.ndarray, x: int, y: int, size: int = PATCH_SIZE) -> np.ndarra
     h, w = hu.shape
     if 0 <= y0 and y0 + size <= h and 0 <= x0 and x0 + size <= w:
         return hu[y0 : y0 + size, x0 : x0 + size]
-    out = np.full((size, size), -1000.0, dtype=hu.dtype)
+    out = np.full((size, size), AIR_HU, dtype=hu.dtype)
     ys, xs = slice(max(y0, 0), min(y0 + size, h)), slice(max(x0, 0), min(x0 + size, w))
     if ys.start < ys.stop and xs.start < xs.stop:
         out[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = hu[ys, xs]

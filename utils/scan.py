@@ -9,6 +9,7 @@ scores aggregate frames in deepfake benchmarks.
 from __future__ import annotations
 
 import warnings
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 from . import layers  # noqa: F401  (registers the custom layers: models load with safe_mode)
 from .dicom import CTSlice, read_series, read_slice, window
 from .lungmask import lung_mask
-from .patches import patch_input, reference_candidates
+from .patches import AIR_HU, patch_input, reference_candidates
 
 
 @dataclass
@@ -87,12 +88,97 @@ def nms(points, scores, radius: float, top_k: int) -> list[int]:
     return kept
 
 
+class SharedStem:
+    """A patch model split at its CNN feature map, so that a slice's stem runs once and every window reads its
+    features from the shared map instead of convolving its own pixels again.
+
+    Exact only for a stem without padding (`architectures.build_cnn(padding='valid')`): then a window's feature
+    cells see nothing but the window's pixels, and the window's features are a `cells` x `cells` block of the
+    slice's feature map whenever the window's corner lies on the stem's `step` grid (its total pooling stride).
+
+    Args:
+        model: a patch model (not a comparing one) whose stem has no padding.
+    """
+
+    def __init__(self, model):
+        import keras
+
+        from .architectures import FEATURES, cnn_layer_names
+
+        if not shares_stem(model):
+            raise ValueError(f"{model.name}: a shared stem needs a patch model whose CNN stem has no padding")
+        names = cnn_layer_names(model)
+        inputs = keras.Input((None, None, int(model.inputs[0].shape[-1])), name="slice")
+        x = inputs
+        for name in names[1:]:
+            x = model.get_layer(name)(x)
+        self.stem = keras.Model(inputs, x, name=f"{model.name}_stem")
+        features = model.get_layer(FEATURES).output
+        self.head = keras.Model(features, model.output, name=f"{model.name}_head")
+        self.cells = int(features.shape[1])
+        self.size = model_patch_size(model)
+        self.step = int(np.prod([layer.pool_size[0] for layer in model.layers
+                                 if layer.name in names and type(layer).__name__ == "MaxPooling2D"]))
+
+    def aligned(self, points) -> bool:
+        """True when every window corner lies on the stem's grid relative to the first one."""
+        return len(points) > 0 and not ((np.asarray(points) - np.asarray(points)[0]) % self.step).any()
+
+    def scores(self, hu: np.ndarray, points, batch_size: int = 256, quantum: int = 64) -> np.ndarray:
+        """Scores of the windows centred on `points` (N, 2) (y, x) of a HU slice: the stem once over the
+        windows' bounding box (padded with air like `patches.crop_hu`, its sides rounded up to `quantum` px so
+        that a compiling backend sees few shapes), then the head on each window's block of features."""
+        points = np.asarray(points)
+        if not self.aligned(points):
+            raise ValueError(f"window centres must lie on a {self.step} px grid to share the stem")
+        half = self.size // 2
+        top = points.min(axis=0) - half
+        extent = points.max(axis=0) - points.min(axis=0) + self.size
+        extent = -(-extent // quantum) * quantum
+        region = np.full(tuple(extent), AIR_HU, np.float32)
+        h, w = hu.shape
+        y0, x0 = max(top[0], 0), max(top[1], 0)
+        y1, x1 = min(top[0] + extent[0], h), min(top[1] + extent[1], w)
+        region[y0 - top[0] : y1 - top[0], x0 - top[1] : x1 - top[1]] = hu[y0:y1, x0:x1]
+        image = window(region).astype(np.float32)[None, ..., None] / 255.0
+        fmap = np.asarray(self.stem.predict_on_batch(image))[0]
+        cells = (points - points.min(axis=0)) // self.step
+        offsets = np.arange(self.cells)
+        rows = cells[:, 0, None, None] + offsets[None, :, None]
+        cols = cells[:, 1, None, None] + offsets[None, None, :]
+        return predict_windows(self.head, fmap[rows, cols], batch_size)
+
+
+_SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def shared_stem(model) -> SharedStem | None:
+    """The model's `SharedStem` (built once per model), or None when its stem cannot be shared."""
+    if not shares_stem(model):
+        return None
+    if model not in _SHARED:
+        _SHARED[model] = SharedStem(model)
+    return _SHARED[model]
+
+
+def shares_stem(model) -> bool:
+    """True for a patch model whose stem can run once per slice (`SharedStem`): no padding, not comparing."""
+    from .architectures import FEATURES, compares, stem_padding
+
+    layers_ = getattr(model, "layers", ())
+    return (bool(layers_) and any(layer.name == FEATURES for layer in layers_) and not compares(model)
+            and stem_padding(model) == "valid")
+
+
 def window_scores(model, hu, points, lungs, spacing: float, instance: int, name: str, batch_size: int = 256,
-                  references: int = 2) -> np.ndarray:
-    """Fake score of the window at every (y, x) point. A comparing model (`architectures.compares`) judges each
+                  references: int = 2, shared: SharedStem | None = None) -> np.ndarray:
+    """Fake score of the window at every (y, x) point. With `shared` (the model's `SharedStem`) and points on
+    its grid, the stem runs once over the slice. A comparing model (`architectures.compares`) judges each
     window against `references` reference windows of the same slice (`patches.reference_candidates`, the first
     ones that do not overlap it) and keeps the lowest score: a region consistent with some untouched part of
     its slice is authentic, so one reference that happens to sit on a tampered region raises no alarm."""
+    if shared is not None and shared.aligned(points):
+        return shared.scores(hu, points, batch_size)
     size = model_patch_size(model)
     pair = int(model.inputs[0].shape[-1]) == 2
     candidates = reference_candidates(hu, lungs, spacing, name, instance, size=size) if pair else []
@@ -116,21 +202,28 @@ def window_scores(model, hu, points, lungs, spacing: float, instance: int, name:
 
 
 def predict_windows(model, x: np.ndarray, batch_size: int = 256, quantum: int = 32) -> np.ndarray:
-    """Scores of a stack of windows, padded to a multiple of `quantum` rows: a compiling backend (JAX) then
-    sees a few batch shapes in all instead of a new one, and a new compilation, for nearly every slice."""
-    n = len(x)
-    extra = (-n) % quantum
-    if extra:
-        x = np.concatenate([x, np.repeat(x[-1:], extra, axis=0)])
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0)).ravel()[:n]
+    """Scores of a stack of windows in batches of `batch_size`, the last one padded to a multiple of `quantum`
+    rows: a compiling backend (JAX) then sees a few batch shapes in all instead of a new one, and a new
+    compilation, for nearly every slice. `predict_on_batch` per batch: `predict` costs ~50 ms per call on top."""
+    out = []
+    for start in range(0, len(x), batch_size):
+        chunk = x[start : start + batch_size]
+        extra = (-len(chunk)) % quantum
+        if extra:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], extra, axis=0)])
+        predict = getattr(model, "predict_on_batch", None) or model.predict
+        out.append(np.asarray(predict(chunk)).ravel()[: len(chunk) - extra])
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: int = 256, top_k: int = 5,
                nms_px: float = 32.0, instance: int = 0, name: str = "slice", lungs=None,
-               references: int = 2) -> SliceResult:
+               references: int = 2, share_stem: bool = True) -> SliceResult:
     """Slide the patch model over the lungs of one HU slice (a 2-D array or a `CTSlice`); `lungs`, when given,
-    is the slice's lung mask (`lungmask.lung_mask`), else it is computed here. A comparing model scores each
-    window against `references` reference windows of the slice (`window_scores`)."""
+    is the slice's lung mask (`lungmask.lung_mask`), else it is computed here. A model whose stem has no padding
+    runs its stem once over the slice (`SharedStem`, the same scores as window by window) unless `share_stem` is
+    False. A comparing model scores each window against `references` reference windows of the slice
+    (`window_scores`)."""
     if isinstance(hu, CTSlice):
         spacing, instance, name = hu.spacing[1], hu.instance, hu.path or name
         hu = hu.hu
@@ -141,7 +234,8 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
     if not lungs.any():
         raise ValueError(f"{name}: no lungs found in this slice (nothing to scan)")
     points = grid_points(lungs, stride)
-    scores = window_scores(model, hu, points, lungs, spacing, instance, str(name), batch_size, references)
+    scores = window_scores(model, hu, points, lungs, spacing, instance, str(name), batch_size, references,
+                           shared_stem(model) if share_stem else None)
     grid = np.zeros((hu.shape[0] // stride + 1, hu.shape[1] // stride + 1), np.float32)
     grid[points[:, 0] // stride, points[:, 1] // stride] = scores
     heat = cv2.resize(grid, (grid.shape[1] * stride, grid.shape[0] * stride), interpolation=cv2.INTER_LINEAR)

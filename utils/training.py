@@ -32,6 +32,8 @@ class TrainConfig:
         weight_decay: AdamW weight decay.
         patience: epochs without a better validation AUC before a phase stops.
         filters: CNN widths per stage.
+        stem_padding: the CNN's convolutions: 'same' (zero padding, 8x8 tokens for 64 px) or 'valid' (none, 4x4
+            tokens; a scan then runs the stem once per slice, `scan.SharedStem`).
         dim, depth, heads, mlp_dim, dropout: transformer size.
         augment: flips, 90-degree rotations and small shifts on training batches.
         max_train: cap on training patches (quick runs), None for all.
@@ -66,6 +68,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     patience: int = 4
     filters: tuple = (16, 32, 64)
+    stem_padding: str = "same"
     dim: int = 64
     depth: int = 4
     heads: int = 4
@@ -288,7 +291,7 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
     if compare and cfg.pretrain_epochs:
         raise NotImplementedError("pre-training is written for the 'patch' design only")
     if "cnn" in phases:
-        cnn = build_cnn(patches_only["train"][0].shape[1:], cfg.filters)
+        cnn = build_cnn(patches_only["train"][0].shape[1:], cfg.filters, padding=cfg.stem_padding)
         histories["cnn"] = fit_phase(cnn, patches_only["train"], patches_only["val"], cfg.cnn_epochs, cfg.cnn_lr,
                                      cfg, "cnn", verbose)
         paths["cnn"] = save_model(cnn, models_dir, "cnn_model")
