@@ -261,7 +261,8 @@ def main() -> None:
                 continue
             cmd = [sys.executable, "-m", "benchmarks.compare", "--one", detector, "--seeds", str(seed), "--data",
                    str(data), "--work", str(work), "--pretrain-epochs", str(args.pretrain_epochs), "--design",
-                   args.design, "--stem-padding", args.stem_padding] + (["--reference-only"] if args.reference_only else []) \
+                   args.design, "--stem-padding", args.stem_padding] \
+                + (["--reference-only"] if args.reference_only else []) \
                 + (["--cnn-from", args.cnn_from] if args.cnn_from else []) \
                 + (["--quick"] if args.quick else [])
             run = subprocess.run(cmd, capture_output=True, text=True)

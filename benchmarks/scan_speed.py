@@ -47,8 +47,8 @@ def main() -> None:
 
     model = load_model(args.model)
     methods = {"window by window": False, "shared stem": True} if shares_stem(model) else {"window by window": False}
-    rows = ["| series | slices | read s/slice | lung mask s/slice | " + " | ".join(f"model s/slice, {m}" for m in methods)
-            + " | windows/slice | total s/slice |", "|---|---|---|---|" + "---|" * len(methods) + "---|---|"]
+    rows = ["| series | slices | read s/slice | lung mask s/slice | "
+            + " | ".join(f"model s/slice, {m}" for m in methods) + " | windows/slice | total s/slice |", "|---|---|---|---|" + "---|" * len(methods) + "---|---|"]
     totals = np.zeros(2 + len(methods))
     n_all, largest_diff = 0, 0.0
     for folder in folders:
