@@ -43,7 +43,7 @@ def _throughput(predict, x, repeats: int = 2) -> float:
 
 def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretrain_epochs: int = 0,
             design: str = "patch", reference_only: bool = False, cnn_from: Path | None = None,
-            stem_padding: str = "same") -> list[dict]:
+            stem_padding: str = "valid") -> list[dict]:
     """Train and score one detector with one seed (in this process). `cnn_from`: a --work folder of an earlier
     run whose phase-1 CNN of this seed is reused (only phase 2 trains), so two designs share one CNN."""
     import keras
@@ -239,9 +239,9 @@ def main() -> None:
     parser.add_argument("--cnn-from", metavar="WORK",
                         help="reuse the phase-1 CNN of each seed from this earlier --work folder and train phase 2 "
                              "only: designs compared on one CNN")
-    parser.add_argument("--stem-padding", choices=("same", "valid"), default="same",
-                        help="the CNN's convolutions: 'same' (8x8 tokens) or 'valid' (no padding, 4x4 tokens, the "
-                             "stem shared over a slice when scanning)")
+    parser.add_argument("--stem-padding", choices=("same", "valid"), default="valid",
+                        help="the CNN's convolutions: 'valid' (no padding, 4x4 tokens, the stem shared over a slice "
+                             "when scanning; default) or 'same' (zero padding, 8x8 tokens; the previous default)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     data, work, out = Path(args.data), Path(args.work), Path(args.out)

@@ -60,7 +60,7 @@ def test_unknown_normalisation_is_refused():
 def test_comparing_model_copies_the_cnn_and_attends_across_both(tmp_path, normalise):
     cnn, model = _tiny_comparing(normalise)
     assert compares(model) and not compares(cnn)
-    assert tuple(encoder_blocks(model)[0].output[1].shape[1:]) == (TINY_MODEL["heads"], 129, 129)
+    assert tuple(encoder_blocks(model)[0].output[1].shape[1:]) == (TINY_MODEL["heads"], 33, 33)  # CLS + two 4x4 grids
     for name in cnn_layer_names(cnn)[1:]:  # every layer but the input
         assert model.get_layer(name) is not cnn.get_layer(name)  # its own stem, starting from phase 1's weights
         for a, b in zip(model.get_layer(name).get_weights(), cnn.get_layer(name).get_weights()):

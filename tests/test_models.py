@@ -35,7 +35,7 @@ def test_hybrid_tokens_and_shapes():
     cnn, hybrid = _tiny_models()
     blocks = encoder_blocks(hybrid)
     assert len(blocks) == TINY_MODEL["depth"]
-    assert tuple(blocks[0].output[1].shape[1:]) == (TINY_MODEL["heads"], 65, 65)  # CLS + an 8x8 grid
+    assert tuple(blocks[0].output[1].shape[1:]) == (TINY_MODEL["heads"], 17, 17)  # CLS + a 4x4 grid
     assert not any(type(layer).__name__ == "Lambda" for layer in hybrid.layers)
     assert hybrid.get_layer("cnn_features") is cnn.get_layer("cnn_features")  # shared, not copied
 

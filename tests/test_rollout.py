@@ -97,7 +97,7 @@ def test_tokens_sit_where_the_stem_looks():
     centres of four equal cells; the maps follow the model's geometry, also when drawn at another size."""
     from utils.architectures import build_cnn, feature_geometry
 
-    assert feature_geometry(build_cnn((64, 64, 1), (4, 4, 4))) == (8.0, 3.5)
+    assert feature_geometry(build_cnn((64, 64, 1), (4, 4, 4), padding="same")) == (8.0, 3.5)
     geometry = feature_geometry(build_cnn((64, 64, 1), (4, 4, 4), padding="valid"))
     assert geometry == (8.0, 17.5)
     grid = np.zeros((1, 4, 4))

@@ -71,7 +71,7 @@ def test_shared_stem_gives_the_window_by_window_scores(tmp_path, chest_slices):
     off_grid = scan_slice(hybrid, hu, profile.spacing, lungs=lungs, stride=12)  # falls back to window by window
     np.testing.assert_allclose(off_grid.heatmap, scan_slice(hybrid, hu, profile.spacing, lungs=lungs, stride=12,
                                                             share_stem=False).heatmap, atol=1e-6)
-    assert shared_stem(build_cnn((64, 64, 1), TINY_MODEL["filters"])) is None  # zero padding: not shareable
+    assert shared_stem(build_cnn((64, 64, 1), TINY_MODEL["filters"], padding="same")) is None  # zero padding
 
 
 def test_no_lungs_is_a_clear_error():

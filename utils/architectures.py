@@ -11,12 +11,12 @@ from .layers import (BatchToTokens, ClassToken, PairToBatch, PositionEmbedding, 
 FEATURES = "cnn_features"
 
 
-def build_cnn(input_shape=(64, 64, 1), filters=(16, 32, 64), dropout=0.3, bn_momentum=0.9, padding="same",
+def build_cnn(input_shape=(64, 64, 1), filters=(16, 32, 64), dropout=0.3, bn_momentum=0.9, padding="valid",
               name="cnn"):
     """CNN for 64 px patches: per stage two 3x3 conv + BatchNorm + ReLU, then 2x2 max-pooling; global average
-    pooling, dropout, sigmoid. The last stage's pooled map is named 'cnn_features': 8x8 for 64 px with 'same'
-    padding, 4x4 with 'valid' (no padding: every feature cell sees image pixels only, so the stem run once over a
-    whole slice gives every window's features exactly, `scan.SharedStemScanner`).
+    pooling, dropout, sigmoid. The last stage's pooled map is named 'cnn_features': 4x4 for 64 px with 'valid'
+    padding (none: every feature cell sees image pixels only, never a zero border, so the stem run once over a
+    whole slice gives every window's features exactly, `scan.SharedStem`), 8x8 with 'same' (zero padding).
 
     Inputs are images in [0, 1]; the model standardises them itself. BatchNorm momentum 0.9: with a few
     thousand patches, the default 0.99 leaves inference statistics behind after short training.
@@ -29,7 +29,7 @@ def build_cnn(input_shape=(64, 64, 1), filters=(16, 32, 64), dropout=0.3, bn_mom
     return keras.Model(inputs, outputs, name=name)
 
 
-def cnn_stem(x, filters=(16, 32, 64), bn_momentum=0.9, padding="same"):
+def cnn_stem(x, filters=(16, 32, 64), bn_momentum=0.9, padding="valid"):
     """Standardize, then per stage two 3x3 conv ('same' or 'valid' padding) + BatchNorm + ReLU and 2x2
     max-pooling; the last pooled map is 'cnn_features'. Layer names are what phase 2 copies weights by."""
     if padding not in ("same", "valid"):

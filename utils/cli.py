@@ -288,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "'compare-normalised' (the same, tokens normalised by the reference's statistics) or "
                    "'compare-centred' (the reference's mean subtracted only)")
     p.add_argument("--stem-padding", choices=("same", "valid"),
-                   help="the CNN's convolutions: 'valid' (no padding, 4x4 tokens; `scan` runs the stem once per "
-                   "slice) or 'same' (zero padding, 8x8 tokens; every window runs the whole model)")
+                   help="the CNN's convolutions: 'valid' (default: no padding, 4x4 tokens; `scan` runs the stem "
+                   "once per slice) or 'same' (zero padding, 8x8 tokens; every window runs the whole model)")
     p.add_argument("--max-train", type=int, help="cap on training patches (quick runs)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)

@@ -32,8 +32,8 @@ class TrainConfig:
         weight_decay: AdamW weight decay.
         patience: epochs without a better validation AUC before a phase stops.
         filters: CNN widths per stage.
-        stem_padding: the CNN's convolutions: 'same' (zero padding, 8x8 tokens for 64 px) or 'valid' (none, 4x4
-            tokens; a scan then runs the stem once per slice, `scan.SharedStem`).
+        stem_padding: the CNN's convolutions: 'valid' (no padding, 4x4 tokens for 64 px; a scan runs the stem once
+            per slice, `scan.SharedStem`) or 'same' (zero padding, 8x8 tokens; the previous default).
         dim, depth, heads, mlp_dim, dropout: transformer size.
         augment: flips, 90-degree rotations and small shifts on training batches.
         max_train: cap on training patches (quick runs), None for all.
@@ -68,7 +68,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     patience: int = 4
     filters: tuple = (16, 32, 64)
-    stem_padding: str = "same"
+    stem_padding: str = "valid"
     dim: int = 64
     depth: int = 4
     heads: int = 4
