@@ -50,3 +50,25 @@ def test_device_speed_says_when_there_is_no_gpu_and_measures_the_cpu_on_request(
     hybrid = speed["models"]["hybrid CNN-ViT"]
     assert hybrid["pipeline"]["images_per_s"] > 0 and hybrid["arrays"]["32"]["images_per_s"] > 0
     assert speed["scan"]["seconds_per_slice"] > 0 and speed["scan"]["windows_per_slice"] > 0
+
+
+def test_scan_speed_times_both_methods_on_one_series(tmp_path, chest_slices):
+    """A padding-free model is timed window by window and with the shared stem, in one run, scores compared."""
+    import keras
+
+    from tests.conftest import TINY_MODEL, write_dicom
+    from utils.architectures import build_cnn, build_hybrid_vit
+
+    slices, profile = chest_slices
+    for i, hu in enumerate(slices[:2]):
+        write_dicom(tmp_path / "root" / "series" / f"{i}.dcm", hu, instance=i + 1, z=2.5 * i, spacing=profile.spacing)
+    keras.utils.set_random_seed(0)
+    model = build_hybrid_vit(build_cnn((64, 64, 1), TINY_MODEL["filters"]), TINY_MODEL["dim"], 1, 2, 32)
+    model.save(tmp_path / "m.keras")
+    run = subprocess.run([sys.executable, "-m", "benchmarks.scan_speed", "--root", str(tmp_path / "root"), "--model",
+                          str(tmp_path / "m.keras"), "--out", str(tmp_path / "speed.md")], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "model s/slice, shared stem" in run.stdout and "largest score difference" in run.stdout
+    diff = float(run.stdout.split("largest score difference ")[1].split()[0].rstrip("."))
+    assert diff < 1e-5
