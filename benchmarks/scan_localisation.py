@@ -27,17 +27,23 @@ from utils.ctgan import load_dataset
 from utils.dicom import read_slice
 from utils.lungmask import lung_mask
 from utils.operating_point import load_operating_point
-from utils.scan import scan_series, scan_slice
+from utils.scan import scan_series, scan_slice, validation_authentic_slices
 from utils.synthetic import CorpusConfig, corpus_background_patients, synthetic_scan
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HIT_PX = 24
+AGGREGATORS = {  # a slice's score from its window scores (`scan.SliceResult`)
+    "top-1": lambda res: res.locations[0].score,
+    "relative": lambda res: res.contrast(),
+    "consensus": lambda res: res.consensus(),
+}
 
 
 def localise(model, items, stride):
-    """items: (hu, spacing, [(x, y), ...] tampered points). Returns hits, chance, top-1 scores, contrasts
-    (top-1 minus the slice's median), seconds."""
-    hits, chance, scores, contrasts, seconds = [], [], [], [], []
+    """items: (hu, spacing, [(x, y), ...] tampered points). Returns hits, chance, slice scores by aggregator
+    (`AGGREGATORS`), seconds."""
+    hits, chance, seconds = [], [], []
+    scores = {name: [] for name in AGGREGATORS}
     for hu, spacing, targets in items:
         start = time.perf_counter()
         res = scan_slice(model, hu, spacing, stride=stride, top_k=1)
@@ -46,9 +52,9 @@ def localise(model, items, stride):
         hits.append(any((top.x - x) ** 2 + (top.y - y) ** 2 <= HIT_PX**2 for x, y in targets))
         lung_px = lung_mask(hu, spacing).sum()
         chance.append(min(1.0, len(targets) * np.pi * HIT_PX**2 / max(lung_px, 1)))
-        scores.append(top.score)
-        contrasts.append(res.contrast())
-    return np.array(hits), np.array(chance), np.array(scores), np.array(contrasts), np.array(seconds)
+        for name, get in AGGREGATORS.items():
+            scores[name].append(get(res))
+    return np.array(hits), np.array(chance), {k: np.array(v) for k, v in scores.items()}, np.array(seconds)
 
 
 def main() -> None:
@@ -71,7 +77,8 @@ def main() -> None:
         for inst in sorted({r.slice for r in scan.labels if r.tampered}):
             sl = scan.slice(inst)
             real.append((sl.hu, sl.spacing[1], [(r.x, r.y) for r in scan.labels if r.tampered and r.slice == inst]))
-    hits, chance, real_top, real_con, secs = localise(model, real, args.stride)
+    hits, chance, real_scores, secs = localise(model, real, args.stride)
+    real_top, real_con = real_scores["top-1"], real_scores["relative"]
     report["real"] = {"slices": len(real), "top1_within_24px": float(hits.mean()), "chance": float(chance.mean()),
                       "seconds_per_slice": float(secs.mean())}
 
@@ -85,11 +92,11 @@ def main() -> None:
             pts = [(r.x, r.y) for r in scan.labels if r.tampered and r.slice == inst]
             if pts:
                 synth.append((sl.hu, sl.spacing[1], pts))
-    s_hits, s_chance, _, _, _ = localise(model, synth, args.stride)
+    s_hits, s_chance, synth_scores, _ = localise(model, synth, args.stride)
     report["synthetic"] = {"slices": len(synth), "top1_within_24px": float(s_hits.mean()),
                            "chance": float(s_chance.mean())}
 
-    auth_top, auth_con, series_seconds, series_slices = [], [], [], []
+    auth_scores, series_seconds, series_slices = {name: [] for name in AGGREGATORS}, [], []
     excluded = corpus_background_patients(args.data)
     folders = sorted({p.parent for p in (SHARED / "authentic-ct").rglob("*.dcm")})
     for folder in folders:  # other scanners (COVID-CT-MD with disease, TCIA, LIDC), minus training backgrounds
@@ -105,10 +112,33 @@ def main() -> None:
         if folder != SHARED / "authentic-ct":
             series_seconds.append(time.perf_counter() - start)
             series_slices.append(len(res.slices))
-        auth_top += [r.locations[0].score for r in res.slices.values()]
-        auth_con += [r.contrast() for r in res.slices.values()]
+        for name, get in AGGREGATORS.items():
+            auth_scores[name] += [get(r) for r in res.slices.values()]
     report["excluded_patients"] = sorted(excluded)
-    auth_top, auth_con = np.array(auth_top), np.array(auth_con)
+    auth_scores = {k: np.array(v) for k, v in auth_scores.items()}
+    auth_top, auth_con = auth_scores["top-1"], auth_scores["relative"]
+    # slice decisions chosen on validation only: held-out synthetic tampered slices against the corpus's
+    # validation authentic slices; then applied unchanged to the development set against other scanners
+    val_scores = {name: [] for name in AGGREGATORS}
+    for sl in validation_authentic_slices(args.data):
+        try:
+            res = scan_slice(model, sl, stride=args.stride, top_k=1)
+        except ValueError:
+            continue
+        for name, get in AGGREGATORS.items():
+            val_scores[name].append(get(res))
+    y_val = np.r_[np.ones(len(synth)), np.zeros(len(val_scores["top-1"]))]
+    y_dev = np.r_[np.ones(len(real)), np.zeros(len(auth_top))]
+    report["aggregators"] = {}
+    for name in AGGREGATORS:
+        val_auth = np.array(val_scores[name])
+        t = float(np.quantile(val_auth, 0.95))
+        report["aggregators"][name] = {
+            "validation_auc": float(roc_auc_score(y_val, np.r_[synth_scores[name], val_auth])),
+            "development_auc": float(roc_auc_score(y_dev, np.r_[real_scores[name], auth_scores[name]])),
+            "threshold_5pct_validation": t,
+            "authentic_flagged": float(np.mean(auth_scores[name] > t)),
+            "real_tampered_flagged": float(np.mean(real_scores[name] > t))}
     y = np.r_[np.ones(len(real_top)), np.zeros(len(auth_top))]
     report["false_alarms"] = {
         "authentic_slices": len(auth_top), "authentic_top1_median": float(np.median(auth_top)),
@@ -157,6 +187,13 @@ def main() -> None:
         f"| seconds per authentic series, median ({f['series_slices_scanned']} slices scanned, + reading) | "
         f"{f['series_seconds']:.1f} |",
     ]
+    lines += ["", "Slice decisions (each threshold flags 5% of the validation authentic slices; chosen on validation "
+              "only):", "", "| slice score | validation AUC (synthetic tampered vs validation authentic) | development "
+              "AUC (real tampered vs other scanners) | authentic slices flagged | real tampered slices flagged |",
+              "|---|---|---|---|---|"]
+    for name, agg in report["aggregators"].items():
+        lines.append(f"| {name} | {agg['validation_auc']:.3f} | {agg['development_auc']:.3f} | "
+                     f"{agg['authentic_flagged']:.3f} | {agg['real_tampered_flagged']:.3f} |")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "scan.md").write_text("\n".join(lines) + "\n")

@@ -9,7 +9,8 @@ import keras
 from tests.conftest import REPO, TINY_MODEL, write_dicom
 from utils.architectures import build_cnn, build_hybrid_vit
 from utils.dicom import DicomError
-from utils.scan import merge_locations, Location, predict_windows, scan_series, scan_slice, shared_stem
+from utils.scan import (consensus_score, merge_locations, Location, predict_windows, scan_series, scan_slice,
+                        shared_stem)
 
 
 class CentreBrightness:
@@ -103,6 +104,18 @@ def test_series_bad_inputs(tmp_path, chest_slices):
     text.write_text("hello")
     with pytest.raises(DicomError, match="notes.dcm"):
         scan_series(CentreBrightness(), text, progress=False)
+
+
+def test_consensus_prefers_a_region_to_a_lone_window():
+    """A 3x3 block of high windows outscores one higher window alone; neighbours outside the lungs count as the
+    slice's median."""
+    grid = np.array([(8 + 16 * i, 8 + 16 * j) for i in range(10) for j in range(10)])
+    scores = np.full(len(grid), 0.1)
+    scores[0] = 0.99  # a lone window at the corner of the scanned area
+    region = [i for i, (y, x) in enumerate(grid) if 72 <= y <= 104 and 72 <= x <= 104]
+    assert consensus_score(grid, scores, 16) == pytest.approx((0.99 + 8 * 0.1) / 9)
+    scores[region] = 0.7
+    assert consensus_score(grid, scores, 16) == pytest.approx(0.7)
 
 
 def test_merge_keeps_best_of_neighbouring_slices():
