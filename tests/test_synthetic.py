@@ -186,6 +186,29 @@ def test_ctgan_output_is_not_resampled_twice(chest_slices):
     assert done[0] <= 1 and done[1] > 5
 
 
+def test_cube_only_resampling_leaves_the_rest_of_a_tampered_scan_as_stored(chest_slices):
+    """resample_tampered < 1: some tampered scans resample only their in-painted cubes (the faster variant of
+    CT-GAN's reference code), so that 'not resampled' is no proof of authenticity."""
+    from utils.dicom import CTSlice
+    from utils.synthetic import emulate_scan
+    from utils.scans import Scan
+
+    slices, profile = chest_slices
+    far_changes = []
+    for share in (0.0, 1.0):
+        cfg = CorpusConfig(**dict(TINY, tampers_per_slice=1, resample_tampered=share))
+        sl = CTSlice(slices[0].copy(), (profile.spacing,) * 2, 1, 0.0, None, {})
+        scan = emulate_scan(Scan("SYN", "x", "synthetic", "FM"), [sl], np.random.default_rng(0), cfg)
+        assert scan.resampled == (share == 1.0)
+        (row,) = [r for r in scan.labels if r.tampered]
+        out = scan.slice(1).hu
+        yy, xx = np.mgrid[: out.shape[0], : out.shape[1]]
+        far = ((np.abs(yy - row.y) > 40) | (np.abs(xx - row.x) > 40)) & (slices[0] > -900)
+        far_changes.append(np.abs(out - slices[0])[far].max())
+    assert far_changes[0] <= 1 and far_changes[1] > 5
+    assert CorpusConfig().resample_tampered == 1.0  # the default: CT-GAN's reference code, the whole scan
+
+
 def test_ctgan_header_is_recognised(shared_data):
     import pydicom
 

@@ -14,7 +14,8 @@ def _synth(args) -> int:
     cfg = CorpusConfig(n_scans=args.scans, slices_per_scan=args.slices, difficulty=args.difficulty,
                        seed=args.seed, workers=args.workers, shipped_backgrounds=not args.no_shipped_backgrounds,
                        backgrounds=tuple(args.add_backgrounds or ()), background_variants=args.variants,
-                       noise_mode_p=tuple(args.noise_mode_p or CorpusConfig.noise_mode_p))
+                       noise_mode_p=tuple(args.noise_mode_p or CorpusConfig.noise_mode_p),
+                       resample_tampered=args.resample_tampered)
     if args.backgrounds:
         groups = (g for root in args.backgrounds for g in background_patches(root, cfg, variants=args.variants))
         manifest = write_corpus(groups, args.out, cfg)
@@ -242,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-mode-p", type=float, nargs=3, metavar=("COPY", "GAUSS", "NONE"),
                    help="probabilities of the touch-up noise modes: copied lung noise (CT-GAN's default), "
                    "interpolated Gaussian noise, none (default: tamper.NOISE_MODE_P)")
+    p.add_argument("--resample-tampered", type=float, default=1.0,
+                   help="share of tampered scans resampled as a whole, as CT-GAN's reference code does; the others "
+                   "resample only the in-painted cubes (default 1.0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes for synthetic scans (default 2)")
     p.set_defaults(func=_synth)

@@ -44,6 +44,9 @@ class CorpusConfig:
         workers: processes (results do not depend on it).
         resample_authentic: share of authentic (TB/TM) scans that go through the same whole-scan 1 mm round trip
             as tampered ones, so that resampling (which hospitals do too) is no label.
+        resample_tampered: share of tampered (FB/FM) scans resampled as a whole, as CT-GAN's reference code does;
+            the others resample only the in-painted cubes, the faster variant its code mentions, so that an
+            unresampled scan is no proof of authenticity either.
         shipped_backgrounds: also tamper the real authentic slices shipped in `data/backgrounds` (real anatomy,
             texture and scanner noise in both classes); their patches join the train split.
         backgrounds: further folders of authentic DICOM (or a CT-GAN data set's untouched parts) treated alike.
@@ -65,6 +68,7 @@ class CorpusConfig:
     fractions: tuple = (0.7, 0.15, 0.15)
     workers: int = 2
     resample_authentic: float = 0.5
+    resample_tampered: float = 1.0
     shipped_backgrounds: bool = True
     backgrounds: tuple = ()
     background_variants: int = 8
@@ -111,13 +115,21 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
     FM: inject at `tampers_per_slice` cancer-like locations. FB: remove at `removal_targets[instance]` (real
     nodules) or, when none are given, at cancer-like locations. TB/TM: untouched, but with probability
     `cfg.resample_authentic` resampled like a tampered scan. Every slice of an FB/FM scan is resampled, as
-    CT-GAN resamples the whole scan. `avoid[instance]` lists points that must stay untouched (known nodules,
+    CT-GAN resamples the whole scan, unless the scan is one of the 1 - `cfg.resample_tampered` whose in-painted
+    cubes alone are resampled. `avoid[instance]` lists points that must stay untouched (known nodules,
     tampered points of a real scan).
     """
     removal_targets = removal_targets or {}
     avoid = avoid or {}
     tampering = scan.kind in ("FB", "FM")
-    scan.resampled = tampering or bool(rng.random() < cfg.resample_authentic)
+    if tampering:  # (no draw at the default 1.0: the default corpus keeps its random stream)
+        scan.resampled = cfg.resample_tampered >= 1 or bool(rng.random() < cfg.resample_tampered)
+    else:
+        scan.resampled = bool(rng.random() < cfg.resample_authentic)
+
+    def whole(sl):  # a slice left untampered, resampled with its scan or not
+        return _resampled(sl) if scan.resampled else sl
+
     for sl in slices:
         spacing = sl.spacing[1]
         scan.slices[sl.instance] = sl
@@ -127,7 +139,7 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
             continue
         lungs = cached_lung_mask(sl)
         if lungs.sum() * spacing**2 < MIN_LUNG_MM2:
-            scan.slices[sl.instance] = _resampled(sl)
+            scan.slices[sl.instance] = whole(sl)
             continue
         keep_clear = list(avoid.get(sl.instance, []))
         if scan.kind == "FB" and removal_targets.get(sl.instance):
@@ -136,12 +148,12 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
             points = pick_targets(sl.hu, lungs, spacing, rng, cfg.tampers_per_slice, avoid=keep_clear,
                                   clear_px=cfg.patch_size / 2 + cfg.jitter)
         if not points:
-            scan.slices[sl.instance] = _resampled(sl)
+            scan.slices[sl.instance] = whole(sl)
             continue
         action = "inject" if scan.kind == "FM" else "remove"
         hu, records = tamper_slice(sl.hu, spacing, [(x, y, action) for x, y in points], rng,
                                    difficulty=cfg.difficulty, lungs=lungs,
-                                   resample_whole=not sl.meta.get("ctgan_output", False),
+                                   resample_whole=scan.resampled and not sl.meta.get("ctgan_output", False),
                                    noise_mode_p=cfg.noise_mode_p)
         scan.slices[sl.instance] = CTSlice(hu, sl.spacing, sl.instance, sl.z, None, dict(sl.meta, tampered=True))
         for rec in records:
