@@ -8,8 +8,10 @@ scores aggregate frames in deepfake benchmarks.
 """
 from __future__ import annotations
 
+import logging
 import warnings
 import weakref
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -151,12 +153,26 @@ class SharedStem:
         y1, x1 = min(top[0] + extent[0], h), min(top[1] + extent[1], w)
         region[y0 - top[0] : y1 - top[0], x0 - top[1] : x1 - top[1]] = hu[y0:y1, x0:x1]
         image = window(region).astype(np.float32)[None, ..., None] / 255.0
-        fmap = np.asarray(self.stem.predict_on_batch(image))[0]
+        with _traced_shapes_expected():
+            fmap = np.asarray(self.stem.predict_on_batch(image))[0]
         cells = (points - points.min(axis=0)) // self.step
         offsets = np.arange(self.cells)
         rows = cells[:, 0, None, None] + offsets[None, :, None]
         cols = cells[:, 1, None, None] + offsets[None, None, :]
         return predict_windows(self.head, fmap[rows, cols], batch_size)
+
+
+@contextmanager
+def _traced_shapes_expected():
+    """Silences TensorFlow's retracing warning: scanning feeds a few input shapes by design (regions rounded to
+    64 px, batches to 32 rows), each traced once."""
+    log = logging.getLogger("tensorflow")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 _SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -222,7 +238,8 @@ def predict_windows(model, x: np.ndarray, batch_size: int = 256, quantum: int = 
         if extra:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], extra, axis=0)])
         predict = getattr(model, "predict_on_batch", None) or model.predict
-        out.append(np.asarray(predict(chunk)).ravel()[: len(chunk) - extra])
+        with _traced_shapes_expected():
+            out.append(np.asarray(predict(chunk)).ravel()[: len(chunk) - extra])
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
