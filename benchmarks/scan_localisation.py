@@ -27,7 +27,7 @@ from utils.ctgan import load_dataset
 from utils.dicom import read_slice
 from utils.lungmask import lung_mask
 from utils.operating_point import load_operating_point
-from utils.scan import scan_series, scan_slice, validation_authentic_slices
+from utils.scan import scan_series, scan_slice, scan_slices, validation_authentic_slices
 from utils.synthetic import CorpusConfig, corpus_background_patients, synthetic_scan
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -119,14 +119,8 @@ def main() -> None:
     auth_top, auth_con = auth_scores["top-1"], auth_scores["relative"]
     # slice decisions chosen on validation only: held-out synthetic tampered slices against the corpus's
     # validation authentic slices; then applied unchanged to the development set against other scanners
-    val_scores = {name: [] for name in AGGREGATORS}
-    for sl in validation_authentic_slices(args.data):
-        try:
-            res = scan_slice(model, sl, stride=args.stride, top_k=1)
-        except ValueError:
-            continue
-        for name, get in AGGREGATORS.items():
-            val_scores[name].append(get(res))
+    val_results = scan_slices(model, validation_authentic_slices(args.data), args.stride, progress=False)
+    val_scores = {name: [get(res) for res in val_results] for name, get in AGGREGATORS.items()}
     y_val = np.r_[np.ones(len(synth)), np.zeros(len(val_scores["top-1"]))]
     y_dev = np.r_[np.ones(len(real)), np.zeros(len(auth_top))]
     report["aggregators"] = {}

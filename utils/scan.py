@@ -53,9 +53,9 @@ class SliceResult:
 
     def consensus(self) -> float:
         """The best neighbourhood mean: for every window, the mean score of it and its 8 grid neighbours (one
-        stride away; one outside the lungs counts as the slice's median), maximised over windows. CT-GAN's region (a 32 mm cube) reaches
-        several overlapping windows, while one window's chance false alarm has no reason to be echoed by its
-        neighbours; hundreds of windows per slice make that chance alarm near certain somewhere."""
+        stride away; one outside the lungs counts as the slice's median), maximised over windows. CT-GAN's region
+        (a 32 mm cube) reaches several overlapping windows, while one window's chance false alarm has no reason to
+        be echoed by its neighbours; hundreds of windows per slice make that chance alarm near certain somewhere."""
         return consensus_score(self.points, self.scores, self.stride)
 
 
@@ -115,7 +115,7 @@ class SharedStem:
     def __init__(self, model):
         import keras
 
-        from .architectures import FEATURES, cnn_layer_names
+        from .architectures import FEATURES, cnn_layer_names, feature_geometry
 
         if not shares_stem(model):
             raise ValueError(f"{model.name}: a shared stem needs a patch model whose CNN stem has no padding")
@@ -129,8 +129,7 @@ class SharedStem:
         self.head = keras.Model(features, model.output, name=f"{model.name}_head")
         self.cells = int(features.shape[1])
         self.size = model_patch_size(model)
-        self.step = int(np.prod([layer.pool_size[0] for layer in model.layers
-                                 if layer.name in names and type(layer).__name__ == "MaxPooling2D"]))
+        self.step = int(feature_geometry(model)[0])
 
     def aligned(self, points) -> bool:
         """True when every window corner lies on the stem's grid relative to the first one."""
@@ -231,13 +230,13 @@ def predict_windows(model, x: np.ndarray, batch_size: int = 256, quantum: int = 
     """Scores of a stack of windows in batches of `batch_size`, the last one padded to a multiple of `quantum`
     rows: a compiling backend (JAX) then sees a few batch shapes in all instead of a new one, and a new
     compilation, for nearly every slice. `predict_on_batch` per batch: `predict` costs ~50 ms per call on top."""
+    predict = getattr(model, "predict_on_batch", None) or model.predict
     out = []
     for start in range(0, len(x), batch_size):
         chunk = x[start : start + batch_size]
         extra = (-len(chunk)) % quantum
         if extra:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], extra, axis=0)])
-        predict = getattr(model, "predict_on_batch", None) or model.predict
         with _traced_shapes_expected():
             out.append(np.asarray(predict(chunk)).ravel()[: len(chunk) - extra])
     return np.concatenate(out) if out else np.zeros(0, np.float32)
@@ -365,17 +364,23 @@ def validation_authentic_slices(corpus_dir) -> list[CTSlice]:
     return slices
 
 
-def relative_scores(model, slices, stride: int = 16, progress: bool = True) -> np.ndarray:
-    """The slice contrast (`SliceResult.contrast`) of every slice with lungs."""
+def scan_slices(model, slices, stride: int = 16, progress: bool = True,
+                desc: str = "slices") -> list[SliceResult]:
+    """`scan_slice` of every slice that has lungs (the others are left out)."""
     from tqdm.auto import tqdm
 
     out = []
-    for sl in tqdm(slices, desc="calibration slices", unit="slice", disable=not progress):
+    for sl in tqdm(slices, desc=desc, unit="slice", disable=not progress):
         try:
-            out.append(scan_slice(model, sl, stride=stride).contrast())
+            out.append(scan_slice(model, sl, stride=stride))
         except ValueError:
             continue
-    return np.asarray(out)
+    return out
+
+
+def relative_scores(model, slices, stride: int = 16, progress: bool = True) -> np.ndarray:
+    """The slice contrast (`SliceResult.contrast`) of every slice with lungs."""
+    return np.asarray([res.contrast() for res in scan_slices(model, slices, stride, progress, "calibration slices")])
 
 
 def draw(hu: np.ndarray, result: SliceResult, path, alpha: float = 0.45) -> Path:
