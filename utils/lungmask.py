@@ -6,6 +6,7 @@ import numpy as np
 from scipy import ndimage
 
 OUTSIDE_FOV_HU = -1500.0  # scanners pad the region outside the reconstruction circle with -2000 / -2048
+CENTRE_DEPTH_MM = 2.0  # a patch centre lies at least this deep inside the lungs, in training and in scanning
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -64,6 +65,13 @@ def erode(mask: np.ndarray, radius_px: float) -> np.ndarray:
     return cv2.erode(mask.astype(np.uint8), disk).astype(bool)
 
 
+def patch_centres(lungs: np.ndarray, spacing: float) -> np.ndarray:
+    """Where a patch may be centred: the lungs eroded by `CENTRE_DEPTH_MM`. Training draws its authentic and
+    tampered points here and the scanner visits the same region, so that no window the scanner judges comes from
+    a population the model never saw (a window centred on the lung border is mostly chest wall or mediastinum)."""
+    return erode(lungs, CENTRE_DEPTH_MM / spacing)
+
+
 def cached_lung_mask(sl) -> np.ndarray:
     """The lung mask of a CTSlice, computed once and kept in its meta (tampering keeps the lungs in place)."""
     if "lungs" not in sl.meta:
@@ -84,7 +92,7 @@ def sample_lung_points(hu: np.ndarray, lungs: np.ndarray, spacing: float, rng: n
     from tampered ones by how much soft tissue surrounds them.
     """
     ppm = 1.0 / spacing
-    core = erode(lungs, 2 * ppm)
+    core = patch_centres(lungs, spacing)
     core[:margin] = False
     core[-margin:] = False
     core[:, :margin] = False

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import layers  # noqa: F401  (registers the custom layers: models load with safe_mode)
 from .dicom import CTSlice, read_series, read_slice, window
-from .lungmask import lung_mask
+from .lungmask import CENTRE_DEPTH_MM, lung_mask, patch_centres
 from .patches import AIR_HU, patch_input, reference_candidates
 
 
@@ -246,7 +246,8 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
                nms_px: float = 32.0, instance: int = 0, name: str = "slice", lungs=None,
                references: int = 2, share_stem: bool = True) -> SliceResult:
     """Slide the patch model over the lungs of one HU slice (a 2-D array or a `CTSlice`); `lungs`, when given,
-    is the slice's lung mask (`lungmask.lung_mask`), else it is computed here. A model whose stem has no padding
+    is the slice's lung mask (`lungmask.lung_mask`), else it is computed here. Windows are centred on the grid
+    points of `lungmask.patch_centres`, the region training draws its patch centres from. A model whose stem has no padding
     runs its stem once over the slice (`SharedStem`, the same scores as window by window) unless `share_stem` is
     False. A comparing model scores each window against `references` reference windows of the slice
     (`window_scores`)."""
@@ -259,7 +260,10 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
     lungs = lung_mask(hu, spacing) if lungs is None else np.asarray(lungs, bool)
     if not lungs.any():
         raise ValueError(f"{name}: no lungs found in this slice (nothing to scan)")
-    points = grid_points(lungs, stride)
+    points = grid_points(patch_centres(lungs, spacing), stride)
+    if not len(points):
+        raise ValueError(f"{name}: the lungs are too small to scan (no window centre lies {CENTRE_DEPTH_MM:g} mm "
+                         "inside them)")
     scores = window_scores(model, hu, points, lungs, spacing, instance, str(name), batch_size, references,
                            shared_stem(model) if share_stem else None)
     grid = np.zeros((hu.shape[0] // stride + 1, hu.shape[1] // stride + 1), np.float32)
