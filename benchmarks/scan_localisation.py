@@ -133,6 +133,9 @@ def main() -> None:
             "threshold_5pct_validation": t,
             "authentic_flagged": float(np.mean(auth_scores[name] > t)),
             "real_tampered_flagged": float(np.mean(real_scores[name] > t))}
+    report["slice_scores"] = {name: {"real_tampered": real_scores[name].tolist(),
+                                     "authentic": auth_scores[name].tolist()} for name in AGGREGATORS}
+    report["real_hits"] = hits.astype(int).tolist()
     y = np.r_[np.ones(len(real_top)), np.zeros(len(auth_top))]
     report["false_alarms"] = {
         "authentic_slices": len(auth_top), "authentic_top1_median": float(np.median(auth_top)),

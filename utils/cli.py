@@ -53,7 +53,7 @@ def _train(args) -> int:
     cfg = TrainConfig(data_dir=args.data, models_dir=args.models, seed=args.seed, batch_size=args.batch_size,
                       data_parallel=args.data_parallel)
     for name in ("cnn_epochs", "vit_epochs", "finetune_epochs", "max_train", "pretrain_epochs", "vit_init", "design",
-                 "stem_padding"):
+                 "stem_padding", "hard_negative_epochs"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     cfg.pretrain_dicom = tuple(args.pretrain_dicom or ())
@@ -294,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stem-padding", choices=("same", "valid"),
                    help="the CNN's convolutions: 'valid' (default: no padding, 4x4 tokens; `scan` runs the stem "
                    "once per slice) or 'same' (zero padding, 8x8 tokens; every window runs the whole model)")
+    p.add_argument("--hard-negative-epochs", type=int,
+                   help="phase 'hard' after 2b: the hybrid scans the corpus's training and validation slices and "
+                   "trains on with the authentic windows it scores highest (needs a generated corpus; 0 = none)")
     p.add_argument("--max-train", type=int, help="cap on training patches (quick runs)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)

@@ -53,6 +53,10 @@ class TrainConfig:
             must hold reference windows), 'compare-normalised' (the same, tokens normalised by the reference's
             mean and spread, `ReferenceNorm`) or 'compare-centred' (its mean subtracted only). The phase-1 CNN
             reads the patch alone in all of them.
+        hard_negative_epochs: epochs of phase "hard" after 2b (0 = none): the hybrid scans the corpus's training
+            and validation slices, and the authentic windows it scores highest (`hard_negatives`) join the training
+            and validation splits as authentic patches; the corpus must be a generated one (corpus.json).
+        hard_negatives_per_slice: windows kept per scanned slice (those scoring at least 0.5, 32 px apart).
     """
 
     data_dir: str = "data"
@@ -84,6 +88,8 @@ class TrainConfig:
     pretrain_dicom: tuple = ()
     vit_init: str | None = None
     design: str = "patch"
+    hard_negative_epochs: int = 0
+    hard_negatives_per_slice: int = 2
     extra: dict = field(default_factory=dict)
 
     def save(self, path) -> None:
@@ -273,6 +279,26 @@ def pretraining_patches(cfg: TrainConfig, authentic_train) -> np.ndarray:
     return np.concatenate([authentic_train, np.stack(extra).astype(authentic_train.dtype)])
 
 
+def hard_negative_phase(model, data, cfg: TrainConfig, verbose=1) -> dict:
+    """Phase "hard": mine the model's hard negatives on the corpus's training and validation slices
+    (`hard_negatives.mine_hard_negatives`), add them to both splits as authentic patches and train on (selection
+    on the enlarged validation split). Returns the phase's history with the counts and the mining time."""
+    from .hard_negatives import mine_hard_negatives
+
+    start = time.perf_counter()
+    grown, mined = {}, {}
+    for split in ("train", "val"):
+        hard = mine_hard_negatives(model, cfg.data_dir, split, cfg.hard_negatives_per_slice, progress=verbose > 0)
+        x, y = data[split]
+        grown[split] = (np.concatenate([x, hard.astype(x.dtype)]), np.concatenate([y, np.zeros(len(hard), y.dtype)]))
+        mined[split] = len(hard)
+    seconds = round(time.perf_counter() - start, 1)
+    history = fit_phase(model, grown["train"], grown["val"], cfg.hard_negative_epochs, cfg.finetune_lr, cfg, "hard",
+                        verbose)
+    history.update(mined=mined, mining_seconds=seconds)
+    return history
+
+
 def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) -> dict:
     """Run the requested phases ('cnn' = phase 1; 'vit' = phases 2a and 2b) and save models and histories.
 
@@ -332,6 +358,10 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
                                               cfg.finetune_lr, cfg, "finetune", verbose)
         else:
             compile_model(hybrid, cfg.finetune_lr, cfg.weight_decay)
+        if cfg.hard_negative_epochs:
+            if compare:
+                raise NotImplementedError("hard-negative mining is written for the 'patch' design only")
+            histories["hard"] = hard_negative_phase(hybrid, data, cfg, verbose)
         paths["hybrid"] = save_model(hybrid, models_dir, "deepfake_detection_model")
         store_patch_operating_point(hybrid, data["val"], paths["hybrid"]["keras"])
         result["hybrid"] = hybrid
