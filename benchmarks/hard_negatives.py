@@ -1,12 +1,14 @@
 """Hard-negative mining measured: the headline hybrids before and after phase "hard", paired.
 
     python -m benchmarks.hard_negatives [--work data/benchmark_models] [--seeds 0 1 2] [--epochs 3]
-                                        [--out reports/hard_negatives]
+                                        [--dicom DIR ...] [--out reports/hard_negatives]
 
 After `benchmarks.compare --detectors cnn+hybrid` (its WORK folder). For each seed the headline hybrid
 (WORK/cnn+hybrid_SEED) trains on with its hard negatives (`training.hard_negative_phase`: it scans the corpus's
 training and validation slices, its highest-scoring authentic windows join both splits) and is saved under
-OUT/models/SEED. Both models are then scored
+OUT/models/SEED. `--dicom`: folders of authentic CT (no labels) mined too, as a site would mine its own
+scanners' archive (`train --hard-negative-dicom`); their patients are left out of every false-alarm figure
+below, for both models. Both models are then scored
 - per patch: the real development set (ROC-AUC overall, injected / removed vs same-slice control) and the
   authentic CT of other scanners (share flagged at 0.5);
 - per slice: `benchmarks.scan_localisation` (top-1 within 24 px of the label; slice ROC-AUC of the top-1 and
@@ -29,7 +31,7 @@ PATCH_SUBSETS = {"dev overall": None, "FM vs control": ("FM", "control"), "FB vs
 SLICE_SCORES = ("top-1", "consensus")
 
 
-def train_after(base: Path, out_dir: Path, data: str, seed: int, epochs: int) -> Path:
+def train_after(base: Path, out_dir: Path, data: str, seed: int, epochs: int, dicom=()) -> Path:
     """The base hybrid trained on with its hard negatives (skipped when already saved)."""
     import keras
 
@@ -40,7 +42,8 @@ def train_after(base: Path, out_dir: Path, data: str, seed: int, epochs: int) ->
     path = out_dir / "deepfake_detection_model.keras"
     if path.is_file():
         return path
-    cfg = TrainConfig(data_dir=data, models_dir=str(out_dir), seed=seed, hard_negative_epochs=epochs)
+    cfg = TrainConfig(data_dir=data, models_dir=str(out_dir), seed=seed, hard_negative_epochs=epochs,
+                      hard_negative_dicom=tuple(dicom))
     keras.utils.set_random_seed(seed)
     model = load_model(base)
     train = load_training_data(cfg)
@@ -51,16 +54,22 @@ def train_after(base: Path, out_dir: Path, data: str, seed: int, epochs: int) ->
     return path
 
 
-def score(path: Path, data: Path, out: Path) -> dict:
-    """Patch scores on the development set, authentic flag rate, and the slice report of scan_localisation."""
+def score(path: Path, data: Path, out: Path, exclude=()) -> dict:
+    """Patch scores on the development set, authentic flag rate (series of the `exclude` folders left out), and
+    the slice report of scan_localisation."""
     from utils.evaluate import evaluate_authentic, evaluate_on_testset
     from utils.operating_point import load_model
 
     model = load_model(path)
     real = evaluate_on_testset(model, data / "ctgan" / "test", threshold=0.5, bootstrap=100, return_scores=True)
-    flagged = evaluate_authentic(model, data / "authentic")["flag_rate"]
-    subprocess.run([sys.executable, "-m", "benchmarks.scan_localisation", "--model", str(path), "--data", str(data),
-                    "--out", str(out)], check=True, capture_output=True)
+    series = evaluate_authentic(model, data / "authentic")["per_series"]
+    names = {Path(d).name for d in exclude}
+    kept = {k: v for k, v in series.items() if k.rsplit("_", 1)[-1] not in names}
+    flagged = sum(v["n"] * v["flag_rate"] for v in kept.values()) / sum(v["n"] for v in kept.values())
+    command = [sys.executable, "-m", "benchmarks.scan_localisation", "--model", str(path), "--data", str(data),
+               "--out", str(out)]
+    subprocess.run(command + (["--exclude", *map(str, exclude)] if exclude else []), check=True,
+                   capture_output=True)
     slices = json.loads((out / "scan.json").read_text())
     return {"real": {k: real[k] for k in ("scores", "labels", "kinds", "scans", "roc_auc")},
             "pairs": {k: v["auc"] for k, v in real["pairs"].items()}, "authentic_flagged": flagged,
@@ -114,6 +123,8 @@ def main() -> None:
     parser.add_argument("--data", default="data")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=3, help="epochs of phase 'hard'")
+    parser.add_argument("--dicom", nargs="+", default=[], metavar="DIR",
+                        help="authentic DICOM folders mined too (their patients leave the false-alarm figures)")
     parser.add_argument("--out", default="reports/hard_negatives")
     args = parser.parse_args()
     out, data = Path(args.out), Path(args.data)
@@ -122,14 +133,16 @@ def main() -> None:
         base = Path(args.work) / f"cnn+hybrid_{seed}" / "deepfake_detection_model.keras"
         if not base.is_file():
             raise SystemExit(f"{base}: not found (run benchmarks.compare --detectors cnn+hybrid first)")
-        after = train_after(base, out / "models" / str(seed), args.data, seed, args.epochs)
-        runs = {tag: score(path, data, out / f"slices_{tag}_{seed}") for tag, path in (("before", base), ("after", after))}
+        after = train_after(base, out / "models" / str(seed), args.data, seed, args.epochs, args.dicom)
+        runs = {tag: score(path, data, out / f"slices_{tag}_{seed}", args.dicom)
+                for tag, path in (("before", base), ("after", after))}
         results[seed] = {"before": rows_of(runs["before"]), "after": rows_of(runs["after"]),
                          "paired": paired(runs["before"], runs["after"]),
                          "history": json.loads((out / "models" / str(seed) / "history_hard.json").read_text())}
         print(f"seed {seed} done", flush=True)
     seeds = list(results)
-    lines = [f"Seeds {', '.join(map(str, seeds))}; phase 'hard' {args.epochs} epochs; mean ± sd over seeds.", "",
+    mined_from = f"; also mined: {', '.join(Path(d).name for d in args.dicom)} (left out of the false alarms)" if args.dicom else ""
+    lines = [f"Seeds {', '.join(map(str, seeds))}; phase 'hard' {args.epochs} epochs{mined_from}; mean ± sd over seeds.", "",
              "| measure | before | after (hard negatives) | paired difference per seed [95% interval] |",
              "|---|---|---|---|"]
     for name in results[seeds[0]]["before"]:

@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 import utils.layers  # noqa: F401  (registers the custom layers)
 from utils.ctgan import load_dataset
-from utils.dicom import read_slice
+from utils.dicom import patient_ids, read_slice
 from utils.lungmask import lung_mask
 from utils.operating_point import load_operating_point
 from utils.scan import scan_series, scan_slice, scan_slices, validation_authentic_slices
@@ -64,6 +64,9 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=40, help="held-out synthetic tampered slices")
     parser.add_argument("--data", default="data", help="the model's training corpus: its background patients are "
                         "left out of the false-alarm slices")
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="DIR",
+                        help="DICOM folders whose patients are left out of the false-alarm slices too (e.g. those a "
+                        "model mined hard negatives from)")
     parser.add_argument("--out", default="reports")
     args = parser.parse_args()
     model = keras.models.load_model(args.model)
@@ -97,7 +100,7 @@ def main() -> None:
                            "chance": float(s_chance.mean())}
 
     auth_scores, series_seconds, series_slices = {name: [] for name in AGGREGATORS}, [], []
-    excluded = corpus_background_patients(args.data)
+    excluded = corpus_background_patients(args.data) | patient_ids(args.exclude)
     folders = sorted({p.parent for p in (SHARED / "authentic-ct").rglob("*.dcm")})
     for folder in folders:  # other scanners (COVID-CT-MD with disease, TCIA, LIDC), minus training backgrounds
         first = read_slice(next(folder.glob("*.dcm")))

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import keras
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, write_dicom
 from tests.test_scan import CentreBrightness
 from utils.architectures import build_cnn, build_hybrid_vit
 from utils.hard_negatives import corpus_slices, mine_hard_negatives, top_windows
@@ -45,3 +45,18 @@ def test_hard_negative_phase_adds_authentic_windows_to_both_splits(tiny_corpus, 
     history = hard_negative_phase(model, data, cfg, verbose=0)
     assert history["phase"] == "hard" and len(history["loss"]) == 1
     assert set(history["mined"]) == {"train", "val"} and history["mining_seconds"] >= 0
+
+
+def test_authentic_dicom_of_any_scanner_joins_the_training_slices_only(tiny_corpus, chest_slices, tmp_path):
+    """Label-free: every slice of an authentic DICOM folder is a source of hard negatives for training."""
+    slices, profile = chest_slices
+    for i, hu in enumerate(slices[:2]):
+        write_dicom(tmp_path / "site" / f"{i}.dcm", hu, instance=i + 1, z=2.5 * i, spacing=profile.spacing)
+    plain = list(corpus_slices(tiny_corpus, "train"))
+    more = list(corpus_slices(tiny_corpus, "train", dicom=[tmp_path / "site"]))
+    assert len(more) == len(plain) + 2 and all(not boxes for _, boxes in more[len(plain):])
+    assert len(list(corpus_slices(tiny_corpus, "val", dicom=[tmp_path / "site"]))) == len(
+        list(corpus_slices(tiny_corpus, "val")))
+    hard = mine_hard_negatives(CentreBrightness(), tiny_corpus, "train", 1, 0.0, progress=False,
+                               dicom=[tmp_path / "site"])
+    assert len(hard) > len(mine_hard_negatives(CentreBrightness(), tiny_corpus, "train", 1, 0.0, progress=False))

@@ -57,6 +57,7 @@ def _train(args) -> int:
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     cfg.pretrain_dicom = tuple(args.pretrain_dicom or ())
+    cfg.hard_negative_dicom = tuple(args.hard_negative_dicom or ())
     result = run_training(cfg, phases=tuple(args.phases), verbose=1 if args.verbose else 2)
     for phase, hist in result["histories"].items():
         best = (f"val AUC {max(hist['val_auc']):.3f}" if "val_auc" in hist
@@ -297,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hard-negative-epochs", type=int,
                    help="phase 'hard' after 2b: the hybrid scans the corpus's training and validation slices and "
                    "trains on with the authentic windows it scores highest (needs a generated corpus; 0 = none)")
+    p.add_argument("--hard-negative-dicom", nargs="+", metavar="DIR",
+                   help="authentic DICOM of your own scanners (no labels) whose slices phase 'hard' mines too")
     p.add_argument("--max-train", type=int, help="cap on training patches (quick runs)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)

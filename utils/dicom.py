@@ -111,6 +111,12 @@ def written_by_ctgan(ds) -> bool:
     return header and float(ds.get("RescaleIntercept", -1)) == 0.0
 
 
+def patient_ids(roots) -> set[str]:
+    """PatientIDs of every .dcm file under the given folders (headers only)."""
+    return {str(pydicom.dcmread(p, stop_before_pixels=True).get("PatientID", ""))
+            for root in roots for p in Path(root).rglob("*.dcm")} - {""}
+
+
 def list_dicom_files(folder: str | Path) -> list[Path]:
     """The DICOM files of a series folder: `*.dcm`, or every regular file when none is so named."""
     folder = Path(folder)

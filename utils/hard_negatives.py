@@ -7,6 +7,8 @@ walls, the mediastinal border). As sliding-window detectors have long done, the 
 corpus, the authentic windows it scores highest are collected, and it trains again with them
 (`training.run_training`, phase "hard"). Windows come from the corpus's own splits only: training slices for
 training, validation slices for model selection; no window reaches a tampered region (`patches.clear_boxes`).
+Authentic CT of the user's own scanners needs no label at all, so its windows can join the training ones
+(`dicom`): label-free adaptation to a scanner, measured in `benchmarks.hard_negatives --dicom`.
 """
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ import numpy as np
 from .patches import clear_boxes, patch_input, read_manifest
 
 
-def corpus_slices(corpus_dir, split: str):
+def corpus_slices(corpus_dir, split: str, dicom=()):
     """(slice, boxes) for every slice of the corpus's `split` that a scan may draw authentic windows from:
     the regenerated synthetic scans of that split (boxes: `patches.clear_boxes` around each tampered point) and,
-    for the training split, the real background slices as stored (authentic; no boxes)."""
+    for the training split, the real background slices as stored and the slices of every folder in `dicom`
+    (authentic CT of any scanner, no labels needed; no boxes)."""
     from .synthetic import CorpusConfig, background_sources, synthetic_scan
 
     corpus_dir = Path(corpus_dir)
@@ -36,7 +39,7 @@ def corpus_slices(corpus_dir, split: str):
             yield scan.slice(inst), clear_boxes(scan, inst, cfg.patch_size)
         scan.release()
     if split == "train":
-        for root in cfg.background_roots():
+        for root in [*cfg.background_roots(), *map(Path, dicom)]:
             for _, slices in background_sources(root):
                 for sl in slices:
                     yield sl, []
@@ -57,8 +60,9 @@ def top_windows(result, boxes, per_slice: int, min_score: float, nms_px: float) 
 
 
 def mine_hard_negatives(model, corpus_dir, split: str = "train", per_slice: int = 2, min_score: float = 0.5,
-                        stride: int = 16, nms_px: float = 32.0, progress: bool = True) -> np.ndarray:
-    """Scan every slice of the corpus's `split` (`corpus_slices`) and return its hard negatives as model inputs
+                        stride: int = 16, nms_px: float = 32.0, progress: bool = True, dicom=()) -> np.ndarray:
+    """Scan every slice of the corpus's `split` (`corpus_slices`, with the authentic DICOM folders `dicom` for the
+    training split) and return its hard negatives as model inputs
     (N, size, size, 1) in [0, 1], the values a training PNG reads back as (`patches.patch_input`)."""
     from tqdm.auto import tqdm
 
@@ -66,7 +70,7 @@ def mine_hard_negatives(model, corpus_dir, split: str = "train", per_slice: int 
 
     size = model_patch_size(model)
     out = []
-    for sl, boxes in tqdm(corpus_slices(corpus_dir, split), desc=f"mining {split} slices", unit="slice",
+    for sl, boxes in tqdm(corpus_slices(corpus_dir, split, dicom), desc=f"mining {split} slices", unit="slice",
                           disable=not progress):
         try:
             res = scan_slice(model, sl, stride=stride, top_k=1)

@@ -93,10 +93,9 @@ class CorpusConfig:
 
     def background_patients(self) -> set[str]:
         """PatientIDs of the real backgrounds: a false-alarm test must leave these patients out."""
-        import pydicom
+        from .dicom import patient_ids
 
-        return {str(pydicom.dcmread(p, stop_before_pixels=True).get("PatientID", ""))
-                for root in self.background_roots() for p in Path(root).rglob("*.dcm")} - {""}
+        return patient_ids(self.background_roots())
 
 
 def corpus_background_patients(corpus_dir) -> set[str]:

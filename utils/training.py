@@ -57,6 +57,8 @@ class TrainConfig:
             and validation slices, and the authentic windows it scores highest (`hard_negatives`) join the training
             and validation splits as authentic patches; the corpus must be a generated one (corpus.json).
         hard_negatives_per_slice: windows kept per scanned slice (those scoring at least 0.5, 32 px apart).
+        hard_negative_dicom: folders of authentic DICOM (any scanner, no labels) whose slices are mined too, for
+            the training split. Keep a false-alarm test's patients out of it.
     """
 
     data_dir: str = "data"
@@ -90,6 +92,7 @@ class TrainConfig:
     design: str = "patch"
     hard_negative_epochs: int = 0
     hard_negatives_per_slice: int = 2
+    hard_negative_dicom: tuple = ()
     extra: dict = field(default_factory=dict)
 
     def save(self, path) -> None:
@@ -288,7 +291,8 @@ def hard_negative_phase(model, data, cfg: TrainConfig, verbose=1) -> dict:
     start = time.perf_counter()
     grown, mined = {}, {}
     for split in ("train", "val"):
-        hard = mine_hard_negatives(model, cfg.data_dir, split, cfg.hard_negatives_per_slice, progress=verbose > 0)
+        hard = mine_hard_negatives(model, cfg.data_dir, split, cfg.hard_negatives_per_slice, progress=verbose > 0,
+                                   dicom=cfg.hard_negative_dicom if split == "train" else ())
         x, y = data[split]
         grown[split] = (np.concatenate([x, hard.astype(x.dtype)]), np.concatenate([y, np.zeros(len(hard), y.dtype)]))
         mined[split] = len(hard)
