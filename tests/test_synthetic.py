@@ -219,3 +219,19 @@ def test_ctgan_header_is_recognised(shared_data):
     assert written_by_ctgan(pydicom.dcmread(fake, stop_before_pixels=True))
     for path in (shared_data / "authentic-ct").rglob("*.dcm"):  # the reference scan itself has intercept -1024
         assert not written_by_ctgan(pydicom.dcmread(path, stop_before_pixels=True)), path
+
+
+def test_fine_vessels_are_partial_volume_dots_not_rasterised_crosses():
+    from utils.anatomy import ScannerProfile, _blob, chest_slice
+
+    thin, thick = np.zeros((15, 15), np.float32), np.zeros((15, 15), np.float32)
+    _blob(thin, 7.3, 7.6, 0.4, 1.0)  # a vessel much thinner than a pixel: a faint dot
+    _blob(thick, 7.0, 7.0, 3.0, 1.0)  # wider than the blur: full blood at its centre
+    assert 0.05 < thin.max() < 0.3 and thick.max() > 0.99
+    assert abs(thin.sum() - np.pi * 0.4**2) < 0.05  # it holds the vessel's cross-section
+    rng = np.random.default_rng(3)
+    profile = ScannerProfile.sample(rng)
+    a, _ = chest_slice(np.random.default_rng(5), profile, level=0.5, fine_vessels=True)
+    b, _ = chest_slice(np.random.default_rng(5), profile, level=0.5, fine_vessels=True)
+    np.testing.assert_array_equal(a, b)
+    assert a.min() >= -2048 and a.max() <= 3071

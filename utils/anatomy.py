@@ -106,8 +106,24 @@ def _ellipse(img, x, y, ax, ay, angle, value):
                 lineType=cv2.LINE_AA)
 
 
-def _vessel_tree(rng, lung: np.ndarray, hilum, px_per_mm: float, direction: float) -> np.ndarray:
-    """Fraction of blood per pixel from a branching, tapering tree rooted at the hilum."""
+def _blob(img, x, y, r, value):
+    """A vessel of radius r px crossing the slice as partial volume: a Gaussian blob holding its cross-section
+    (peak below `value` when the vessel is thinner than a pixel), blended in by max."""
+    sigma = max(0.55, r / np.sqrt(2))  # peak = min(1, r² / 2σ²): full blood once the vessel fills a pixel
+    half = int(np.ceil(3 * sigma))
+    h, w = img.shape
+    x0, y0, x1, y1 = max(int(x) - half, 0), max(int(y) - half, 0), min(int(x) + half + 2, w), min(int(y) + half + 2, h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    g = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2)) * min(1.0, r**2 / (2 * sigma**2))
+    img[y0:y1, x0:x1] = np.maximum(img[y0:y1, x0:x1], value * g)
+
+
+def _vessel_tree(rng, lung: np.ndarray, hilum, px_per_mm: float, direction: float,
+                 blobs: bool = False) -> np.ndarray:
+    """Fraction of blood per pixel from a branching, tapering tree rooted at the hilum; with `blobs`, a branch
+    crossing the slice thinner than 2.5 px is drawn as partial volume (`_blob`) instead of a rasterised disk."""
     canvas = np.zeros(lung.shape, np.float32)
     stack = [(hilum[0], hilum[1], direction, rng.uniform(1.2, 2.2), rng.uniform(20, 30), 0)]
     h, w = lung.shape
@@ -120,7 +136,9 @@ def _vessel_tree(rng, lung: np.ndarray, hilum, px_per_mm: float, direction: floa
         r_px = r_mm * px_per_mm
         contrast = min(1.0, r_mm / 1.1)
         through_plane = depth > 0 and rng.uniform() < 0.6
-        if through_plane:
+        if through_plane and blobs and r_px < 2.5:
+            _blob(canvas, (x + x2) / 2, (y + y2) / 2, r_px, 1.0)
+        elif through_plane:
             _disk(canvas, (x + x2) / 2, (y + y2) / 2, max(0.6, r_px), contrast, soft=True)
         else:
             bend = rng.normal(0, 0.12) * length_mm * px_per_mm
@@ -152,6 +170,53 @@ def _through_plane_vessels(rng, lung, hila, px_per_mm) -> np.ndarray:
         _disk(canvas, x + rng.uniform(-.5, .5), y + rng.uniform(-.5, .5), max(0.5, r_mm * px_per_mm),
               min(1.0, r_mm / 1.1), soft=True)
     return canvas
+
+
+def _splat(canvas: np.ndarray, x: np.ndarray, y: np.ndarray, mass: np.ndarray) -> None:
+    """Add `mass` at sub-pixel points (x, y) of `canvas`, shared bilinearly among the 4 nearest pixels."""
+    h, w = canvas.shape
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = x - x0, y - y0
+    for dy, dx, wgt in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+        yy, xx = y0 + dy, x0 + dx
+        ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        np.add.at(canvas, (yy[ok], xx[ok]), (mass * wgt)[ok])
+
+
+def _fine_vessels(rng, lung, hila, px_per_mm) -> np.ndarray:
+    """The lung's fine detail that a few drawn trees lack: many small vessels crossing the slice as partial-volume
+    dots (a Gaussian blob holding the vessel's cross-section, so that a vessel thinner than a pixel is a faint
+    dot, not a bright '+'), and short 1-2 px branches running in-plane at low contrast. Sizes shrink away from
+    the hilum. Returns a blood fraction per pixel (0..1)."""
+    canvas = np.zeros(lung.shape, np.float32)
+    ys, xs = np.nonzero(lung)
+    if len(xs) == 0:
+        return canvas
+    area_mm2 = len(xs) / px_per_mm**2
+    n = int(area_mm2 / 35)
+    pick = rng.integers(0, len(xs), n)
+    x, y = xs[pick] + rng.uniform(-0.5, 0.5, n), ys[pick] + rng.uniform(-0.5, 0.5, n)
+    dist = np.min([np.hypot(x - hx, y - hy) for hx, hy in hila], axis=0) / px_per_mm
+    r_px = np.clip(rng.gamma(2.0, 0.18, n) * (1.6 - np.minimum(dist, 120) / 120), 0.1, 2.0) * px_per_mm
+    sigmas = np.array([0.55, 0.8, 1.15])
+    cls = np.abs(r_px[:, None] / np.sqrt(2) - sigmas[None, :]).argmin(axis=1)
+    for k, sigma in enumerate(sigmas):
+        layer = np.zeros_like(canvas)
+        sel = cls == k
+        _splat(layer, x[sel], y[sel], (np.pi * r_px[sel] ** 2).astype(np.float32))
+        canvas += blur(layer, sigma)
+    branches = np.zeros_like(canvas)
+    for i in rng.integers(0, len(xs), int(area_mm2 / 120)):
+        bx, by = float(xs[i]), float(ys[i])
+        hx, hy = min(hila, key=lambda h: np.hypot(bx - h[0], by - h[1]))
+        ang = np.arctan2(by - hy, bx - hx) + rng.normal(0, 0.5)
+        length = rng.uniform(4, 14) * px_per_mm
+        t = np.linspace(0, 1, 4)[:, None]
+        path = np.array([bx, by]) + t * length * np.array([np.cos(ang), np.sin(ang)])
+        path += np.sin(np.pi * t) * rng.normal(0, 0.15) * length * np.array([-np.sin(ang), np.cos(ang)])
+        cv2.polylines(branches, [np.round(path * 16).astype(np.int32)], False, float(rng.uniform(0.15, 0.45)), 1,
+                      lineType=cv2.LINE_AA, shift=4)
+    return np.clip(np.maximum(canvas, blur(branches, 0.5)), 0, 1)
 
 
 def draw_nodule(hu: np.ndarray, nodule: Nodule, rng: np.random.Generator) -> None:
@@ -218,7 +283,8 @@ def acquire(rng, hu: np.ndarray, profile: ScannerProfile, body: np.ndarray) -> n
 
 
 def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float | None = None,
-                n_nodules: int = 0, max_diameter: float = 25.0) -> tuple[np.ndarray, list[Nodule]]:
+                n_nodules: int = 0, max_diameter: float = 25.0,
+                fine_vessels: bool = False) -> tuple[np.ndarray, list[Nodule]]:
     """Draw one axial chest slice in HU (512 x 512) and the authentic nodules drawn into it.
 
     Args:
@@ -226,6 +292,9 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
         profile: the scan's scanner and body parameters.
         level: 0 = lung apex side, 1 = lung base side; sets the heart and mediastinum size.
         n_nodules: number of authentic nodules to draw (4 mm to `max_diameter` mm, log-uniform).
+        fine_vessels: the lung's fine detail drawn as partial volume (`_fine_vessels`: many vessel dots holding
+            their cross-section, thin low-contrast branches; thin crossing branches of the trees as `_blob`)
+            instead of the sparse rasterised dots of `_through_plane_vessels`.
     """
     level = rng.uniform(0.2, 0.9) if level is None else level
     ppm = 1.0 / profile.spacing
@@ -314,8 +383,8 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
         hila.append((hx, hy))
         for _ in range(rng.integers(4, 7)):
             direction = (0 if side > 0 else np.pi) + rng.uniform(-1.3, 1.3)
-            vessels = np.maximum(vessels, _vessel_tree(rng, lungs, (hx, hy), ppm, direction))
-    vessels = np.maximum(vessels, _through_plane_vessels(rng, lungs, hila, ppm))
+            vessels = np.maximum(vessels, _vessel_tree(rng, lungs, (hx, hy), ppm, direction, fine_vessels))
+    vessels = np.maximum(vessels, (_fine_vessels if fine_vessels else _through_plane_vessels)(rng, lungs, hila, ppm))
     vessels *= lung_f
     hu = hu * (1 - vessels) + (BLOOD + rng.normal(0, 10)) * vessels
     for hx, hy in hila:

@@ -53,6 +53,7 @@ class CorpusConfig:
         background_variants: tampered copies of every background slice (alternately inject and remove).
         background_noise: largest scanner noise (HU) added to a copy of a background series before tampering
             (`scanner_variation`; 0 = the slices as stored).
+        fine_vessels: draw the synthetic lung's fine detail as partial volume (`anatomy.chest_slice`).
         noise_mode_p: probabilities of the touch-up noise modes 'copy' (CT-GAN's default), 'gauss' and 'none'
             (`tamper.NOISE_MODES`), drawn per tampered location.
     """
@@ -74,6 +75,7 @@ class CorpusConfig:
     background_variants: int = 8
     background_noise: float = 30.0
     noise_mode_p: tuple = NOISE_MODE_P
+    fine_vessels: bool = False
 
     def background_roots(self) -> list[Path]:
         roots = [SHIPPED_BACKGROUNDS] if self.shipped_backgrounds else []
@@ -191,7 +193,8 @@ def synthetic_scan(index: int, cfg: CorpusConfig) -> Scan:
             n_nod, max_d = int(rng.integers(0, 2)), 25.0
         else:
             n_nod, max_d = 0, 25.0
-        hu, nodules = chest_slice(rng, profile, level=level, n_nodules=n_nod, max_diameter=max_d)
+        hu, nodules = chest_slice(rng, profile, level=level, n_nodules=n_nod, max_diameter=max_d,
+                                  fine_vessels=cfg.fine_vessels)
         sl = CTSlice(hu, (profile.spacing, profile.spacing), instance, z=2.5 * instance,
                      meta={"kernel_sigma": profile.kernel_sigma, "noise_sigma": profile.noise_sigma})
         slices.append(sl)
