@@ -235,3 +235,10 @@ def test_fine_vessels_are_partial_volume_dots_not_rasterised_crosses():
     b, _ = chest_slice(np.random.default_rng(5), profile, level=0.5, fine_vessels=True)
     np.testing.assert_array_equal(a, b)
     assert a.min() >= -2048 and a.max() <= 3071
+
+
+def test_a_corpus_written_before_fine_vessels_reads_back_as_the_coarse_lung(tmp_path):
+    assert CorpusConfig().fine_vessels
+    saved = {k: v for k, v in CorpusConfig().to_dict().items() if k != "fine_vessels"}
+    (tmp_path / "corpus.json").write_text(json.dumps(saved))
+    assert CorpusConfig.from_dir(tmp_path).fine_vessels is False

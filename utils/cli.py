@@ -15,7 +15,7 @@ def _synth(args) -> int:
                        seed=args.seed, workers=args.workers, shipped_backgrounds=not args.no_shipped_backgrounds,
                        backgrounds=tuple(args.add_backgrounds or ()), background_variants=args.variants,
                        noise_mode_p=tuple(args.noise_mode_p or CorpusConfig.noise_mode_p),
-                       resample_tampered=args.resample_tampered, fine_vessels=args.fine_vessels)
+                       resample_tampered=args.resample_tampered, fine_vessels=not args.coarse_vessels)
     if args.backgrounds:
         groups = (g for root in args.backgrounds for g in background_patches(root, cfg, variants=args.variants))
         manifest = write_corpus(groups, args.out, cfg)
@@ -247,9 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resample-tampered", type=float, default=1.0,
                    help="share of tampered scans resampled as a whole, as CT-GAN's reference code does; the others "
                    "resample only the in-painted cubes (default 1.0)")
-    p.add_argument("--fine-vessels", action="store_true",
-                   help="draw the synthetic lung's fine detail as partial volume: many faint vessel dots and thin "
-                   "branches instead of a few rasterised dots (anatomy.chest_slice)")
+    p.add_argument("--coarse-vessels", action="store_true",
+                   help="the previous synthetic lung: a few rasterised vessel dots instead of the default fine detail "
+                   "drawn as partial volume (many faint vessel dots, thin branches; anatomy.chest_slice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes for synthetic scans (default 2)")
     p.set_defaults(func=_synth)

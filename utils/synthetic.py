@@ -53,7 +53,8 @@ class CorpusConfig:
         background_variants: tampered copies of every background slice (alternately inject and remove).
         background_noise: largest scanner noise (HU) added to a copy of a background series before tampering
             (`scanner_variation`; 0 = the slices as stored).
-        fine_vessels: draw the synthetic lung's fine detail as partial volume (`anatomy.chest_slice`).
+        fine_vessels: draw the synthetic lung's fine detail as partial volume (`anatomy.chest_slice`); False gives
+            the sparse rasterised vessel dots of corpora written before this setting existed.
         noise_mode_p: probabilities of the touch-up noise modes 'copy' (CT-GAN's default), 'gauss' and 'none'
             (`tamper.NOISE_MODES`), drawn per tampered location.
     """
@@ -75,7 +76,7 @@ class CorpusConfig:
     background_variants: int = 8
     background_noise: float = 30.0
     noise_mode_p: tuple = NOISE_MODE_P
-    fine_vessels: bool = False
+    fine_vessels: bool = True
 
     def background_roots(self) -> list[Path]:
         roots = [SHIPPED_BACKGROUNDS] if self.shipped_backgrounds else []
@@ -90,6 +91,7 @@ class CorpusConfig:
         import json
 
         saved = json.loads((Path(corpus_dir) / "corpus.json").read_text())
+        saved.setdefault("fine_vessels", False)  # written before the setting existed: the coarse lung
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()
                       if k in cls.__dataclass_fields__})
 
