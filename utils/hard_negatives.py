@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .patches import clear_boxes, patch_input, read_manifest
+from .patches import clear_boxes, patch_input
 
 
 def corpus_slices(corpus_dir, split: str, dicom=()):
@@ -24,17 +24,10 @@ def corpus_slices(corpus_dir, split: str, dicom=()):
     the regenerated synthetic scans of that split (boxes: `patches.clear_boxes` around each tampered point) and,
     for the training split, the real background slices as stored and the slices of every folder in `dicom`
     (authentic CT of any scanner, no labels needed; no boxes)."""
-    from .synthetic import CorpusConfig, background_sources, synthetic_scan
+    from .synthetic import background_sources, regenerated_scans
 
-    corpus_dir = Path(corpus_dir)
-    if not (corpus_dir / "corpus.json").is_file():
-        raise FileNotFoundError(f"{corpus_dir / 'corpus.json'}: not found (hard negatives are mined from the "
-                                "scans of a generated corpus)")
-    cfg = CorpusConfig.from_dir(corpus_dir)
-    keys = sorted({r["scan"] for r in read_manifest(corpus_dir / "manifest.csv")
-                   if r["split"] == split and r["scan"].startswith("SYN-")})
-    for key in keys:
-        scan = synthetic_scan(int(key.split("-")[1]), cfg)
+    cfg, scans = regenerated_scans(corpus_dir, split, "hard negatives are mined from the scans of a generated corpus")
+    for scan in scans:
         for inst in sorted(scan.slices):
             yield scan.slice(inst), clear_boxes(scan, inst, cfg.patch_size)
         scan.release()

@@ -348,19 +348,12 @@ def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: in
 def validation_authentic_slices(corpus_dir) -> list[CTSlice]:
     """The slices of the validation split's authentic (TB/TM) scans of a synthetic corpus, regenerated from its
     corpus.json (the corpus is reproducible from its seed, so no slice needs to be stored)."""
-    from .patches import read_manifest
-    from .synthetic import CorpusConfig, synthetic_scan
+    from .synthetic import regenerated_scans
 
-    corpus_dir = Path(corpus_dir)
-    if not (corpus_dir / "corpus.json").is_file():
-        raise FileNotFoundError(f"{corpus_dir / 'corpus.json'}: not found (calibration regenerates the validation "
-                                "scans of a synthetic corpus; for other data pass authentic series)")
-    cfg = CorpusConfig.from_dir(corpus_dir)
-    val = sorted({r["scan"] for r in read_manifest(corpus_dir / "manifest.csv")
-                  if r["split"] == "val" and r["scan"].startswith("SYN-")})
+    _, scans = regenerated_scans(corpus_dir, "val", "calibration regenerates the validation scans of a synthetic "
+                                 "corpus; for other data pass authentic series")
     slices = []
-    for key in val:
-        scan = synthetic_scan(int(key.split("-")[1]), cfg)
+    for scan in scans:
         if scan.kind in ("TB", "TM"):
             slices += [scan.slice(i) for i in sorted(scan.slices)]
     if not slices:
