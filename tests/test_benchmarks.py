@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+
 import pytest
 
 from tests.conftest import REPO
@@ -27,7 +29,8 @@ def test_compare_quick_writes_report(tmp_path):
 
 def test_help_of_every_benchmark():
     for name in ("compare", "transfer", "faithfulness", "scan_localisation", "corpus_speed", "startup",
-                 "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed"):
+                 "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed",
+                 "nodule_shortcut"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name
@@ -72,3 +75,19 @@ def test_scan_speed_times_both_methods_on_one_series(tmp_path, chest_slices):
     assert "model s/slice, shared stem" in run.stdout and "largest score difference" in run.stdout
     diff = float(run.stdout.split("largest score difference ")[1].split()[0].rstrip("."))
     assert diff < 1e-5
+
+
+def test_blob_features_measure_a_disk_and_the_probe_reads_a_corpus(tiny_corpus):
+    from benchmarks.nodule_shortcut import blob_features, feature_aucs, measure_corpus, probe_auc
+
+    yy, xx = np.mgrid[:64, :64]
+    hu = np.where((yy - 32) ** 2 + (xx - 32) ** 2 <= 10**2, 30.0, -850.0)
+    f = blob_features(hu, spacing=0.7)
+    assert abs(f["diameter_mm"] - 14) < 0.5 and f["circularity"] > 0.85 and f["attached"] == 0
+    assert blob_features(np.full((64, 64), -850.0)) is None
+    rows = measure_corpus(tiny_corpus, "tiny")
+    assert {r["kind"] for r in rows} == {"FM", "TM"}
+    aucs = feature_aucs(rows)
+    assert set(aucs) == {"diameter_mm", "circularity", "solidity", "mean_hu", "std_hu", "attached"}
+    auc = probe_auc(rows, folds=2)
+    assert auc is None or 0 <= auc <= 1
