@@ -29,6 +29,7 @@ from utils.ctgan import load_dataset
 from utils.dicom import patient_ids, read_slice
 from utils.lungmask import lung_mask
 from utils.operating_point import load_operating_point
+from utils.patches import crop_hu
 from utils.scan import scan_series, scan_slice, scan_slices, validation_authentic_slices
 from utils.synthetic import CorpusConfig, corpus_background_patients, synthetic_scan
 
@@ -57,6 +58,31 @@ def localise(model, items, stride):
         for name, get in AGGREGATORS.items():
             scores[name].append(get(res))
     return np.array(hits), np.array(chance), {k: np.array(v) for k, v in scores.items()}, np.array(seconds)
+
+
+SHEET = 24
+
+
+def _false_alarm_sheet(windows, path: Path) -> None:
+    """The top-1 windows of the highest-scoring authentic slices, lung window, titled by series, slice, score."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from utils.dicom import window
+
+    best = sorted(windows, key=lambda w: -w[0])[:SHEET]
+    cols = 8
+    rows = max(1, int(np.ceil(len(best) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.2 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (score, name, inst, crop) in zip(axes.ravel(), best):
+        ax.imshow(window(crop), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{name.split('/')[-1]} s{inst}\n{score:.3f}", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -103,6 +129,7 @@ def main() -> None:
                            "chance": float(s_chance.mean())}
 
     auth_scores, series_seconds, series_slices = {name: [] for name in AGGREGATORS}, [], []
+    auth_series, auth_windows = [], []
     excluded = corpus_background_patients(args.data) | patient_ids(args.exclude)
     folders = sorted({p.parent for p in (SHARED / "authentic-ct").rglob("*.dcm")})
     for folder in folders:  # other scanners (COVID-CT-MD with disease, TCIA, LIDC), minus training backgrounds
@@ -120,6 +147,11 @@ def main() -> None:
             series_slices.append(len(res.slices))
         for name, get in AGGREGATORS.items():
             auth_scores[name] += [get(r) for r in res.slices.values()]
+        name = folder.relative_to(SHARED / "authentic-ct").as_posix()
+        for inst, r in res.slices.items():
+            auth_series.append(name)
+            top = r.locations[0]
+            auth_windows.append((top.score, name, inst, crop_hu(r.hu_source, top.x, top.y)))
     report["excluded_patients"] = sorted(excluded)
     auth_scores = {k: np.array(v) for k, v in auth_scores.items()}
     auth_top, auth_con = auth_scores["top-1"], auth_scores["relative"]
@@ -206,8 +238,22 @@ def main() -> None:
               "| kind | slices | top-1 within 24 px | flagged |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['slices']} | {v['top1_within_24px']:.3f} | {v['flagged_top1_validation_threshold']:.3f} |"
               for k, v in report["real_by_kind"].items()]
+    series = np.array(auth_series)
+    report["authentic_by_series"] = {
+        k: {"slices": int((series == k).sum()), "top1_median": float(np.median(auth_top[series == k])),
+            "flagged_at_0.5": float(np.mean(auth_top[series == k] >= 0.5)),
+            "flagged_top1_validation_threshold": float(np.mean(auth_top[series == k] > t))}
+        for k in sorted(set(auth_series))}
+    lines += ["", "Authentic slices of other scanners by series (top-1 score):", "",
+              "| series | slices | top-1 median | flagged at 0.5 | flagged at the validation threshold |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {k} | {v['slices']} | {v['top1_median']:.3f} | {v['flagged_at_0.5']:.3f} | "
+              f"{v['flagged_top1_validation_threshold']:.3f} |" for k, v in report["authentic_by_series"].items()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    _false_alarm_sheet(auth_windows, out / "scan_false_alarms.png")
+    lines += ["", f"The top window of the {min(SHEET, len(auth_windows))} highest-scoring authentic slices: "
+              f"{out / 'scan_false_alarms.png'}"]
     (out / "scan.md").write_text("\n".join(lines) + "\n")
     (out / "scan.json").write_text(json.dumps(report, indent=1))
     print("\n".join(lines))

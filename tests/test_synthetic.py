@@ -1,6 +1,7 @@
 import hashlib
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -242,3 +243,41 @@ def test_a_corpus_written_before_fine_vessels_reads_back_as_the_coarse_lung(tmp_
     saved = {k: v for k, v in CorpusConfig().to_dict().items() if k != "fine_vessels"}
     (tmp_path / "corpus.json").write_text(json.dumps(saved))
     assert CorpusConfig.from_dir(tmp_path).fine_vessels is False
+
+
+def test_matched_nodules_sit_where_tampering_puts_targets_and_include_round_ones():
+    """With `matched_nodules`, position, attachment and roundness are no label: authentic nodules come from the
+    sampler tampering uses, a quarter of them round; without it, the slice is drawn exactly as before."""
+    from utils.anatomy import NODULE_DIAMETER_MM, NODULE_TYPE_P, NODULE_TYPES, UNMATCHED_P, ScannerProfile, chest_slice
+
+    assert NODULE_TYPE_P[NODULE_TYPES.index("round")] > 0 and UNMATCHED_P[NODULE_TYPES.index("round")] == 0
+    rng = np.random.default_rng(3)
+    profile = ScannerProfile.sample(rng)
+    hu, nodules = chest_slice(rng, profile, level=0.5, n_nodules=3, matched_nodules=True)
+    lungs = lung_mask(hu, profile.spacing)
+    near_lung = cv2.dilate(lungs.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=14)  # pleural ones
+    assert len(nodules) == 3 and all(near_lung[n.y, n.x] for n in nodules)
+    assert all(NODULE_DIAMETER_MM[0] <= 2 * n.radius * profile.spacing <= NODULE_DIAMETER_MM[1] for n in nodules)
+
+
+def test_lookalikes_draw_arteries_the_size_of_a_nodule_beside_their_bronchus_and_ground_glass():
+    from utils.anatomy import _bronchovascular, _ground_glass
+
+    lung = np.zeros((512, 512), bool)
+    lung[100:400, 60:230] = True
+    rng = np.random.default_rng(0)
+    bundles = _bronchovascular(rng, lung, [(240, 250)], px_per_mm=1.4)
+    assert 3 <= len(bundles) <= 7
+    for x, y, r, _, _, bx, by, r_b, wall in bundles:
+        assert 3 <= 2 * r / 1.4 <= 12 and abs(np.hypot(bx - x, by - y) - (r + r_b + wall)) < 1e-3
+    haze = _ground_glass(rng, lung, 1.4)
+    assert haze[~lung].max() == 0 and 40 < haze.max() < 350
+
+
+def test_a_corpus_written_before_matched_nodules_and_lookalikes_reads_them_back_off(tmp_path):
+    cfg = CorpusConfig().to_dict()
+    for key in ("matched_nodules", "lookalikes"):
+        cfg.pop(key)
+    (tmp_path / "corpus.json").write_text(json.dumps(cfg))
+    back = CorpusConfig.from_dir(tmp_path)
+    assert not back.matched_nodules and not back.lookalikes

@@ -13,9 +13,16 @@ import numpy as np
 import scipy.fft
 from scipy.special import expit
 
+from .lungmask import lung_mask, sample_lung_points
+
 SIZE = 512
 AIR, FAT, MUSCLE, BLOOD, LUNG = -1000.0, -100.0, 40.0, 40.0, -860.0
-NODULE_TYPES = ("solid", "part-solid", "spiculated", "calcified")
+NODULE_TYPES = ("solid", "round", "part-solid", "spiculated", "calcified")
+# "round": smooth, uniform and sharply edged, as metastases and granulomas often are (and as CT-GAN injects):
+# without it, roundness alone would separate injected nodules from authentic ones in the corpus.
+NODULE_TYPE_P = (0.3, 0.25, 0.15, 0.2, 0.1)
+UNMATCHED_P = (0.45, 0.0, 0.2, 0.25, 0.1)  # before `matched_nodules`: no round ones
+NODULE_DIAMETER_MM = (4.0, 25.0)
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,49 @@ def _through_plane_vessels(rng, lung, hila, px_per_mm) -> np.ndarray:
     return canvas
 
 
+def _bronchovascular(rng, lung, hila, px_per_mm) -> list[tuple]:
+    """Bronchovascular bundles cut across: a round artery (3-12 mm, larger near the hilum) with its bronchus
+    touching it, 15-70 mm from a hilum. Authentic round, uniform, sharp-edged blobs the size of a nodule, the
+    commonest window that a model trained without them flags on real CT. Returns (x, y, r_artery, stretch,
+    angle, bx, by, r_bronchus, wall) in px."""
+    ys, xs = np.nonzero(lung)
+    out = []
+    for hx, hy in hila:
+        dist = np.hypot(xs - hx, ys - hy) / px_per_mm
+        near = np.flatnonzero((dist > 15) & (dist < 70))
+        if not len(near):
+            continue
+        for i in rng.choice(near, size=min(len(near), int(rng.integers(3, 8))), replace=False):
+            d_art = float(np.clip(12.5 - 0.13 * dist[i] + rng.normal(0, 1.0), 3.0, 12.0))
+            r = d_art / 2 * px_per_mm
+            r_b = r * rng.uniform(0.6, 1.1)
+            wall = (0.12 * 2 * r_b / px_per_mm + 0.4) * px_per_mm
+            ang = rng.uniform(0, 2 * np.pi)
+            gap = r + r_b + wall
+            out.append((float(xs[i]), float(ys[i]), r, float(rng.uniform(1.0, 1.6)), float(rng.uniform(0, 180)),
+                        float(xs[i] + gap * np.cos(ang)), float(ys[i] + gap * np.sin(ang)), r_b, wall))
+    return out
+
+
+def _ground_glass(rng, lung, px_per_mm) -> np.ndarray:
+    """Authentic ground-glass opacity (infection, oedema, early fibrosis): 1-3 smooth, irregular hazy patches
+    10-50 mm across that raise the lung by 80-350 HU while vessels stay visible through them. The haze a removal
+    leaves looks alike: a model must tell them apart by CT-GAN's traces, not by haze. Returns added HU."""
+    out = np.zeros(lung.shape, np.float32)
+    ys, xs = np.nonzero(lung)
+    if not len(xs):
+        return out
+    for _ in range(int(rng.integers(1, 4))):
+        i = rng.integers(len(xs))
+        size = rng.uniform(10, 50) * px_per_mm
+        yy, xx = np.mgrid[0 : lung.shape[0], 0 : lung.shape[1]].astype(np.float32)
+        shape = np.exp(-(((xx - xs[i]) / size) ** 2 + ((yy - ys[i]) / (size * rng.uniform(0.5, 1.0))) ** 2))
+        lumpy = cv2.resize(rng.uniform(0.3, 1.0, (SIZE // 16, SIZE // 16)).astype(np.float32), lung.shape[::-1],
+                           interpolation=cv2.INTER_CUBIC)
+        out = np.maximum(out, np.clip(shape * 1.6 - 0.4, 0, 1) * lumpy * rng.uniform(80, 350))
+    return blur(out, 2.0 * px_per_mm) * lung
+
+
 def _splat(canvas: np.ndarray, x: np.ndarray, y: np.ndarray, mass: np.ndarray) -> None:
     """Add `mass` at sub-pixel points (x, y) of `canvas`, shared bilinearly among the 4 nearest pixels."""
     h, w = canvas.shape
@@ -228,9 +278,10 @@ def draw_nodule(hu: np.ndarray, nodule: Nodule, rng: np.random.Generator) -> Non
     dx, dy = xx - half, yy - half
     theta, dist = np.arctan2(dy, dx), np.hypot(dx, dy)
     edge = np.ones_like(theta)
+    wobble = {"solid": 0.08, "round": 0.03}.get(nodule.kind, 0.12)
     for k in range(2, 7):
-        edge += rng.uniform(0, 0.12 if nodule.kind != "solid" else 0.08) * np.cos(k * theta + rng.uniform(0, 6.3))
-    core = expit(-((dist - r * edge) / 0.7))
+        edge += rng.uniform(0, wobble) * np.cos(k * theta + rng.uniform(0, 6.3))
+    core = expit(-((dist - r * edge) / (rng.uniform(0.4, 0.8) if nodule.kind == "round" else 0.7)))
     density = rng.uniform(-10, 55) + rng.normal(0, 12, size=core.shape).astype(np.float32)
     density = blur(density, 0.8)
     value = np.zeros_like(core)
@@ -284,17 +335,25 @@ def acquire(rng, hu: np.ndarray, profile: ScannerProfile, body: np.ndarray) -> n
 
 def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float | None = None,
                 n_nodules: int = 0, max_diameter: float = 25.0,
-                fine_vessels: bool = False) -> tuple[np.ndarray, list[Nodule]]:
+                fine_vessels: bool = False, lookalikes: bool = False,
+                matched_nodules: bool = False) -> tuple[np.ndarray, list[Nodule]]:
     """Draw one axial chest slice in HU (512 x 512) and the authentic nodules drawn into it.
 
     Args:
         rng: random generator (the only source of randomness).
         profile: the scan's scanner and body parameters.
         level: 0 = lung apex side, 1 = lung base side; sets the heart and mediastinum size.
-        n_nodules: number of authentic nodules to draw (4 mm to `max_diameter` mm, log-uniform).
+        n_nodules: number of authentic nodules to draw (diameter log-uniform from 4 mm to `max_diameter` mm, at
+            points of `lungmask.sample_lung_points`, of the kinds of `NODULE_TYPES`).
         fine_vessels: the lung's fine detail drawn as partial volume (`_fine_vessels`: many vessel dots holding
             their cross-section, thin low-contrast branches; thin crossing branches of the trees as `_blob`)
             instead of the sparse rasterised dots of `_through_plane_vessels`.
+        matched_nodules: authentic nodules drawn where tampering puts its targets (`lungmask.sample_lung_points`
+            on the image's lung mask: near the pleura and vessels as often as tampering), a quarter of them round
+            and uniform; False: anywhere 4 mm inside the lungs, never round (the corpus before the setting).
+        lookalikes: authentic structures that look like a tamper: bronchovascular bundles cut across (round
+            arteries the size of a nodule beside their bronchus, `_bronchovascular`) and, in a third of slices,
+            ground-glass opacity (`_ground_glass`, a haze like a removal's).
     """
     level = rng.uniform(0.2, 0.9) if level is None else level
     ppm = 1.0 / profile.spacing
@@ -385,8 +444,19 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
             direction = (0 if side > 0 else np.pi) + rng.uniform(-1.3, 1.3)
             vessels = np.maximum(vessels, _vessel_tree(rng, lungs, (hx, hy), ppm, direction, fine_vessels))
     vessels = np.maximum(vessels, (_fine_vessels if fine_vessels else _through_plane_vessels)(rng, lungs, hila, ppm))
+    bundles = _bronchovascular(rng, lungs, hila, ppm) if lookalikes else []
+    for x, y, r, stretch, angle, *_ in bundles:
+        artery = np.zeros_like(vessels)
+        _ellipse(artery, x, y, r * stretch, r, angle, 1.0)
+        vessels = np.maximum(vessels, blur(artery, 0.6))
     vessels *= lung_f
     hu = hu * (1 - vessels) + (BLOOD + rng.normal(0, 10)) * vessels
+    for *_, bx, by, r_b, wall in bundles:
+        if 0 <= int(bx) < SIZE and 0 <= int(by) < SIZE and lungs[int(by), int(bx)]:
+            _disk(hu, bx, by, r_b + wall, 0.0, True)
+            _disk(hu, bx, by, r_b, -960.0, True)
+    if lookalikes and rng.uniform() < 1 / 3:
+        hu = hu + _ground_glass(rng, lungs, ppm) * (hu < -500)
     for hx, hy in hila:
         for _ in range(rng.integers(2, 5)):
             bx, by = hx + rng.normal(0, 12) * ppm, hy + rng.normal(0, 12) * ppm
@@ -396,16 +466,24 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
                 _disk(hu, bx, by, br, -960.0, True)
 
     nodules: list[Nodule] = []
-    candidates = np.argwhere(cv2.erode(lungs.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=int(4 * ppm)))
-    for _ in range(n_nodules):
-        if len(candidates) == 0:
-            break
-        y, x = candidates[rng.integers(len(candidates))]
-        diameter = float(np.exp(rng.uniform(np.log(4), np.log(max_diameter))))
-        nod = Nodule(int(x), int(y), diameter / 2 * ppm, str(rng.choice(NODULE_TYPES, p=[.45, .2, .25, .1])))
-        draw_nodule(hu, nod, rng)
-        nodules.append(nod)
-        far = np.hypot(candidates[:, 0] - y, candidates[:, 1] - x) > 50 * ppm
-        candidates = candidates[far]
+    lo, hi = np.log(NODULE_DIAMETER_MM[0]), np.log(min(max_diameter, NODULE_DIAMETER_MM[1]))
+    if matched_nodules:  # where tampering puts its targets (its sampler and lung mask), round ones among them
+        points = sample_lung_points(hu, lung_mask(hu, profile.spacing), profile.spacing, rng, n_nodules,
+                                    min_dist_px=50 * ppm) if n_nodules else []
+        for x, y in points:
+            diameter = float(np.exp(rng.uniform(lo, hi)))
+            nodules.append(Nodule(int(x), int(y), diameter / 2 * ppm, str(rng.choice(NODULE_TYPES, p=NODULE_TYPE_P))))
+            draw_nodule(hu, nodules[-1], rng)
+    else:  # anywhere 4 mm inside the lungs
+        candidates = np.argwhere(cv2.erode(lungs.astype(np.uint8), np.ones((3, 3), np.uint8),
+                                           iterations=int(4 * ppm)))
+        for _ in range(n_nodules):
+            if len(candidates) == 0:
+                break
+            y, x = candidates[rng.integers(len(candidates))]
+            diameter = float(np.exp(rng.uniform(lo, hi)))
+            nodules.append(Nodule(int(x), int(y), diameter / 2 * ppm, str(rng.choice(NODULE_TYPES, p=UNMATCHED_P))))
+            draw_nodule(hu, nodules[-1], rng)
+            candidates = candidates[np.hypot(candidates[:, 0] - y, candidates[:, 1] - x) > 50 * ppm]
 
     return acquire(rng, hu, profile, body), nodules

@@ -15,7 +15,8 @@ def _synth(args) -> int:
                        seed=args.seed, workers=args.workers, shipped_backgrounds=not args.no_shipped_backgrounds,
                        backgrounds=tuple(args.add_backgrounds or ()), background_variants=args.variants,
                        noise_mode_p=tuple(args.noise_mode_p or CorpusConfig.noise_mode_p),
-                       resample_tampered=args.resample_tampered, fine_vessels=not args.coarse_vessels)
+                       resample_tampered=args.resample_tampered, fine_vessels=not args.coarse_vessels,
+                       **{k: getattr(args, k) for k in ("matched_nodules", "lookalikes") if getattr(args, k) is not None})
     if args.backgrounds:
         groups = (g for root in args.backgrounds for g in background_patches(root, cfg, variants=args.variants))
         manifest = write_corpus(groups, args.out, cfg)
@@ -250,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coarse-vessels", action="store_true",
                    help="the previous synthetic lung: a few rasterised vessel dots instead of the default fine detail "
                    "drawn as partial volume (many faint vessel dots, thin branches; anatomy.chest_slice)")
+    p.add_argument("--matched-nodules", action=argparse.BooleanOptionalAction,
+                   help="authentic nodules where tampering puts its targets, a quarter of them round, so that "
+                   "position, attachment and roundness are no label (default: CorpusConfig.matched_nodules)")
+    p.add_argument("--lookalikes", action=argparse.BooleanOptionalAction,
+                   help="authentic look-alikes of a tamper in the synthetic lung: bronchovascular bundles cut across, "
+                   "ground-glass opacity (default: CorpusConfig.lookalikes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes for synthetic scans (default 2)")
     p.set_defaults(func=_synth)

@@ -55,6 +55,10 @@ class CorpusConfig:
             (`scanner_variation`; 0 = the slices as stored).
         fine_vessels: draw the synthetic lung's fine detail as partial volume (`anatomy.chest_slice`); False gives
             the sparse rasterised vessel dots of corpora written before this setting existed.
+        matched_nodules: authentic nodules drawn where tampering puts its targets, a quarter of them round
+            (`anatomy.chest_slice`): their position, attachment and roundness are no label.
+        lookalikes: authentic structures that look like a tamper in the synthetic lung: bronchovascular bundles
+            cut across and ground-glass opacity (`anatomy.chest_slice`).
         noise_mode_p: probabilities of the touch-up noise modes 'copy' (CT-GAN's default), 'gauss' and 'none'
             (`tamper.NOISE_MODES`), drawn per tampered location.
     """
@@ -77,6 +81,8 @@ class CorpusConfig:
     background_noise: float = 30.0
     noise_mode_p: tuple = NOISE_MODE_P
     fine_vessels: bool = True
+    matched_nodules: bool = False
+    lookalikes: bool = False
 
     def background_roots(self) -> list[Path]:
         roots = [SHIPPED_BACKGROUNDS] if self.shipped_backgrounds else []
@@ -92,6 +98,8 @@ class CorpusConfig:
 
         saved = json.loads((Path(corpus_dir) / "corpus.json").read_text())
         saved.setdefault("fine_vessels", False)  # written before the setting existed: the coarse lung
+        saved.setdefault("matched_nodules", False)
+        saved.setdefault("lookalikes", False)
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()
                       if k in cls.__dataclass_fields__})
 
@@ -211,7 +219,8 @@ def synthetic_scan(index: int, cfg: CorpusConfig) -> Scan:
         else:
             n_nod, max_d = 0, 25.0
         hu, nodules = chest_slice(rng, profile, level=level, n_nodules=n_nod, max_diameter=max_d,
-                                  fine_vessels=cfg.fine_vessels)
+                                  fine_vessels=cfg.fine_vessels, matched_nodules=cfg.matched_nodules,
+                                  lookalikes=cfg.lookalikes)
         sl = CTSlice(hu, (profile.spacing, profile.spacing), instance, z=2.5 * instance,
                      meta={"kernel_sigma": profile.kernel_sigma, "noise_sigma": profile.noise_sigma})
         slices.append(sl)

@@ -25,6 +25,7 @@ from .lungmask import erode, lung_mask, sample_lung_points
 CUBE_MM = 32.0  # CT-GAN cuts a 32 mm cube around the target ...
 HOLE_MM = 20.0  # ... and in-paints its inner 20 mm (voxels 6..26)
 TOUCHUP_PX = 64  # noise and blend act on 2x the cube in voxels of the original grid
+INJECT_RADIUS_MM = (4.5, HOLE_MM / 2)  # uniform: nodules of 9-20 mm, what an attacker's cancer and the hole hold
 
 
 def footprint_half_px(spacing: float) -> float:
@@ -176,7 +177,7 @@ def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, s
         square = (np.abs(yy - y) <= hole_half) & (np.abs(xx - x) <= hole_half)
         hole = blur(square.astype(np.float32), 0.25 * hole_half)  # the GAN fills in context: no seam
         if action == "inject":
-            r = rng.uniform(4.5, 10.0) * ppm
+            r = rng.uniform(*INJECT_RADIUS_MM) * ppm
             frac, value = _nodule(rng, cube_half, r)
             frac, value = frac[: region.shape[0], : region.shape[1]], value[: region.shape[0], : region.shape[1]]
             regen = region * 0.6 + blur(region, 1.0) * 0.4
