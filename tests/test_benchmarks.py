@@ -91,3 +91,12 @@ def test_blob_features_measure_a_disk_and_the_probe_reads_a_corpus(tiny_corpus):
     assert set(aucs) == {"diameter_mm", "circularity", "solidity", "mean_hu", "std_hu", "attached"}
     auc = probe_auc(rows, folds=2)
     assert auc is None or 0 <= auc <= 1
+
+
+def test_false_alarm_sheet_draws_the_top_windows(tmp_path):
+    from benchmarks.scan_localisation import _false_alarm_sheet
+
+    windows = [(float(s), f"covid-ct-md/P00{i % 3}", i, np.full((64, 64), -800.0 + 10 * i)) for i, s in
+               enumerate(np.linspace(0.1, 0.99, 30))]
+    _false_alarm_sheet(windows, tmp_path / "sheet.png")
+    assert (tmp_path / "sheet.png").stat().st_size > 1000
