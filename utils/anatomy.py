@@ -18,8 +18,8 @@ from .lungmask import lung_mask, sample_lung_points
 SIZE = 512
 AIR, FAT, MUSCLE, BLOOD, LUNG = -1000.0, -100.0, 40.0, 40.0, -860.0
 NODULE_TYPES = ("solid", "round", "part-solid", "spiculated", "calcified")
-# "round": smooth, uniform and sharply edged, as metastases and granulomas often are (and as CT-GAN injects):
-# without it, roundness alone would separate injected nodules from authentic ones in the corpus.
+# "round": smooth, uniform and sharply edged, as metastases and granulomas often are and as CT-GAN injects
+# (drawn with `matched_nodules` only)
 NODULE_TYPE_P = (0.3, 0.25, 0.15, 0.2, 0.1)
 UNMATCHED_P = (0.45, 0.0, 0.2, 0.25, 0.1)  # before `matched_nodules`: no round ones
 NODULE_DIAMETER_MM = (4.0, 25.0)
@@ -343,8 +343,7 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
         rng: random generator (the only source of randomness).
         profile: the scan's scanner and body parameters.
         level: 0 = lung apex side, 1 = lung base side; sets the heart and mediastinum size.
-        n_nodules: number of authentic nodules to draw (diameter log-uniform from 4 mm to `max_diameter` mm, at
-            points of `lungmask.sample_lung_points`, of the kinds of `NODULE_TYPES`).
+        n_nodules: number of authentic nodules to draw (diameter log-uniform from 4 mm to `max_diameter` mm).
         fine_vessels: the lung's fine detail drawn as partial volume (`_fine_vessels`: many vessel dots holding
             their cross-section, thin low-contrast branches; thin crossing branches of the trees as `_blob`)
             instead of the sparse rasterised dots of `_through_plane_vessels`.
