@@ -125,7 +125,8 @@ def summary(rows: list[dict]) -> list[dict]:
 
 
 def markdown(entries: list[dict], probes: dict, single: dict) -> str:
-    lines = ["| source | kind | patches | blob found | diameter mm | circularity | solidity | mean HU | HU sd | attached |",
+    lines = ["| source | kind | patches | blob found | diameter mm | circularity | solidity | mean HU | HU sd "
+             "| attached |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
         cells = []
@@ -169,7 +170,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "nodule_shortcut.md").write_text(text + "\n")
-    (out / "nodule_shortcut.json").write_text(json.dumps({"summary": entries, "probe_auc": probes, "feature_auc": single}, indent=1))
+    report = {"summary": entries, "probe_auc": probes, "feature_auc": single}
+    (out / "nodule_shortcut.json").write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ def _synth(args) -> int:
                        backgrounds=tuple(args.add_backgrounds or ()), background_variants=args.variants,
                        noise_mode_p=tuple(args.noise_mode_p or CorpusConfig.noise_mode_p),
                        resample_tampered=args.resample_tampered, fine_vessels=not args.coarse_vessels,
-                       **{k: getattr(args, k) for k in ("matched_nodules", "lookalikes") if getattr(args, k) is not None})
+                       **{k: getattr(args, k) for k in ("matched_nodules", "lookalikes")
+                          if getattr(args, k) is not None})
     if args.backgrounds:
         groups = (g for root in args.backgrounds for g in background_patches(root, cfg, variants=args.variants))
         manifest = write_corpus(groups, args.out, cfg)
