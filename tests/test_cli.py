@@ -21,6 +21,26 @@ def test_synth_writes_layout(tmp_path, capsys):
     assert (tmp_path / "corpus.json").is_file()
 
 
+def test_synth_passes_the_corpus_options_on(tmp_path, monkeypatch):
+    import utils.synthetic
+
+    seen = {}
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,split,label,kind,scan\n")
+
+    def build(out, cfg):
+        seen["cfg"] = cfg
+        return manifest
+
+    monkeypatch.setattr(utils.synthetic, "build_synthetic_corpus", build)
+    assert main(["synth", "--out", str(tmp_path), "--lookalikes", "--matched-nodules"]) == 0
+    assert seen["cfg"].lookalikes and seen["cfg"].matched_nodules
+    seen.clear()
+    assert main(["synth", "--out", str(tmp_path)]) == 0
+    defaults = utils.synthetic.CorpusConfig()
+    assert (seen["cfg"].lookalikes, seen["cfg"].matched_nodules) == (defaults.lookalikes, defaults.matched_nodules)
+
+
 def test_missing_root_is_a_clear_error(tmp_path, capsys):
     assert main(["prepare-ctgan", str(tmp_path / "absent")]) == 2
     assert "absent" in capsys.readouterr().err
