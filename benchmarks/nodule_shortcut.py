@@ -1,6 +1,6 @@
 """Can a nodule's size and shape alone tell injected from authentic? The corpus shortcut check for nodules.
 
-    python -m benchmarks.nodule_shortcut [--data data] [--real data/ctgan/test] [--out reports]
+    python -m benchmarks.nodule_shortcut [--data data] [--real data/ctgan] [--out reports]
 
 For every patch centred on a nodule (FM: injected, TM: authentic cancer) it measures the dense blob at the
 centre (above -400 HU, the component nearest the centre): equivalent diameter (mm, at the data set's median

@@ -63,26 +63,18 @@ def localise(model, items, stride):
 SHEET = 24
 
 
-def _false_alarm_sheet(windows, path: Path) -> None:
-    """The top-1 windows of the highest-scoring authentic slices, lung window, titled by series, slice, score."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _false_alarm_sheet(windows, path: Path, per_row: int = 8) -> None:
+    """The top-1 windows (score, series, slice, HU crop) of the highest-scoring authentic slices, lung window,
+    each captioned by series, slice and score."""
     from utils.dicom import window
+    from utils.plots import contact_sheet
 
     best = sorted(windows, key=lambda w: -w[0])[:SHEET]
-    cols = 8
-    rows = max(1, int(np.ceil(len(best) / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.2 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, (score, name, inst, crop) in zip(axes.ravel(), best):
-        ax.imshow(window(crop), cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"{name.split('/')[-1]} s{inst}\n{score:.3f}", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    groups = [best[i : i + per_row] for i in range(0, len(best), per_row)]
+    names = [f"{i * per_row + 1}-{i * per_row + len(g)}" for i, g in enumerate(groups)]
+    contact_sheet({n: [window(crop) for *_, crop in g] for n, g in zip(names, groups)}, path, per_row=per_row,
+                  captions={n: [f"{name.split('/')[-1]} s{inst}\n{score:.3f}" for score, name, inst, _ in g]
+                            for n, g in zip(names, groups)})
 
 
 def main() -> None:
@@ -129,7 +121,7 @@ def main() -> None:
                            "chance": float(s_chance.mean())}
 
     auth_scores, series_seconds, series_slices = {name: [] for name in AGGREGATORS}, [], []
-    auth_series, auth_windows = [], []
+    auth_windows = []  # (top-1 score, series, slice, HU crop of the top window) per authentic slice
     excluded = corpus_background_patients(args.data) | patient_ids(args.exclude)
     folders = sorted({p.parent for p in (SHARED / "authentic-ct").rglob("*.dcm")})
     for folder in folders:  # other scanners (COVID-CT-MD with disease, TCIA, LIDC), minus training backgrounds
@@ -149,9 +141,8 @@ def main() -> None:
             auth_scores[name] += [get(r) for r in res.slices.values()]
         name = folder.relative_to(SHARED / "authentic-ct").as_posix()
         for inst, r in res.slices.items():
-            auth_series.append(name)
-            top = r.locations[0]
-            auth_windows.append((top.score, name, inst, crop_hu(r.hu_source, top.x, top.y)))
+            top = r.locations[0]  # a copy of the crop: a view would keep the whole slice alive
+            auth_windows.append((top.score, name, inst, crop_hu(r.hu_source, top.x, top.y).copy()))
     report["excluded_patients"] = sorted(excluded)
     auth_scores = {k: np.array(v) for k, v in auth_scores.items()}
     auth_top, auth_con = auth_scores["top-1"], auth_scores["relative"]
@@ -238,12 +229,12 @@ def main() -> None:
               "| kind | slices | top-1 within 24 px | flagged |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['slices']} | {v['top1_within_24px']:.3f} | {v['flagged_top1_validation_threshold']:.3f} |"
               for k, v in report["real_by_kind"].items()]
-    series = np.array(auth_series)
+    series = np.array([name for _, name, _, _ in auth_windows])
     report["authentic_by_series"] = {
         k: {"slices": int((series == k).sum()), "top1_median": float(np.median(auth_top[series == k])),
             "flagged_at_0.5": float(np.mean(auth_top[series == k] >= 0.5)),
             "flagged_top1_validation_threshold": float(np.mean(auth_top[series == k] > t))}
-        for k in sorted(set(auth_series))}
+        for k in sorted(set(series))}
     lines += ["", "Authentic slices of other scanners by series (top-1 score):", "",
               "| series | slices | top-1 median | flagged at 0.5 | flagged at the validation threshold |",
               "|---|---|---|---|---|"]

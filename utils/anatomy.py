@@ -466,23 +466,26 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
 
     nodules: list[Nodule] = []
     lo, hi = np.log(NODULE_DIAMETER_MM[0]), np.log(min(max_diameter, NODULE_DIAMETER_MM[1]))
+    kinds_p = NODULE_TYPE_P if matched_nodules else UNMATCHED_P
+
+    def add_nodule(x, y):
+        diameter = float(np.exp(rng.uniform(lo, hi)))
+        nodules.append(Nodule(int(x), int(y), diameter / 2 * ppm, str(rng.choice(NODULE_TYPES, p=kinds_p))))
+        draw_nodule(hu, nodules[-1], rng)
+
     if matched_nodules:  # where tampering puts its targets (its sampler and lung mask), round ones among them
         points = sample_lung_points(hu, lung_mask(hu, profile.spacing), profile.spacing, rng, n_nodules,
                                     min_dist_px=50 * ppm) if n_nodules else []
         for x, y in points:
-            diameter = float(np.exp(rng.uniform(lo, hi)))
-            nodules.append(Nodule(int(x), int(y), diameter / 2 * ppm, str(rng.choice(NODULE_TYPES, p=NODULE_TYPE_P))))
-            draw_nodule(hu, nodules[-1], rng)
-    else:  # anywhere 4 mm inside the lungs
+            add_nodule(x, y)
+    else:  # anywhere 4 mm inside the lungs, 50 mm apart
         candidates = np.argwhere(cv2.erode(lungs.astype(np.uint8), np.ones((3, 3), np.uint8),
                                            iterations=int(4 * ppm)))
         for _ in range(n_nodules):
             if len(candidates) == 0:
                 break
             y, x = candidates[rng.integers(len(candidates))]
-            diameter = float(np.exp(rng.uniform(lo, hi)))
-            nodules.append(Nodule(int(x), int(y), diameter / 2 * ppm, str(rng.choice(NODULE_TYPES, p=UNMATCHED_P))))
-            draw_nodule(hu, nodules[-1], rng)
+            add_nodule(x, y)
             candidates = candidates[np.hypot(candidates[:, 0] - y, candidates[:, 1] - x) > 50 * ppm]
 
     return acquire(rng, hu, profile, body), nodules

@@ -18,8 +18,10 @@ def _save(fig, path) -> Path:
     return path
 
 
-def contact_sheet(rows: dict[str, list[np.ndarray]], path, per_row: int = 8, title: str | None = None) -> Path:
-    """One row of patches per named group (e.g. 'synthetic FM', 'real FM'), grayscale, no interpolation."""
+def contact_sheet(rows: dict[str, list[np.ndarray]], path, per_row: int = 8, title: str | None = None,
+                  captions: dict[str, list[str]] | None = None) -> Path:
+    """One row of patches per named group (e.g. 'synthetic FM', 'real FM'), grayscale, no interpolation;
+    `captions`: a line of text above each patch, per group."""
     fig, axes = plt.subplots(len(rows), per_row, figsize=(per_row * 1.2, len(rows) * 1.3), squeeze=False)
     for r, (name, images) in enumerate(rows.items()):
         for c in range(per_row):
@@ -30,10 +32,12 @@ def contact_sheet(rows: dict[str, list[np.ndarray]], path, per_row: int = 8, tit
                 spine.set_visible(False)
             if c < len(images):
                 ax.imshow(images[c], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            if captions and c < len(captions.get(name, ())):
+                ax.set_title(captions[name][c], fontsize=6)
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(wspace=0.04, hspace=0.06)
+    fig.subplots_adjust(wspace=0.04, hspace=0.5 if captions else 0.06)
     return _save(fig, path)
 
 

@@ -27,6 +27,10 @@ SHIPPED_BACKGROUNDS = Path(__file__).resolve().parents[1] / "data" / "background
 MIN_LUNG_MM2 = 4000.0  # slices with less lung than this are not tampered
 
 
+# what a corpus written before a setting existed was generated with (its corpus.json lacks the key)
+BEFORE_SETTING = {"fine_vessels": False, "matched_nodules": False, "lookalikes": False}
+
+
 @dataclass
 class CorpusConfig:
     """Settings of a generated corpus (saved beside it as corpus.json).
@@ -97,9 +101,7 @@ class CorpusConfig:
         import json
 
         saved = json.loads((Path(corpus_dir) / "corpus.json").read_text())
-        saved.setdefault("fine_vessels", False)  # written before the setting existed: the coarse lung
-        saved.setdefault("matched_nodules", False)
-        saved.setdefault("lookalikes", False)
+        saved = {**BEFORE_SETTING, **saved}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()
                       if k in cls.__dataclass_fields__})
 
