@@ -113,3 +113,27 @@ def test_load_model_carries_the_operating_point_into_evaluation(trained, tiny_co
     assert fresh["threshold"] == pytest.approx(stored)
     plain = keras.models.load_model(models / "deepfake_detection_model.h5")
     assert evaluate_on_testset(plain, tiny_corpus / "test", bootstrap=20)["threshold_source"] == "default 0.5"
+
+
+def test_averaged_weights_are_validated_and_kept():
+    from utils.training import AveragedWeights, BestWeights
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 4)).astype("float32")
+    y = (x[:, 0] + 0.5 * rng.normal(size=256) > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="binary_crossentropy",
+                  metrics=[keras.metrics.AUC(name="auc")])
+    averaged, keeper = AveragedWeights((x[:64], y[:64]), momentum=0.9), BestWeights("val_auc", "max", patience=10)
+    hist = model.fit(x, y, batch_size=32, epochs=3, validation_data=(x[:64], y[:64]), callbacks=[averaged, keeper],
+                     verbose=0)
+    assert len(hist.history["val_auc_raw"]) == 3 and len(hist.history["val_auc"]) == 3
+    # the model ends on the averaged weights of the best epoch, not the last raw step
+    best = keeper.best_epoch
+    assert hist.history["val_auc"][best] == max(hist.history["val_auc"])
+    for w, kept in zip(model.get_weights(), keeper.weights):
+        np.testing.assert_array_equal(w, kept)
+    assert any(not np.allclose(w, raw) for w, raw in zip(model.get_weights(), averaged.raw))
+    with pytest.raises(ValueError, match="momentum"):
+        AveragedWeights((x, y), momentum=1.0)

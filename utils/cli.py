@@ -55,7 +55,7 @@ def _train(args) -> int:
     cfg = TrainConfig(data_dir=args.data, models_dir=args.models, seed=args.seed, batch_size=args.batch_size,
                       data_parallel=args.data_parallel)
     for name in ("cnn_epochs", "vit_epochs", "finetune_epochs", "max_train", "pretrain_epochs", "vit_init", "design",
-                 "stem_padding", "hard_negative_epochs"):
+                 "stem_padding", "hard_negative_epochs", "weight_average"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     cfg.pretrain_dicom = tuple(args.pretrain_dicom or ())
@@ -311,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "trains on with the authentic windows it scores highest (needs a generated corpus; 0 = none)")
     p.add_argument("--hard-negative-dicom", nargs="+", metavar="DIR",
                    help="authentic DICOM of your own scanners (no labels) whose slices phase 'hard' mines too")
+    p.add_argument("--weight-average", type=float, metavar="MOMENTUM",
+                   help="validate and keep an exponential moving average of the weights over steps (e.g. 0.98; "
+                   "default 0: the raw weights of the best epoch)")
     p.add_argument("--max-train", type=int, help="cap on training patches (quick runs)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)

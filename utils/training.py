@@ -59,6 +59,9 @@ class TrainConfig:
         hard_negatives_per_slice: windows kept per scanned slice (those scoring at least 0.5, 32 px apart).
         hard_negative_dicom: folders of authentic DICOM (any scanner, no labels) whose slices are mined too, for
             the training split. Keep a false-alarm test's patients out of it.
+        weight_average: momentum of an exponential moving average of the weights over training steps (Polyak
+            averaging, `AveragedWeights`; e.g. 0.98 averages about the last 50 steps); every phase then validates
+            and keeps the averaged weights. 0 = off (the raw weights of the best epoch).
     """
 
     data_dir: str = "data"
@@ -93,6 +96,7 @@ class TrainConfig:
     hard_negative_epochs: int = 0
     hard_negatives_per_slice: int = 2
     hard_negative_dicom: tuple = ()
+    weight_average: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def save(self, path) -> None:
@@ -125,6 +129,53 @@ class BestWeights(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.weights is not None:
             self.model.set_weights(self.weights)
+
+
+class AveragedWeights(keras.callbacks.Callback):
+    """An exponential moving average of the weights over training steps, validated as such.
+
+    At each epoch's end the model holds the averaged weights and the logs' `val_auc` is theirs (the raw
+    weights' value moves to `val_auc_raw`), so a `BestWeights` listed after this callback selects among averages;
+    the raw weights come back when the next epoch starts. The average's momentum is warmed up,
+    min(momentum, (1 + t) / (10 + t)) at step t, so the first steps do not dominate it.
+
+    Args:
+        val: (x, y) validation patches.
+        momentum: share of the average kept per step (0.98 averages about the last 50 steps).
+        batch_size: prediction batch of the validation pass.
+    """
+
+    def __init__(self, val, momentum: float = 0.98, batch_size: int = 256):
+        super().__init__()
+        if not 0.0 < momentum < 1.0:
+            raise ValueError(f"momentum must lie in (0, 1), got {momentum}")
+        self.val, self.momentum, self.batch_size = val, momentum, batch_size
+
+    def on_train_begin(self, logs=None):
+        self.average, self.raw, self.steps = [w.astype(np.float32) for w in self.model.get_weights()], None, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.raw is not None:
+            self.model.set_weights(self.raw)
+            self.raw = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        m = min(self.momentum, (1 + self.steps) / (10 + self.steps))
+        for avg, w in zip(self.average, self.model.get_weights()):
+            avg *= m
+            avg += (1 - m) * w
+
+    def on_epoch_end(self, epoch, logs=None):
+        from sklearn.metrics import roc_auc_score
+
+        self.raw = self.model.get_weights()
+        self.model.set_weights([a.astype(r.dtype) for a, r in zip(self.average, self.raw)])
+        x, y = self.val
+        scores = predict_scores(self.model, x, self.batch_size)
+        if logs is not None:
+            logs["val_auc_raw"] = logs.get("val_auc")
+            logs["val_auc"] = float(roc_auc_score(y, scores)) if len(np.unique(y)) > 1 else 0.5
 
 
 def make_batches(x, y, batch_size=64, shuffle=True, augment_batches=False, seed=0, drop_remainder=False):
@@ -178,10 +229,13 @@ def fit_phase(model, train, val, epochs, lr, cfg: TrainConfig, name: str, verbos
     batches = make_batches(x, y, cfg.batch_size, True, cfg.augment, cfg.seed, drop_remainder=parallel)
     compile_model(model, lr, cfg.weight_decay, decay_steps=len(batches) * epochs)
     keeper = BestWeights("val_auc", "max", cfg.patience)
+    callbacks = [keeper]
+    if cfg.weight_average:
+        callbacks.insert(0, AveragedWeights((xv, yv), cfg.weight_average))
     xv, yv, wv = pad_to_multiple(xv, yv.astype(np.float32), cfg.batch_size if parallel else 1)
     start = time.perf_counter()
     hist = model.fit(batches, epochs=epochs, validation_data=(xv, yv, wv), validation_batch_size=cfg.batch_size,
-                     class_weight=class_weights(y), callbacks=[keeper], verbose=verbose)
+                     class_weight=class_weights(y), callbacks=callbacks, verbose=verbose)
     out = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     out.update(phase=name, best_epoch=keeper.best_epoch + 1, seconds=round(time.perf_counter() - start, 1),
                images_per_second=round(len(x) * len(out.get("loss", [])) / max(time.perf_counter() - start, 1e-9), 1))
