@@ -30,7 +30,7 @@ def test_compare_quick_writes_report(tmp_path):
 def test_help_of_every_benchmark():
     for name in ("compare", "transfer", "faithfulness", "scan_localisation", "corpus_speed", "startup",
                  "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed",
-                 "nodule_shortcut"):
+                 "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name
@@ -100,3 +100,27 @@ def test_false_alarm_sheet_draws_the_top_windows(tmp_path):
                enumerate(np.linspace(0.1, 0.99, 30))]
     _false_alarm_sheet(windows, tmp_path / "sheet.png")
     assert (tmp_path / "sheet.png").stat().st_size > 1000
+
+
+def test_false_alarms_scores_models_on_one_authentic_set_per_series(tmp_path, chest_slices):
+    import keras
+
+    from benchmarks.false_alarms import false_alarms, markdown
+    from tests.conftest import TINY_MODEL, write_dicom
+    from utils.architectures import build_cnn
+    from utils.authentic import write_authentic
+    from utils.operating_point import operating_point, save_operating_point
+
+    slices, profile = chest_slices
+    for series in ("a", "b"):
+        write_dicom(tmp_path / "root" / series / "0.dcm", slices[0], spacing=profile.spacing)
+    write_authentic(tmp_path / "root", tmp_path / "authentic", per_slice=3)
+    keras.utils.set_random_seed(0)
+    model = build_cnn((64, 64, 1), TINY_MODEL["filters"])
+    model.save(tmp_path / "m.keras")
+    save_operating_point(tmp_path / "m.keras", "patch", operating_point([0.0, 1.0], "a test"))
+    result = false_alarms(tmp_path / "m.keras", tmp_path / "authentic")
+    assert result["n"] == 6 and result["threshold"] > 0.5 and result["at_operating_point"] <= result["at_0.5"]
+    assert set(result["per_series"]) == {"AUTH-a", "AUTH-b"}
+    md = markdown({"m": result, "m again": result})
+    assert "| m | 6 |" in md and "| mean ± sd |" in md
