@@ -61,6 +61,27 @@ def localise(model, items, stride):
 
 
 SHEET = 24
+RATES = (0.01, 0.05)
+
+
+def leave_one_patient_out(auth_scores, patients, tampered_scores, rate: float) -> dict | None:
+    """A site calibrating on some of its own patients: for each patient in turn, the threshold that flags `rate` of
+    the other patients' authentic slices (`threshold_at_false_alarm_rate`); the held-out patient's slices flagged at
+    it (pooled over patients) and the tampered slices flagged (mean over the thresholds). None with < 2 patients."""
+    from utils.operating_point import threshold_at_false_alarm_rate
+
+    auth_scores, patients = np.asarray(auth_scores), np.asarray(patients, dtype=object)
+    names = sorted(set(patients))
+    if len(names) < 2:
+        return None
+    flagged, caught = [], []
+    for name in names:
+        held = patients == name
+        t = threshold_at_false_alarm_rate(auth_scores[~held], rate)
+        flagged += list(auth_scores[held] >= t)
+        caught.append(float(np.mean(np.asarray(tampered_scores) >= t)))
+    return {"patients": len(names), "authentic_flagged": float(np.mean(flagged)),
+            "real_tampered_flagged": float(np.mean(caught))}
 
 
 def _false_alarm_sheet(windows, path: Path, per_row: int = 8) -> None:
@@ -122,6 +143,7 @@ def main() -> None:
 
     auth_scores, series_seconds, series_slices = {name: [] for name in AGGREGATORS}, [], []
     auth_windows = []  # (top-1 score, series, slice, HU crop of the top window) per authentic slice
+    auth_patients = []  # PatientID per authentic slice
     excluded = corpus_background_patients(args.data) | patient_ids(args.exclude)
     folders = sorted({p.parent for p in (SHARED / "authentic-ct").rglob("*.dcm")})
     for folder in folders:  # other scanners (COVID-CT-MD with disease, TCIA, LIDC), minus training backgrounds
@@ -140,6 +162,7 @@ def main() -> None:
         for name, get in AGGREGATORS.items():
             auth_scores[name] += [get(r) for r in res.slices.values()]
         name = folder.relative_to(SHARED / "authentic-ct").as_posix()
+        auth_patients += [first.meta["patient_id"]] * len(res.slices)
         for inst, r in res.slices.items():
             top = r.locations[0]  # a copy of the crop: a view would keep the whole slice alive
             auth_windows.append((top.score, name, inst, crop_hu(r.hu_source, top.x, top.y).copy()))
@@ -185,6 +208,16 @@ def main() -> None:
                                 "real_tampered_flagged": float(np.mean(real_con >= thr))}
                          for rate, thr in point.get("thresholds", {}).items()}}
 
+    point = load_operating_point(args.model).get("slice")
+    if point:  # `calibrate --authentic`: chosen on the user's own authentic series
+        report["slice_operating_point"] = {
+            "chosen_on": point["chosen_on"],
+            "at_rates": {rate: {"threshold": thr, "authentic_flagged": float(np.mean(auth_top >= thr)),
+                                "real_tampered_flagged": float(np.mean(real_top >= thr))}
+                         for rate, thr in point["thresholds"].items()}}
+    report["leave_one_patient_out"] = {f"{rate:g}": leave_one_patient_out(auth_top, auth_patients, real_top, rate)
+                                       for rate in RATES}
+
     r, s, f = report["real"], report["synthetic"], report["false_alarms"]
     lines += [
         "| measure | value |", "|---|---|",
@@ -208,6 +241,16 @@ def main() -> None:
             lines.append(f"| at the stored relative threshold for {float(rate):.0%} false alarms on validation slices: "
                          f"authentic / real tampered slices flagged | {at['authentic_flagged']:.3f} / "
                          f"{at['real_tampered_flagged']:.3f} |")
+    for rate, at in sorted(report.get("slice_operating_point", {}).get("at_rates", {}).items(),
+                           key=lambda kv: float(kv[0])):
+        lines.append(f"| at the stored slice threshold for {float(rate):.0%} false alarms "
+                     f"({report['slice_operating_point']['chosen_on']}): authentic / real tampered slices flagged | "
+                     f"{at['authentic_flagged']:.3f} / {at['real_tampered_flagged']:.3f} |")
+    for rate, lopo in report["leave_one_patient_out"].items():
+        if lopo:
+            lines.append(f"| top-1 threshold for {float(rate):.0%} false alarms on the other patients' authentic "
+                         f"slices, each patient held out in turn: authentic / real tampered slices flagged | "
+                         f"{lopo['authentic_flagged']:.3f} / {lopo['real_tampered_flagged']:.3f} |")
     lines += [
         f"| seconds per 512x512 slice (stride {args.stride}, 2 CPU cores) | {r['seconds_per_slice']:.2f} |",
         f"| seconds per authentic series, median ({f['series_slices_scanned']} slices scanned, + reading) | "

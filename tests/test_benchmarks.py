@@ -124,3 +124,13 @@ def test_false_alarms_scores_models_on_one_authentic_set_per_series(tmp_path, ch
     assert set(result["per_series"]) == {"AUTH-a", "AUTH-b"}
     md = markdown({"m": result, "m again": result})
     assert "| m | 6 |" in md and "| mean ± sd |" in md
+
+
+def test_leave_one_patient_out_thresholds_come_from_the_other_patients():
+    from benchmarks.scan_localisation import leave_one_patient_out
+
+    out = leave_one_patient_out([0.1, 0.2, 0.3, 0.4, 0.5, 0.9], ["A", "A", "B", "B", "C", "C"], [0.95, 0.5], 0.0)
+    assert out["patients"] == 3
+    assert out["authentic_flagged"] == pytest.approx(2 / 6)  # only C's slices pass a threshold set on A and B
+    assert out["real_tampered_flagged"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+    assert leave_one_patient_out([0.1, 0.2], ["A", "A"], [0.9], 0.05) is None

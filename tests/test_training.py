@@ -137,3 +137,33 @@ def test_averaged_weights_are_validated_and_kept():
     assert any(not np.allclose(w, raw) for w, raw in zip(model.get_weights(), averaged.raw))
     with pytest.raises(ValueError, match="momentum"):
         AveragedWeights((x, y), momentum=1.0)
+
+
+def test_calibrate_on_own_authentic_series_stores_the_slice_threshold_scan_uses(trained, tiny_corpus, tmp_path,
+                                                                               chest_slices):
+    import shutil
+
+    from tests.conftest import write_dicom
+    from utils.operating_point import load_operating_point
+
+    _, models = trained
+    model = tmp_path / "cnn_model.keras"
+    shutil.copy(models / "cnn_model.keras", model)
+    slices, profile = chest_slices
+    for i, hu in enumerate(slices[:2]):
+        write_dicom(tmp_path / "site" / "series" / f"{i}.dcm", hu, instance=i + 1, z=2.5 * i, spacing=profile.spacing)
+    run = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model", str(model), "--data",
+                          str(tiny_corpus), "--stride", "32", "--authentic", str(tmp_path / "site")], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    point = load_operating_point(model)["slice"]
+    assert point["n_authentic"] == 2 and "authentic slices of" in point["chosen_on"]
+    run = subprocess.run([sys.executable, "-m", "utils.cli", "scan", str(tmp_path / "site" / "series"), "--model",
+                          str(model), "--stride", "32", "--out", str(tmp_path / "out")], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"threshold {point['threshold']:.3f}: slice operating point" in run.stdout
+    leak = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model", str(model), "--data",
+                           str(tiny_corpus), "--stride", "32", "--authentic", str(REPO / "data" / "backgrounds")],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert leak.returncode != 0 and "training backgrounds" in leak.stderr

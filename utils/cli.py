@@ -142,12 +142,14 @@ def _explain(args) -> int:
 
 
 def _threshold(args) -> tuple[float, str]:
-    from .operating_point import stored_threshold
+    from .operating_point import load_operating_point, stored_threshold
 
     if args.threshold is not None:
         return args.threshold, "--threshold"
     if args.relative:  # a contrast is not a probability: it needs its own threshold
         return stored_threshold(args.model, "relative", default=None)
+    if load_operating_point(args.model).get("slice"):  # chosen on slices' best windows, as `scan` scores them
+        return stored_threshold(args.model, "slice")
     return stored_threshold(args.model, "patch")
 
 
@@ -217,6 +219,19 @@ def _calibrate(args) -> int:
     rel = operating_point(contrast, f"{len(contrast)} validation authentic slices of {args.data}", args.rate)
     print(f"relative threshold {rel['threshold']:.4f} ({args.rate:.0%} of {len(contrast)} validation authentic "
           f"slices flagged); wrote {save_operating_point(args.model, 'relative', rel)}")
+    if args.authentic:
+        from .dicom import patient_ids
+        from .scan import authentic_series_slices, top_scores
+        from .synthetic import corpus_background_patients
+
+        leaked = patient_ids(args.authentic) & corpus_background_patients(args.data)
+        if leaked:
+            raise ValueError(f"{', '.join(args.authentic)}: patients {sorted(leaked)} are training backgrounds of "
+                             f"{args.data}; calibrate on authentic series the model never saw")
+        top = top_scores(model, authentic_series_slices(args.authentic), stride=args.stride)
+        point = operating_point(top, f"{len(top)} authentic slices of {', '.join(args.authentic)}", args.rate)
+        print(f"slice threshold {point['threshold']:.4f} ({args.rate:.0%} of {len(top)} authentic slices' best "
+              f"windows flagged); wrote {save_operating_point(args.model, 'slice', point)}; `scan` now uses it")
     return 0
 
 
@@ -374,12 +389,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("calibrate", help="choose and store a model's operating points on validation data",
                        description="Choose the patch threshold on the validation split's authentic patches and "
                        "the relative (slice-contrast) threshold of `scan --relative` on the validation split's "
-                       "authentic slices (regenerated from corpus.json), at a stated false-alarm rate; store both "
+                       "authentic slices (regenerated from corpus.json), at a stated false-alarm rate; with --authentic "
+                       "also the slice threshold of `scan` on authentic series of your own scanners; store them "
                        "beside the model as NAME.operating_point.json.")
     p.add_argument("--model", default="models/deepfake_detection_model.keras")
     p.add_argument("--data", default="data", help="the synthetic corpus the model was trained on (default: data)")
     p.add_argument("--rate", type=float, default=0.05, help="false-alarm rate on authentic data (default 0.05)")
     p.add_argument("--stride", type=int, default=16)
+    p.add_argument("--authentic", nargs="+", metavar="DIR",
+                   help="authentic DICOM series of your own scanners (not training backgrounds): also choose the "
+                   "slice threshold on their slices' best windows, which `scan` then uses for its verdict")
     p.set_defaults(func=_calibrate)
     return parser
 

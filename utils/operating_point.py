@@ -7,7 +7,10 @@ A model file `models/NAME.keras` (or `.h5`) has its thresholds in `models/NAME.o
      "relative": {...}}
 
 `patch` is for one patch score (`evaluate`, the notebook); `relative` for the slice contrast of
-`scan --relative` (top window score minus the slice's median), chosen on validation authentic slices.
+`scan --relative` (top window score minus the slice's median), chosen on validation authentic slices; `slice`
+(written by `calibrate --authentic`) for the best window's score of a slice, chosen on authentic series of the
+user's own scanners, which `scan` then prefers to the patch threshold: a slice is judged by its best of hundreds
+of windows, a maximum whose false-alarm rate one patch's threshold does not set.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ def operating_point(authentic_scores, chosen_on: str, rate: float = DEFAULT_RATE
 
 
 def save_operating_point(model_path, kind: str, point: dict) -> Path:
-    """Store `point` under `kind` ('patch' or 'relative') in the model's sidecar, keeping the other kind."""
+    """Store `point` under `kind` ('patch', 'relative' or 'slice') in the model's sidecar, keeping the other kind."""
     path = sidecar_path(model_path)
     stored = load_operating_point(model_path)
     stored[kind] = point
