@@ -7,7 +7,12 @@ from tests.conftest import REPO
 
 
 @pytest.mark.slow
-def test_notebook_quick_mode(tmp_path, monkeypatch):
+def test_notebook_quick_mode(tmp_path, monkeypatch, chest_slices):
+    from tests.conftest import write_dicom
+
+    slices, profile = chest_slices  # one authentic slice of "your own scanner", a training background
+    write_dicom(tmp_path / "site" / "0.dcm", slices[0], spacing=profile.spacing)
+    monkeypatch.setenv("DEEPFAKE_BACKGROUNDS", str(tmp_path / "site"))
     monkeypatch.setenv("DEEPFAKE_QUICK", "1")
     for name in ("DATA", "MODELS", "REPORTS"):
         monkeypatch.setenv(f"DEEPFAKE_{name}", str(tmp_path / name.lower()))
@@ -19,6 +24,9 @@ def test_notebook_quick_mode(tmp_path, monkeypatch):
         assert (reports / name).is_file(), name
     assert (tmp_path / "models" / "deepfake_detection_model.h5").is_file()
     assert "hybrid CNN-ViT" in (reports / "results.md").read_text()
+    import json
+
+    assert json.loads((tmp_path / "data" / "corpus.json").read_text())["backgrounds"] == [str(tmp_path / "site")]
     explorer = [c for c in nb.cells if c.cell_type == "code" and "Explorer(" in c.source]
     assert explorer and any("application/vnd.jupyter.widget-view+json" in out.get("data", {})
                             for out in explorer[0].outputs), "the explorer cell shows no widget"
