@@ -1,12 +1,13 @@
 """Transfer to real CT-GAN tampering when training on emulated tampering of real authentic backgrounds.
 
-    python -m benchmarks.transfer [--folds 3] [--variants 6] [--work data/transfer] [--out reports]
+    python -m benchmarks.transfer [--folds 3] [--variants 6] [--seed 0] [--work data/transfer] [--out reports]
 
 Regime (b) of the README: k-fold by scan on the development sample (`../shared/data/ctgan-sample`). For each
 fold, the untouched parts of the *other* folds' slices are tampered by the emulator (no real CT-GAN fake is
 trained on), a CNN and a hybrid are trained and selected on a validation split of those emulated patches,
 and the fold's real patches (FM, FB, TM, matched controls, random lung) are scored. Scores of all folds are
-pooled; intervals are bootstrap over scans. False alarms: authentic CT of another scanner
+pooled; intervals are bootstrap over scans. `--seed S` draws other folds, emulations and initial weights (S = 0
+is the original run; repeat with 1 and 2 for three seeds). False alarms: authentic CT of another scanner
 (`../shared/data/authentic-ct`, never a training background here), averaged over the fold models.
 Writes OUT/transfer.md and OUT/transfer.json (with --with-synthetic: OUT/transfer_with_synthetic.*).
 """
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--work", default="data/transfer")
     parser.add_argument("--out", default="reports")
     parser.add_argument("--quick", action="store_true", help="one epoch per phase, two variants (smoke test)")
+    parser.add_argument("--seed", type=int, default=0, help="folds, emulation and training seed (default 0)")
     parser.add_argument("--with-synthetic", metavar="CORPUS",
                         help="also train on this embedded corpus's train/val splits (regime a + b)")
     args = parser.parse_args()
@@ -63,7 +65,7 @@ def main() -> None:
         raise SystemExit(f"the CT-GAN development sample is not at {root}: pass --ctgan")
 
     real = read_manifest(prepare_ctgan(root, work / "real", protocol="test", progress=False))
-    fold_of = scan_folds(real, args.folds)
+    fold_of = scan_folds(real, args.folds, seed=args.seed)
     auth = Path(args.authentic).is_dir()
     if auth:  # patients whose slices are training backgrounds (of the added corpus) are no false-alarm test
         exclude = corpus_background_patients(args.with_synthetic) if args.with_synthetic else set()
@@ -73,10 +75,10 @@ def main() -> None:
     variants = 2 if args.quick else args.variants
     for k in range(args.folds):
         train_scans = {s for s, f in fold_of.items() if f != k}
-        cfg = CorpusConfig(seed=k, fractions=(0.8, 0.2, 0.0))
+        cfg = CorpusConfig(seed=k + 100 * args.seed, fractions=(0.8, 0.2, 0.0))
         corpus = work / f"fold{k}"
         write_corpus(background_patches(root, cfg, variants, progress=False, include=train_scans), corpus, cfg)
-        tcfg = TrainConfig(data_dir=str(corpus), models_dir=str(corpus / "models"), seed=k)
+        tcfg = TrainConfig(data_dir=str(corpus), models_dir=str(corpus / "models"), seed=k + 100 * args.seed)
         if args.quick:
             tcfg.cnn_epochs = tcfg.vit_epochs = tcfg.finetune_epochs = 1
         data = load_training_data(tcfg)
@@ -110,7 +112,8 @@ def main() -> None:
     md = markdown_table(table)
     stem = "transfer_with_synthetic" if args.with_synthetic else "transfer"
     (out / f"{stem}.md").write_text(md + "\n")
-    (out / f"{stem}.json").write_text(json.dumps({"folds": args.folds, "variants": variants, **report}, indent=1))
+    (out / f"{stem}.json").write_text(json.dumps({"folds": args.folds, "variants": variants, "seed": args.seed,
+                                                  **report}, indent=1))
     print(md)
 
 
