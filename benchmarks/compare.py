@@ -49,7 +49,7 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretr
     import keras
 
     from utils.data import load_split
-    from utils.evaluate import evaluate_authentic, evaluate_on_testset, manifest_rows, report_from_scores
+    from utils.evaluate import authentic_scores, evaluate_on_testset, flag_rates, manifest_rows, report_from_scores
     from utils.operating_point import threshold_at_false_alarm_rate
     from utils.training import TrainConfig, fit_phase, load_training_data, run_training
 
@@ -81,8 +81,9 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretr
         row["operating_point"] = threshold_at_false_alarm_rate(predict(xv[yv == 0]), 0.05)
         auth = data / "authentic"
         if model is not None and (auth / "manifest.csv").is_file():
-            row["authentic_flag_rate"] = evaluate_authentic(model, auth)["flag_rate"]
-            row["authentic_flag_rate_op"] = evaluate_authentic(model, auth, row["operating_point"])["flag_rate"]
+            rows_auth, scores_auth = authentic_scores(model, auth)  # scored once, judged at both thresholds
+            row["authentic_flag_rate"] = flag_rates(rows_auth, scores_auth)["flag_rate"]
+            row["authentic_flag_rate_op"] = flag_rates(rows_auth, scores_auth, row["operating_point"])["flag_rate"]
         results.append(row)
 
     if detector == "cnn+hybrid":

@@ -18,12 +18,12 @@ import numpy as np
 
 def false_alarms(model_path, authentic_dir) -> dict:
     """{'n', 'at_0.5', 'at_operating_point', 'threshold', 'per_series': {series: (n, at 0.5, at op)}}."""
-    from utils.evaluate import evaluate_authentic
+    from utils.evaluate import authentic_scores, flag_rates
     from utils.operating_point import load_model, stored_threshold
 
-    model = load_model(model_path)
     threshold, _ = stored_threshold(model_path)
-    half, op = evaluate_authentic(model, authentic_dir, 0.5), evaluate_authentic(model, authentic_dir, threshold)
+    rows, scores = authentic_scores(load_model(model_path), authentic_dir)  # scored once, judged at both thresholds
+    half, op = flag_rates(rows, scores, 0.5), flag_rates(rows, scores, threshold)
     return {"n": half["n"], "at_0.5": half["flag_rate"], "at_operating_point": op["flag_rate"], "threshold": threshold,
             "per_series": {s: (v["n"], v["flag_rate"], op["per_series"][s]["flag_rate"])
                            for s, v in half["per_series"].items()}}

@@ -71,6 +71,7 @@ def leave_one_patient_out(auth_scores, patients, tampered_scores, rate: float) -
     from utils.operating_point import threshold_at_false_alarm_rate
 
     auth_scores, patients = np.asarray(auth_scores), np.asarray(patients, dtype=object)
+    tampered_scores = np.asarray(tampered_scores)
     names = sorted(set(patients))
     if len(names) < 2:
         return None
@@ -79,7 +80,7 @@ def leave_one_patient_out(auth_scores, patients, tampered_scores, rate: float) -
         held = patients == name
         t = threshold_at_false_alarm_rate(auth_scores[~held], rate)
         flagged += list(auth_scores[held] >= t)
-        caught.append(float(np.mean(np.asarray(tampered_scores) >= t)))
+        caught.append(float(np.mean(tampered_scores >= t)))
     return {"patients": len(names), "authentic_flagged": float(np.mean(flagged)),
             "real_tampered_flagged": float(np.mean(caught))}
 

@@ -209,6 +209,14 @@ def _calibrate(args) -> int:
     from .scan import relative_scores, validation_authentic_slices
     from .training import store_patch_operating_point
 
+    if args.authentic:  # checked before any slow work: a leaked patient would make the slice threshold too lenient
+        from .dicom import patient_ids
+        from .synthetic import corpus_background_patients
+
+        leaked = patient_ids(args.authentic) & corpus_background_patients(args.data)
+        if leaked:
+            raise ValueError(f"{', '.join(args.authentic)}: patients {sorted(leaked)} are training backgrounds of "
+                             f"{args.data}; calibrate on authentic series the model never saw")
     model = _load_model(args.model)
     x, y, _ = load_split(Path(args.data) / "val", int(model.inputs[0].shape[1]))
     patch = store_patch_operating_point(model, (x, y), args.model, args.rate, f" of {args.data}")
@@ -220,15 +228,11 @@ def _calibrate(args) -> int:
     print(f"relative threshold {rel['threshold']:.4f} ({args.rate:.0%} of {len(contrast)} validation authentic "
           f"slices flagged); wrote {save_operating_point(args.model, 'relative', rel)}")
     if args.authentic:
-        from .dicom import patient_ids
-        from .scan import authentic_series_slices, top_scores
-        from .synthetic import corpus_background_patients
+        from .scan import top_scores
+        from .synthetic import background_sources
 
-        leaked = patient_ids(args.authentic) & corpus_background_patients(args.data)
-        if leaked:
-            raise ValueError(f"{', '.join(args.authentic)}: patients {sorted(leaked)} are training backgrounds of "
-                             f"{args.data}; calibrate on authentic series the model never saw")
-        top = top_scores(model, authentic_series_slices(args.authentic), stride=args.stride)
+        slices = [sl for root in args.authentic for _, series in background_sources(root) for sl in series]
+        top = top_scores(model, slices, stride=args.stride)
         point = operating_point(top, f"{len(top)} authentic slices of {', '.join(args.authentic)}", args.rate)
         print(f"slice threshold {point['threshold']:.4f} ({args.rate:.0%} of {len(top)} authentic slices' best "
               f"windows flagged); wrote {save_operating_point(args.model, 'slice', point)}; `scan` now uses it")

@@ -304,9 +304,9 @@ def report_from_scores(y, scores, rows=None, threshold: float = 0.5, bootstrap: 
     return out
 
 
-def evaluate_authentic(model, corpus_dir, threshold: float = 0.5, batch_size: int = 256) -> dict:
-    """False alarms on a corpus of authentic patches only (e.g. CT of other scanners, `utils.authentic`):
-    share flagged as fake at `threshold`, overall and per kind (TB random lung, TM tumour)."""
+def authentic_scores(model, corpus_dir, batch_size: int = 256) -> tuple[list[dict], np.ndarray]:
+    """(manifest rows, fake scores) of a corpus of authentic patches only (e.g. CT of other scanners,
+    `utils.authentic`); scored once, then judged at any threshold with `flag_rates`."""
     corpus_dir = Path(corpus_dir)
     rows = [r for r in read_manifest(corpus_dir / "manifest.csv") if r["label"] == "0"]
     if compares(model):  # patches whose slice had no room for a reference window cannot be scored
@@ -314,7 +314,13 @@ def evaluate_authentic(model, corpus_dir, threshold: float = 0.5, batch_size: in
     if not rows:
         raise ValueError(f"{corpus_dir}: the manifest lists no authentic patches"
                          + (" with a reference window" if compares(model) else ""))
-    scores = predict_files(model, [corpus_dir / r["path"] for r in rows], batch_size)
+    return rows, predict_files(model, [corpus_dir / r["path"] for r in rows], batch_size)
+
+
+def flag_rates(rows, scores, threshold: float = 0.5) -> dict:
+    """Share of authentic patches flagged as fake at `threshold`, overall, per kind (TB random lung, TM tumour)
+    and per series."""
+    scores = np.asarray(scores)
     kinds = np.array([r["kind"] for r in rows], dtype=object)
     out = {"n": len(rows), "flag_rate": float(np.mean(scores >= threshold)), "mean_score": float(scores.mean()),
            "threshold": float(threshold), "per_kind": {}}
@@ -325,6 +331,12 @@ def evaluate_authentic(model, corpus_dir, threshold: float = 0.5, batch_size: in
     out["per_series"] = {str(k): {"n": int((series == k).sum()), "flag_rate": float(np.mean(scores[series == k] >= threshold))}
                          for k in sorted(set(series))}
     return out
+
+
+def evaluate_authentic(model, corpus_dir, threshold: float = 0.5, batch_size: int = 256) -> dict:
+    """False alarms on a corpus of authentic patches only (e.g. CT of other scanners, `utils.authentic`):
+    share flagged as fake at `threshold`, overall, per kind (TB random lung, TM tumour) and per series."""
+    return flag_rates(*authentic_scores(model, corpus_dir, batch_size), threshold)
 
 
 def detection_at_thresholds(y, scores, thresholds: dict, kinds=None) -> dict:

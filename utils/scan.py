@@ -375,15 +375,6 @@ def scan_slices(model, slices, stride: int = 16, progress: bool = True,
     return out
 
 
-def authentic_series_slices(roots) -> list[CTSlice]:
-    """Every slice of every DICOM series under these folders (a series = the folder holding its files)."""
-    folders = sorted({p.parent for root in roots for p in ([Path(root)] if Path(root).is_file() else
-                                                           Path(root).rglob("*.dcm"))})
-    if not folders:
-        raise ValueError(f"{', '.join(map(str, roots))}: no DICOM (*.dcm) found")
-    return [sl for folder in folders for sl in read_series(folder, skip_corrupt=True)]
-
-
 def top_scores(model, slices, stride: int = 16, progress: bool = True) -> np.ndarray:
     """The best window's score (`scan`'s slice score) of every slice with lungs."""
     return np.asarray([res.locations[0].score for res in scan_slices(model, slices, stride, progress,
