@@ -205,17 +205,18 @@ def _prepare(data: Path, quick: bool) -> None:
     if not (data / "manifest.csv").is_file():
         cfg = CorpusConfig(n_scans=16, slices_per_scan=1, tampers_per_slice=3, workers=1) if quick else CorpusConfig()
         build_synthetic_corpus(data, cfg, progress=False)
+    size = CorpusConfig.from_dir(data).patch_size if (data / "corpus.json").is_file() else 64
     if (SHARED / "ctgan-sample").is_dir() and not (data / "ctgan" / "manifest.csv").is_file():
         from utils.ctgan import prepare_ctgan
 
-        prepare_ctgan(SHARED / "ctgan-sample", data / "ctgan", protocol="test", progress=False)
+        prepare_ctgan(SHARED / "ctgan-sample", data / "ctgan", protocol="test", progress=False, size=size)
     if (SHARED / "authentic-ct").is_dir():
         from utils.authentic import write_authentic
 
         # the corpus's background patients are no false-alarm test; the shipped ones are left out for every
         # corpus, so that corpora with and without them are compared on the same patients
         exclude = corpus_background_patients(data) | CorpusConfig().background_patients()
-        write_authentic(SHARED / "authentic-ct", data / "authentic", exclude_patients=exclude)
+        write_authentic(SHARED / "authentic-ct", data / "authentic", exclude_patients=exclude, size=size)
 
 
 def main() -> None:

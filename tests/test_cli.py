@@ -39,6 +39,11 @@ def test_synth_passes_the_corpus_options_on(tmp_path, monkeypatch):
     assert main(["synth", "--out", str(tmp_path)]) == 0
     defaults = utils.synthetic.CorpusConfig()
     assert (seen["cfg"].lookalikes, seen["cfg"].matched_nodules) == (defaults.lookalikes, defaults.matched_nodules)
+    assert (seen["cfg"].patch_size, seen["cfg"].jitter, seen["cfg"].tampers_per_slice) == (
+        defaults.patch_size, defaults.jitter, defaults.tampers_per_slice)
+    assert main(["synth", "--out", str(tmp_path), "--patch-size", "128", "--jitter", "32",
+                 "--tampers-per-slice", "2"]) == 0
+    assert (seen["cfg"].patch_size, seen["cfg"].jitter, seen["cfg"].tampers_per_slice) == (128, 32, 2)
 
 
 def test_missing_root_is_a_clear_error(tmp_path, capsys):

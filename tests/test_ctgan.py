@@ -87,3 +87,18 @@ def test_real_sample_reader(shared_data, tmp_path):
     kinds = {k: sum(r["kind"] == k for r in rows) for k in ("FB", "FM", "TM", "control")}
     assert kinds == {"FB": 20, "FM": 16, "TM": 8, "control": 36}
     assert all((tmp_path / "ctgan" / r["path"]).is_file() for r in rows)
+
+
+def test_real_sample_in_wide_uncentred_views(shared_data, tmp_path):
+    """Views of another size hold the label point off-centre by up to the jitter; the data set's 64 px
+    tm_patches (no slice to cut a wider view from) are left out, saying so."""
+    import cv2
+
+    with pytest.warns(UserWarning, match="tm_patches"):
+        manifest = prepare_ctgan(shared_data / "ctgan-sample", tmp_path / "wide", protocol="test", progress=False,
+                                 size=96, jitter=16)
+    rows = read_manifest(manifest)
+    assert {r["kind"] for r in rows} >= {"FB", "FM", "control"} and "TM" not in {r["kind"] for r in rows}
+    assert all(cv2.imread(str(tmp_path / "wide" / r["path"]), cv2.IMREAD_GRAYSCALE).shape == (96, 96) for r in rows)
+    offsets = [(int(r["tamper_x"]) - 48, int(r["tamper_y"]) - 48) for r in rows if r["label"] == "1"]
+    assert max(max(abs(dx), abs(dy)) for dx, dy in offsets) <= 16 and any(o != (0, 0) for o in offsets)

@@ -102,5 +102,6 @@ def test_shipped_rle_backgrounds_decode_and_their_patient_leaves_the_false_alarm
     np.testing.assert_array_equal(shipped.hu, original.hu)
     root = shared_data / "authentic-ct" / "Lung_Dx-A0002"
     assert authentic_patches(root, per_slice=1)
+    assert {p.image.shape for p in authentic_patches(root / "B40f", per_slice=1, size=96)} == {(96, 96)}
     with pytest.raises(FileNotFoundError):
         authentic_patches(root, per_slice=1, exclude_patients={shipped.meta["patient_id"]})

@@ -33,10 +33,11 @@ def tumour_boxes(root: str | Path) -> dict[str, list[tuple[int, int]]]:
     return out
 
 
-def authentic_patches(root: str | Path, per_slice: int = 4, seed: int = 0, exclude_patients=()) -> list[Patch]:
-    """TB patches at random lung points and TM patches at annotated tumours of all DICOM under root, except
-    slices of `exclude_patients` (PatientIDs, e.g. those whose other slices are training backgrounds); each
-    with a reference window of its slice (`patches.reference_candidates`)."""
+def authentic_patches(root: str | Path, per_slice: int = 4, seed: int = 0, exclude_patients=(),
+                      size: int = PATCH_SIZE) -> list[Patch]:
+    """TB patches (`size` px) at random lung points and TM patches at annotated tumours of all DICOM under root,
+    except slices of `exclude_patients` (PatientIDs, e.g. those whose other slices are training backgrounds);
+    each with a reference window of its slice (`patches.reference_candidates`)."""
     root = Path(root)
     boxes = tumour_boxes(root)
     rng = np.random.default_rng(seed)
@@ -49,21 +50,21 @@ def authentic_patches(root: str | Path, per_slice: int = 4, seed: int = 0, exclu
         key = f"AUTH-{series}"
         lungs = cached_lung_mask(sl)
         tumours = boxes.get(sl.meta["sop_instance_uid"], [])
-        references = reference_candidates(sl.hu, lungs, sl.spacing[1], key, sl.instance, avoid=tumours)
+        references = reference_candidates(sl.hu, lungs, sl.spacing[1], key, sl.instance, avoid=tumours, size=size)
         points = [("TM", x, y) for x, y in tumours]
         if lungs.sum() >= MIN_LUNG_PX:
             points += [("TB", x, y) for x, y in sample_lung_points(sl.hu, lungs, sl.spacing[1], rng, per_slice,
-                                                                    avoid=tumours, margin=PATCH_SIZE // 2)]
+                                                                    avoid=tumours, margin=size // 2)]
         for kind, x, y in points:
-            patch = Patch(window(crop_hu(sl.hu, x, y)), 0, kind, key, "authentic", sl.instance, x, y)
-            patches.append(attach_reference(patch, sl.hu, references))
+            patch = Patch(window(crop_hu(sl.hu, x, y, size)), 0, kind, key, "authentic", sl.instance, x, y)
+            patches.append(attach_reference(patch, sl.hu, references, size))
     if not patches:
         raise FileNotFoundError(f"{root}: no authentic lung patches (no DICOM with lungs found)")
     return patches
 
 
 def write_authentic(root: str | Path, out_dir: str | Path, per_slice: int = 4, seed: int = 0,
-                    exclude_patients=()) -> Path:
+                    exclude_patients=(), size: int = PATCH_SIZE) -> Path:
     """Authentic patches into out_dir/test/real (+ manifest); out_dir/test/fake stays empty."""
-    patches = authentic_patches(root, per_slice, seed, exclude_patients)
+    patches = authentic_patches(root, per_slice, seed, exclude_patients, size)
     return write_dataset(patches, {p.scan: "test" for p in patches}, out_dir)

@@ -16,6 +16,7 @@ def _synth(args) -> int:
                        backgrounds=tuple(args.add_backgrounds or ()), background_variants=args.variants,
                        noise_mode_p=tuple(args.noise_mode_p or CorpusConfig.noise_mode_p),
                        resample_tampered=args.resample_tampered, fine_vessels=not args.coarse_vessels,
+                       patch_size=args.patch_size, jitter=args.jitter, tampers_per_slice=args.tampers_per_slice,
                        **{k: getattr(args, k) for k in ("matched_nodules", "lookalikes")
                           if getattr(args, k) is not None})
     if args.backgrounds:
@@ -33,7 +34,8 @@ def _prepare(args) -> int:
     from .patches import read_manifest, summarize
 
     manifest = prepare_ctgan(args.root, args.out, seed=args.seed, protocol=args.protocol,
-                             neighbours=args.neighbours, skip_corrupt=args.skip_corrupt)
+                             neighbours=args.neighbours, skip_corrupt=args.skip_corrupt, size=args.patch_size,
+                             jitter=args.jitter)
     print(f"wrote {manifest}")
     print(summarize(read_manifest(manifest)))
     return 0
@@ -262,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slices", type=int, default=14, help="slices per synthetic scan (default 14)")
     p.add_argument("--variants", type=int, default=8, help="tampered copies per background slice (default 8)")
     p.add_argument("--difficulty", type=float, default=0.5, help="0..1; 0.5 = CT-GAN's touch-up settings")
+    p.add_argument("--patch-size", type=int, default=64,
+                   help="patch side in px (default 64); a model trains on the size its corpus holds")
+    p.add_argument("--jitter", type=int, default=4,
+                   help="largest random shift of a patch centre from its point, px (default 4); a wide view with "
+                   "a large jitter holds its tampered region anywhere, not at its centre")
+    p.add_argument("--tampers-per-slice", type=int, default=3,
+                   help="tampered locations per slice of a tampered synthetic scan (default 3; wide views leave "
+                   "room for same-slice controls only with fewer)")
     p.add_argument("--noise-mode-p", type=float, nargs=3, metavar=("COPY", "GAUSS", "NONE"),
                    help="probabilities of the touch-up noise modes: copied lung noise (CT-GAN's default), "
                    "interpolated Gaussian noise, none (default: tamper.NOISE_MODE_P)")
@@ -289,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=("random", "exp1-exp2", "test"), default="random",
                    help="split by scan at random, blind trial -> open trial, or everything as test")
     p.add_argument("--neighbours", action="store_true", help="also cut neighbouring slices inside the cube")
+    p.add_argument("--patch-size", type=int, default=64,
+                   help="patch side in px (default 64): the size of the corpus the model to test was trained on")
+    p.add_argument("--jitter", type=int, default=0, help="largest random shift of a patch centre from its label "
+                   "point, px (default 0: centred)")
     p.add_argument("--skip-corrupt", action="store_true", help="skip unreadable scans with a warning")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_prepare)

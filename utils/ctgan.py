@@ -19,6 +19,7 @@ from .scans import CODES, TAMPERED, LabelRow, Scan
 
 _EXPERIMENT_DIR = re.compile(r"^exp(?:eriment)?[\s_-]*(\d)(?!\d)", re.IGNORECASE)
 _LABEL_FILE = re.compile(r"^labels_exp(\d)\.csv$", re.IGNORECASE)
+TM_PATCH_PX = 64  # side of the data set's tm_patches crops
 
 
 def _experiment_of(name: str) -> str | None:
@@ -145,11 +146,14 @@ def tm_patches(root: str | Path, scans=()) -> list:
 
 def prepare_ctgan(root: str | Path, out_dir: str | Path, seed: int = 0, protocol: str = "random",
                   fractions=(0.7, 0.15, 0.15), neighbours: bool = False, random_per_slice: int = 1,
-                  skip_corrupt: bool = False, progress: bool = True) -> Path:
+                  skip_corrupt: bool = False, progress: bool = True, size: int = 64, jitter: int = 0) -> Path:
     """The real data set -> patch folders + manifest, split by scan.
 
     protocol: 'random' (stratified by scan kind), 'exp1-exp2' (train/val from the blind trial, test = the open
     trial), or 'test' (every scan in the test split: for evaluating a model trained elsewhere).
+    size, jitter: patch side in px and the largest random shift of a patch centre from its label point (as the
+    corpus a model was trained on). The data set's tm_patches are 64 px crops without their slice: they join
+    only 64 px patches (a warning says so otherwise).
     """
     import numpy as np
     from tqdm.auto import tqdm
@@ -160,9 +164,15 @@ def prepare_ctgan(root: str | Path, out_dir: str | Path, seed: int = 0, protocol
     patches = []
     for i, scan in enumerate(tqdm(scans, desc="CT-GAN scans", unit="scan", disable=not progress)):
         rng = np.random.default_rng([seed, i])
-        patches += extract_patches(scan, rng, random_per_slice=random_per_slice, neighbours=neighbours)
+        patches += extract_patches(scan, rng, size=size, jitter=jitter, random_per_slice=random_per_slice,
+                                   neighbours=neighbours)
     kinds = {s.key: s.kind for s in scans}
-    for patch in tm_patches(root, scans):
+    extra = tm_patches(root, scans)
+    if extra and size != TM_PATCH_PX:
+        warnings.warn(f"{root}: its {len(extra)} tm_patches are {TM_PATCH_PX} px crops without their slice; "
+                      f"left out of {size} px patches", stacklevel=2)
+        extra = []
+    for patch in extra:
         patches.append(patch)
         kinds.setdefault(patch.scan, "TM")
     if protocol == "random":

@@ -95,8 +95,9 @@ def list_split(split_dir: str | Path) -> tuple[list[Path], np.ndarray]:
     return files, np.asarray(labels, dtype=np.int32)
 
 
-def load_split(split_dir: str | Path, image_size: int | None = 64, channels: int = 1, reference: bool = False):
-    """All images of a split in memory: (x float32 (N, H, W, C) in [0, 1], y int32 (N,), paths).
+def load_split(split_dir: str | Path, image_size: int | None = None, channels: int = 1, reference: bool = False):
+    """All images of a split in memory: (x float32 (N, H, W, C) in [0, 1], y int32 (N,), paths); `image_size`
+    resizes them (None: as stored).
 
     reference: pair every patch with its reference window as a second channel, (N, H, W, 2); patches without
     one (e.g. the CT-GAN data set's tm_patches, which come without their slice) are left out with a warning."""

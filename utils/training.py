@@ -25,7 +25,8 @@ class TrainConfig:
     Args:
         data_dir: corpus folder with train/ and val/ (and test/).
         models_dir: where models and histories go.
-        image_size: patch side the models take.
+        image_size: patch side the models take; None (default): the corpus's own patch side, as stored (resizing
+            would change the forensic traces).
         batch_size: images per step.
         cnn_epochs, vit_epochs, finetune_epochs: epoch limits of phases 1, 2a and 2b (0 skips a phase).
         cnn_lr, vit_lr, finetune_lr: AdamW learning rates per phase.
@@ -66,7 +67,7 @@ class TrainConfig:
 
     data_dir: str = "data"
     models_dir: str = "models"
-    image_size: int = 64
+    image_size: int | None = None
     batch_size: int = 128
     cnn_epochs: int = 10
     vit_epochs: int = 5
