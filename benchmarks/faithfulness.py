@@ -80,9 +80,10 @@ def main() -> None:
             print(f"skipping the real sample: {SHARED / 'ctgan-sample'} not found")
         else:
             sources[f"real sample, off-centre <= {args.uncentred} px"] = real
+        size = int(model.inputs[0].shape[1])
         for source, scans in sources.items():
-            images, regions = uncentred_views(scans, args.uncentred, seed=args.seed, n=args.n)
-            report[source] = score_views(model, images, regions, seed=args.seed)
+            images, regions = uncentred_views(scans, args.uncentred, size, seed=args.seed, n=args.n)
+            report[source] = score_views(model, images, regions, size, seed=args.seed)
     else:
         for folder in args.data:
             if not (Path(folder) / "manifest.csv").is_file():

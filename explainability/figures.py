@@ -59,7 +59,8 @@ def faithfulness(model, data_dir, split: str = "test", n: int = 200, seed: int =
     size, channels = tuple(int(v) for v in model.inputs[0].shape[1:3]), int(model.inputs[0].shape[-1])
     images = np.stack([read_image(data_dir / r["path"], size, channels) for r in chosen])
     regions = [(float(r["tamper_x"]), float(r["tamper_y"]), float(r["tamper_r"])) for r in chosen]
-    return score_views(model, images, regions, 64, seed, steps)
+    stored = read_image(data_dir / chosen[0]["path"]).shape[0]  # the manifest's regions are in stored pixels
+    return score_views(model, images, regions, stored, seed, steps)
 
 
 def score_views(model, images, regions, region_scale: int = 64, seed: int = 0, steps: int = 16) -> dict:

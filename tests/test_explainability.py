@@ -115,3 +115,21 @@ def test_uncentred_views_put_the_region_where_the_point_lies():
     (cx, cy, r), img = regions[0], images[0, ..., 0]
     assert r == 9.0 and (cx, cy) != (32, 32) and abs(cx - 32) <= 16 and abs(cy - 32) <= 16
     assert img[int(cy), int(cx)] > 0.75 and img.mean() < 0.2  # the square (100 HU) sits at the region's centre
+
+
+def test_manifest_regions_are_scaled_from_the_stored_patch_size(tmp_path, monkeypatch):
+    """A 96 px corpus read by a 96 px model: its manifest's region coordinates are used as they are."""
+    import cv2
+
+    import explainability.figures as figures
+
+    (tmp_path / "test" / "fake").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "test" / "fake" / "a.png"), np.zeros((96, 96), np.uint8))
+    (tmp_path / "manifest.csv").write_text("path,split,label,kind,scan,tamper_x,tamper_y,tamper_r\n"
+                                           "test/fake/a.png,test,1,FM,SYN-0001,20,70,14\n")
+    seen = {}
+    monkeypatch.setattr(figures, "score_views", lambda model, images, regions, scale, *a: seen.update(
+        shape=images.shape, regions=regions, scale=scale))
+    model = keras.Sequential([keras.Input((96, 96, 1)), keras.layers.Flatten(), keras.layers.Dense(1)])
+    figures.faithfulness(model, tmp_path, n=1)
+    assert seen == {"shape": (1, 96, 96, 1), "regions": [(20.0, 70.0, 14.0)], "scale": 96}

@@ -9,7 +9,7 @@ import keras
 from tests.conftest import REPO, TINY_MODEL, write_dicom
 from utils.architectures import build_cnn, build_hybrid_vit
 from utils.dicom import DicomError
-from utils.scan import (consensus_score, merge_locations, Location, predict_windows, scan_series, scan_slice,
+from utils.scan import (consensus_peak, consensus_score, merge_locations, Location, predict_windows, scan_series, scan_slice,
                         shared_stem)
 
 
@@ -116,6 +116,8 @@ def test_consensus_prefers_a_region_to_a_lone_window():
     assert consensus_score(grid, scores, 16) == pytest.approx((0.99 + 8 * 0.1) / 9)
     scores[region] = 0.7
     assert consensus_score(grid, scores, 16) == pytest.approx(0.7)
+    scores[[i for i, (y, x) in enumerate(grid) if (y, x) == (88, 104)]] = 0.95  # the region's best window: its edge
+    assert consensus_peak(grid, scores, 16)[1] == (88, 88)  # the peak is the region's centre
 
 
 def test_merge_keeps_best_of_neighbouring_slices():

@@ -278,9 +278,16 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
 def consensus_score(points, scores, stride: int) -> float:
     """max over grid points of the mean score over the point and its 8 neighbours one `stride` away, a neighbour
     outside the scanned lung counting as the slice's median score; `SliceResult.consensus`."""
+    return consensus_peak(points, scores, stride)[0]
+
+
+def consensus_peak(points, scores, stride: int) -> tuple[float, tuple[int, int] | None]:
+    """(`consensus_score`, the grid point (y, x) where it is reached): the centre of the best-supported
+    neighbourhood, a location estimate that does not depend on which of several overlapping windows that all
+    hold a tampered region happens to score highest. (0.0, None) without points."""
     points, scores = np.asarray(points), np.asarray(scores, np.float64)
     if not len(points):
-        return 0.0
+        return 0.0, None
     cells = points // stride
     cells = cells - cells.min(axis=0)
     total = np.zeros(tuple(cells.max(axis=0) + 3))
@@ -291,7 +298,8 @@ def consensus_score(points, scores, stride: int) -> float:
             np.add.at(count, (cells[:, 0] + dy, cells[:, 1] + dx), 1)
     at = (cells[:, 0] + 1, cells[:, 1] + 1)
     means = (total[at] + (9 - count[at]) * np.median(scores)) / 9  # an unscanned neighbour counts as typical
-    return float(means.max())
+    best = int(np.argmax(means))
+    return float(means[best]), (int(points[best][0]), int(points[best][1]))
 
 
 def merge_locations(locations: list[Location], radius: float = 24.0, slice_gap: int = 2,
