@@ -167,3 +167,23 @@ def test_calibrate_on_own_authentic_series_stores_the_slice_threshold_scan_uses(
                            str(tiny_corpus), "--stride", "32", "--authentic", str(REPO / "data" / "backgrounds")],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert leak.returncode != 0 and "training backgrounds" in leak.stderr
+
+
+def test_phase_two_reads_wide_views_through_a_phase_one_cnn_of_another_size(tmp_path):
+    """A CNN trained on 64 px patches becomes the stem of a transformer over 96 px views: the same weights, more
+    feature cells (tokens), and the phase-1 model itself is left as saved."""
+    from utils.architectures import build_cnn
+    from utils.training import cnn_for_size, save_model
+
+    cnn = build_cnn((64, 64, 1), TINY_MODEL["filters"])
+    save_model(cnn, tmp_path, "cnn_model")
+    wide = cnn_for_size(cnn, (96, 96, 1))
+    assert wide.input_shape == (None, 96, 96, 1) and wide.get_layer("cnn_features").output.shape[1:3] == (8, 8)
+    assert all(np.array_equal(a, b) for a, b in zip(wide.get_weights(), cnn.get_weights()))
+    rng = np.random.default_rng(0)
+    data = {s: (rng.uniform(size=(16, 96, 96, 1)).astype("float32"), np.arange(16) % 2) for s in ("train", "val")}
+    cfg = TrainConfig(data_dir=str(tmp_path), models_dir=str(tmp_path), vit_epochs=1, finetune_epochs=1,
+                      batch_size=8, **TINY_MODEL)
+    run = run_training(cfg, phases=("vit",), verbose=0, data=data)
+    assert run["hybrid"].input_shape == (None, 96, 96, 1) and run["cnn"].input_shape == (None, 96, 96, 1)
+    assert keras.models.load_model(tmp_path / "cnn_model.keras").input_shape == (None, 64, 64, 1)

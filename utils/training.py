@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .architectures import build_cnn, build_comparing_vit, build_hybrid_vit, cnn_layer_names
+from .architectures import build_cnn, build_comparing_vit, build_hybrid_vit, cnn_layer_names, stem_padding
 from .data import DESIGNS, augment, load_split
 
 
@@ -358,10 +358,23 @@ def hard_negative_phase(model, data, cfg: TrainConfig, verbose=1) -> dict:
     return history
 
 
+def cnn_for_size(cnn, input_shape):
+    """The phase-1 CNN on another input size, same layers and weights: convolutions, BatchNorm, pooling and the
+    global-average head do not depend on the size. E.g. a CNN trained on 64 px patches reading 128 px views, as
+    the stem of a transformer over the view's 12x12 feature cells."""
+    filters = tuple(layer.filters for layer in cnn.layers if layer.name.startswith("conv") and layer.name.endswith("_1"))
+    copy = build_cnn(tuple(input_shape), filters, cnn.get_layer("dropout").rate, cnn.get_layer("bn1_1").momentum,
+                     stem_padding(cnn), name=cnn.name)
+    copy.set_weights(cnn.get_weights())
+    return copy
+
+
 def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) -> dict:
     """Run the requested phases ('cnn' = phase 1; 'vit' = phases 2a and 2b) and save models and histories.
 
-    With phases=('vit',) the CNN is loaded from models/cnn_model.keras. Returns paths, histories, models.
+    With phases=('vit',) the CNN is loaded from models/cnn_model.keras; when it was trained on another patch size
+    than the data's, phase 2 reads the data's size through `cnn_for_size` (and the returned 'cnn' is that copy).
+    Returns paths, histories, models.
     """
     keras.utils.set_random_seed(cfg.seed)
     if cfg.data_parallel:
@@ -385,6 +398,8 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
         from .operating_point import load_model
 
         cnn = load_model(models_dir / "cnn_model.keras")
+        if tuple(cnn.inputs[0].shape[1:3]) != tuple(patches_only["train"][0].shape[1:3]):
+            cnn = cnn_for_size(cnn, patches_only["train"][0].shape[1:])
     result = {"cnn": cnn}
     if "vit" in phases:
         if compare:  # copies the CNN's weights into a stem of its own
