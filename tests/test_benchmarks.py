@@ -30,7 +30,7 @@ def test_compare_quick_writes_report(tmp_path):
 def test_help_of_every_benchmark():
     for name in ("compare", "transfer", "faithfulness", "scan_localisation", "corpus_speed", "startup",
                  "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed",
-                 "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives"):
+                 "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives", "paired_scans"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name
@@ -134,3 +134,18 @@ def test_leave_one_patient_out_thresholds_come_from_the_other_patients():
     assert out["authentic_flagged"] == pytest.approx(2 / 6)  # only C's slices pass a threshold set on A and B
     assert out["real_tampered_flagged"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
     assert leave_one_patient_out([0.1, 0.2], ["A", "A"], [0.9], 0.05) is None
+
+
+def test_paired_scans_pair_the_same_slices_and_refuse_others():
+    from benchmarks.paired_scans import SCORES, paired_slices
+
+    rng = np.random.default_rng(0)
+    tampered, authentic = rng.uniform(0.5, 1, 30), rng.uniform(0, 0.8, 60)
+    a = {"slice_scores": {n: {"real_tampered": tampered.tolist(), "authentic": authentic.tolist()} for n in SCORES}}
+    b = {"slice_scores": {n: {"real_tampered": (tampered * 0 + 1).tolist(), "authentic": authentic.tolist()}
+                          for n in SCORES}}  # B ranks every tampered slice first
+    diff = paired_slices(a, b, n=200)["top-1"]
+    assert diff["diff"] > 0 and diff["ci"][0] > 0
+    b["slice_scores"]["top-1"]["authentic"] = authentic[:-1].tolist()
+    with pytest.raises(ValueError, match="different slices"):
+        paired_slices(a, b)

@@ -1,0 +1,85 @@
+"""Two detectors' whole-slice scans side by side: paired slice-level ROC-AUC differences on the same slices.
+
+    python -m benchmarks.paired_scans --a reports/scan_seeds/headline_{0,1,2} --b reports/scan_seeds/wide_{0,1,2}
+        [--names patch wide] [--out FILE]
+
+Reads `benchmarks.scan_localisation` reports (`scan.json`), pairs the i-th folder of --a with the i-th of --b
+(e.g. the same seed), checks that both scanned the same slices, and prints per pair and slice score (top-1,
+relative, consensus) B minus A of the slice-level ROC-AUC, real tampered vs authentic slices of other scanners,
+with a 95% paired bootstrap interval over slices; beside them each side's localisation (top-1 window and
+consensus peak within 24 px), authentic slices with a window above 0.5, and seconds per slice.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+SCORES = ("top-1", "relative", "consensus")
+
+
+def _load(folder) -> dict:
+    path = Path(folder) / "scan.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no scan report (run benchmarks.scan_localisation --out {folder})")
+    return json.loads(path.read_text())
+
+
+def paired_slices(a: dict, b: dict, n: int = 1000) -> dict:
+    """B minus A per slice score: diff, ci, p_not_better (`evaluate.paired_bootstrap_auc_diff`, slices resampled)."""
+    from utils.evaluate import paired_bootstrap_auc_diff
+
+    out = {}
+    for name in SCORES:
+        sa, sb = a["slice_scores"][name], b["slice_scores"][name]
+        if (len(sa["real_tampered"]), len(sa["authentic"])) != (len(sb["real_tampered"]), len(sb["authentic"])):
+            raise ValueError("the two reports scanned different slices (other excluded patients or data): "
+                             f"{len(sa['real_tampered'])}/{len(sa['authentic'])} vs "
+                             f"{len(sb['real_tampered'])}/{len(sb['authentic'])} tampered/authentic")
+        y = np.r_[np.ones(len(sa["real_tampered"])), np.zeros(len(sa["authentic"]))]
+        out[name] = paired_bootstrap_auc_diff(y, np.r_[sb["real_tampered"], sb["authentic"]],
+                                              np.r_[sa["real_tampered"], sa["authentic"]], n=n)
+    return out
+
+
+def _side(report: dict) -> str:
+    r, s, f = report["real"], report["synthetic"], report["false_alarms"]
+    peak = f"{r.get('consensus_peak_within_24px', float('nan')):.3f}"
+    return (f"{f['slice_auc_tampered_vs_authentic']:.3f} | {r['top1_within_24px']:.3f} / {peak} | "
+            f"{s['top1_within_24px']:.3f} | {f['authentic_flagged_at_0.5']:.3f} | {r['seconds_per_slice']:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--a", nargs="+", required=True, metavar="DIR", help="scan_localisation --out folders, A")
+    parser.add_argument("--b", nargs="+", required=True, metavar="DIR", help="the same for B, paired by position")
+    parser.add_argument("--names", nargs=2, default=("A", "B"))
+    parser.add_argument("--out", help="also write the table to this markdown file")
+    args = parser.parse_args()
+    if len(args.a) != len(args.b):
+        parser.error(f"--a has {len(args.a)} folders, --b {len(args.b)}: they are paired by position")
+    na, nb = args.names
+    lines = [f"| pair | detector | slice AUC (top-1) | real top-1 / consensus peak within 24 px | synthetic top-1 "
+             f"within 24 px | authentic slices with a window >= 0.5 | s per slice |", "|---|---|---|---|---|---|---|"]
+    diffs = []
+    for i, (fa, fb) in enumerate(zip(args.a, args.b)):
+        a, b = _load(fa), _load(fb)
+        lines += [f"| {i} | {na} | {_side(a)} |", f"| {i} | {nb} | {_side(b)} |"]
+        diffs.append(paired_slices(a, b))
+    lines += ["", f"Slice-level ROC-AUC, {nb} minus {na} [95% paired interval over slices], per pair:", "",
+              "| slice score | " + " | ".join(f"pair {i}" for i in range(len(diffs))) + " |",
+              "|---|" + "---|" * len(diffs)]
+    for name in SCORES:
+        lines.append(f"| {name} | " + " | ".join(f"{d[name]['diff']:+.3f} [{d[name]['ci'][0]:+.3f}, "
+                                                 f"{d[name]['ci'][1]:+.3f}]" for d in diffs) + " |")
+    text = "\n".join(lines)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
