@@ -43,7 +43,7 @@ def _throughput(predict, x, repeats: int = 2) -> float:
 
 def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretrain_epochs: int = 0,
             design: str = "patch", reference_only: bool = False, cnn_from: Path | None = None,
-            stem_padding: str = "valid", weight_average: float = 0.0) -> list[dict]:
+            stem_padding: str = "valid", weight_average: float = 0.0, cnn_epochs: int | None = None) -> list[dict]:
     """Train and score one detector with one seed (in this process). `cnn_from`: a --work folder of an earlier
     run whose phase-1 CNN of this seed is reused (only phase 2 trains), so two designs share one CNN."""
     import keras
@@ -56,6 +56,8 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretr
     cfg = TrainConfig(data_dir=str(data), models_dir=str(work / f"{detector}_{seed}"), seed=seed,
                       pretrain_epochs=pretrain_epochs, design=design, stem_padding=stem_padding,
                       weight_average=weight_average)
+    if cnn_epochs is not None:
+        cfg.cnn_epochs = cnn_epochs
     reference_only = reference_only or design != "patch"
     if quick:
         cfg.cnn_epochs = cfg.vit_epochs = cfg.finetune_epochs = 1
@@ -248,12 +250,15 @@ def main() -> None:
     parser.add_argument("--weight-average", type=float, default=0.0, metavar="MOMENTUM",
                         help="train with an exponential moving average of the weights (`TrainConfig.weight_average`; "
                              "default 0: off)")
+    parser.add_argument("--cnn-epochs", type=int, metavar="N",
+                        help="epochs of phase 1, the CNN (default: TrainConfig.cnn_epochs)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     data, work, out = Path(args.data), Path(args.work), Path(args.out)
     if args.one:
         print(json.dumps(run_one(args.one, args.seeds[0], data, work, args.quick, args.pretrain_epochs, args.design,
-                                 args.reference_only, args.cnn_from, args.stem_padding, args.weight_average)))
+                                 args.reference_only, args.cnn_from, args.stem_padding, args.weight_average,
+                                 args.cnn_epochs)))
         return
     _prepare(data, args.quick)
     seeds = args.seeds[:1] if args.quick else args.seeds
@@ -270,6 +275,7 @@ def main() -> None:
                    args.design, "--stem-padding", args.stem_padding, "--weight-average", str(args.weight_average)] \
                 + (["--reference-only"] if args.reference_only else []) \
                 + (["--cnn-from", args.cnn_from] if args.cnn_from else []) \
+                + (["--cnn-epochs", str(args.cnn_epochs)] if args.cnn_epochs is not None else []) \
                 + (["--quick"] if args.quick else [])
             run = subprocess.run(cmd, capture_output=True, text=True)
             if run.returncode != 0:
