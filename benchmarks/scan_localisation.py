@@ -25,12 +25,13 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 import utils.layers  # noqa: F401  (registers the custom layers)
+from utils.architectures import encoder_blocks
 from utils.ctgan import load_dataset
 from utils.dicom import patient_ids, read_slice
 from utils.lungmask import lung_mask
 from utils.operating_point import load_operating_point
 from utils.patches import crop_hu
-from utils.scan import consensus_peak, model_patch_size, scan_series, scan_slice, scan_slices, validation_authentic_slices
+from utils.scan import attention_peak, consensus_peak, model_patch_size, scan_series, scan_slice, scan_slices, validation_authentic_slices
 from utils.synthetic import CorpusConfig, corpus_background_patients, synthetic_scan
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -44,10 +45,12 @@ AGGREGATORS = {  # a slice's score from its window scores (`scan.SliceResult`)
 
 def localise(model, items, stride):
     """items: (hu, spacing, [(x, y), ...] tampered points). Returns hits (top-1 window centre within HIT_PX of a
-    target), hits of the consensus peak (`scan.consensus_peak`), chance, slice scores by aggregator
+    target), hits of the consensus peak (`scan.consensus_peak`) and of the top window's attention peak
+    (`scan.attention_peak`; empty for a model without a transformer), chance, slice scores by aggregator
     (`AGGREGATORS`), seconds."""
-    hits, peak_hits, chance, seconds = [], [], [], []
+    hits, peak_hits, attention_hits, chance, seconds = [], [], [], [], []
     scores = {name: [] for name in AGGREGATORS}
+    attends = bool(encoder_blocks(model))
     for hu, spacing, targets in items:
         start = time.perf_counter()
         res = scan_slice(model, hu, spacing, stride=stride, top_k=1)
@@ -56,12 +59,15 @@ def localise(model, items, stride):
         hits.append(any((top.x - x) ** 2 + (top.y - y) ** 2 <= HIT_PX**2 for x, y in targets))
         py, px = consensus_peak(res.points, res.scores, res.stride)[1]
         peak_hits.append(any((px - x) ** 2 + (py - y) ** 2 <= HIT_PX**2 for x, y in targets))
+        if attends:
+            ax, ay = attention_peak(model, hu, top.x, top.y)
+            attention_hits.append(any((ax - x) ** 2 + (ay - y) ** 2 <= HIT_PX**2 for x, y in targets))
         lung_px = lung_mask(hu, spacing).sum()
         chance.append(min(1.0, len(targets) * np.pi * HIT_PX**2 / max(lung_px, 1)))
         for name, get in AGGREGATORS.items():
             scores[name].append(get(res))
-    return (np.array(hits), np.array(peak_hits), np.array(chance), {k: np.array(v) for k, v in scores.items()},
-            np.array(seconds))
+    return (np.array(hits), np.array(peak_hits), np.array(attention_hits), np.array(chance),
+            {k: np.array(v) for k, v in scores.items()}, np.array(seconds))
 
 
 SHEET = 24
@@ -128,11 +134,13 @@ def main() -> None:
             sl = scan.slice(inst)
             real.append((sl.hu, sl.spacing[1], [(r.x, r.y) for r in scan.labels if r.tampered and r.slice == inst]))
             real_kinds.append("+".join(sorted({r.type for r in scan.labels if r.tampered and r.slice == inst})))
-    hits, peak_hits, chance, real_scores, secs = localise(model, real, args.stride)
+    hits, peak_hits, att_hits, chance, real_scores, secs = localise(model, real, args.stride)
     real_top, real_con = real_scores["top-1"], real_scores["relative"]
     report["real"] = {"slices": len(real), "top1_within_24px": float(hits.mean()),
                       "consensus_peak_within_24px": float(peak_hits.mean()), "chance": float(chance.mean()),
                       "seconds_per_slice": float(secs.mean())}
+    if len(att_hits):
+        report["real"]["attention_peak_within_24px"] = float(att_hits.mean())
 
     cfg = CorpusConfig(slices_per_scan=1, tampers_per_slice=1, seed=12345)
     synth = []
@@ -144,9 +152,11 @@ def main() -> None:
             pts = [(r.x, r.y) for r in scan.labels if r.tampered and r.slice == inst]
             if pts:
                 synth.append((sl.hu, sl.spacing[1], pts))
-    s_hits, s_peak_hits, s_chance, synth_scores, _ = localise(model, synth, args.stride)
+    s_hits, s_peak_hits, s_att_hits, s_chance, synth_scores, _ = localise(model, synth, args.stride)
     report["synthetic"] = {"slices": len(synth), "top1_within_24px": float(s_hits.mean()),
                            "consensus_peak_within_24px": float(s_peak_hits.mean()), "chance": float(s_chance.mean())}
+    if len(s_att_hits):
+        report["synthetic"]["attention_peak_within_24px"] = float(s_att_hits.mean())
 
     auth_scores, series_seconds, series_slices = {name: [] for name in AGGREGATORS}, [], []
     auth_windows = []  # (top-1 score, series, slice, HU crop of the top window) per authentic slice
@@ -234,6 +244,11 @@ def main() -> None:
         f"slices; chance {s['chance']:.3f}) |",
         f"| real / synthetic tampered slices: consensus peak (centre of the best 3x3 window neighbourhood) within "
         f"24 px | {r['consensus_peak_within_24px']:.3f} / {s['consensus_peak_within_24px']:.3f} |",
+    ]
+    if len(att_hits):
+        lines.append(f"| real / synthetic tampered slices: attention peak (where the top window's rollout peaks) within "
+                     f"24 px | {r['attention_peak_within_24px']:.3f} / {s['attention_peak_within_24px']:.3f} |")
+    lines += [
         f"| top-1 score, median: real tampered / authentic other scanner | {f['tampered_top1_median']:.3f} / "
         f"{f['authentic_top1_median']:.3f} |",
         f"| authentic slices flagged (top-1 >= 0.5) | {f['authentic_flagged_at_0.5']:.3f} of {f['authentic_slices']} |",

@@ -150,3 +150,22 @@ def test_real_slice_and_tcia_series(shared_data):
     series = scan_series(CentreBrightness(), shared_data / "authentic-ct" / "Lung_Dx-A0002" / "B40f", stride=32,
                          progress=False)
     assert len(series.slices) >= 10 and series.skipped  # slices below the lungs are skipped, with a reason
+
+
+def test_attention_peak_is_the_rollout_maximum_in_slice_pixels(monkeypatch):
+    import utils.scan as scan
+
+    model = build_hybrid_vit(build_cnn((96, 96, 1), (4, 8, 8)), dim=16, depth=1, heads=2, mlp_dim=16)
+    hu = np.full((256, 256), -850.0, np.float32)
+
+    def fake_rollout(image):  # a mask peaking 10 px right of and 20 px above the window's centre
+        assert image.shape == (96, 96, 1)
+        mask = np.zeros((96, 96))
+        mask[48 - 20, 48 + 10] = 1.0
+        return mask
+
+    monkeypatch.setitem(scan._READERS, model, fake_rollout)
+    assert scan.attention_peak(model, hu, 120, 130) == (130, 110)
+    del scan._READERS[model]
+    x, y = scan.attention_peak(model, hu, 120, 130)  # the real rollout: a point inside the window
+    assert 72 <= x < 168 and 82 <= y < 178

@@ -275,6 +275,23 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
     return SliceResult(heatmap, locations, len(points), hu, float(np.median(scores)), points, scores, stride)
 
 
+_READERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def attention_peak(model, hu: np.ndarray, x: int, y: int) -> tuple[int, int]:
+    """Where inside the window centred on (x, y) (column, row) of a HU slice the model's attention rollout
+    peaks, in slice pixels (x, y): a location finer than the window grid, for a model that calls a window fake
+    wherever inside it the tampered region lies (a wide view). Needs a hybrid (transformer) model."""
+    from explainability import AttentionRollout
+
+    if model not in _READERS:
+        _READERS[model] = AttentionRollout(model)
+    size = model_patch_size(model)
+    mask = _READERS[model](patch_input(hu, int(x), int(y), size))
+    py, px = np.unravel_index(int(np.argmax(mask)), mask.shape)
+    return int(x) - size // 2 + int(px), int(y) - size // 2 + int(py)
+
+
 def consensus_score(points, scores, stride: int) -> float:
     """max over grid points of the mean score over the point and its 8 neighbours one `stride` away, a neighbour
     outside the scanned lung counting as the slice's median score; `SliceResult.consensus`."""
