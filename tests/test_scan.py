@@ -127,7 +127,7 @@ def test_merge_keeps_best_of_neighbouring_slices():
     assert [(m.slice, m.score) for m in merged] == [(11, 0.95), (10, 0.7), (30, 0.5)]
 
 
-def test_cli_scan_json(tmp_path, chest_slices):
+def test_cli_scan_json(tmp_path, chest_slices, capsys):
     slices, profile = chest_slices
     keras.utils.set_random_seed(0)
     model = build_hybrid_vit(build_cnn((64, 64, 1), TINY_MODEL["filters"]), TINY_MODEL["dim"], 1, 2, 32)
@@ -141,6 +141,13 @@ def test_cli_scan_json(tmp_path, chest_slices):
     assert set(result) == {"verdict", "score", "locations"} and result["locations"]
     assert set(result["locations"][0]) == {"slice", "x", "y", "score"}
     assert list((tmp_path / "out").glob("*.png"))
+    from utils.cli import main
+
+    assert main(["scan", str(dcm), "--model", str(tmp_path / "m.keras"), "--json", "--figures", "0", "--stride", "32",
+                 "--locate", "attention"]) == 0
+    moved = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["locations"]
+    assert [(m["slice"], m["score"]) for m in moved] == [(r["slice"], r["score"]) for r in result["locations"]]
+    assert all(abs(m["x"] - r["x"]) <= 32 and abs(m["y"] - r["y"]) <= 32 for m, r in zip(moved, result["locations"]))
 
 
 def test_real_slice_and_tcia_series(shared_data):

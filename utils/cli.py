@@ -174,6 +174,14 @@ def _scan(args) -> int:
     model = _load_model(args.model)
     result = scan_series(model, args.path, stride=args.stride, threshold=threshold, top_k=args.top_k,
                          progress=not args.json, relative=args.relative)
+    if args.locate == "attention":
+        from dataclasses import replace
+
+        from .scan import attention_peak
+
+        result.locations = [replace(loc, **dict(zip("xy", attention_peak(model, result.slices[loc.slice].hu_source,
+                                                                          loc.x, loc.y))))
+                            for loc in result.locations]
     out = Path(args.out)
     best = sorted({loc.slice for loc in result.locations}, key=lambda s: -result.slices[s].locations[0].score)
     written = [draw(result.slices[s].hu_source, result.slices[s], out / f"scan_slice{s}.png")
@@ -388,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/scan", help="folder for the PNG overlays")
     p.add_argument("--figures", type=int, default=3, help="PNGs of the best slices to write (0: none)")
     p.add_argument("--json", action="store_true", help="one JSON object: verdict, score, locations")
+    p.add_argument("--locate", choices=("window", "attention"), default="window",
+                   help="each location: the suspicious window's centre (default), or where that window's attention "
+                   "rollout peaks (a model trained on wide views that hold the tamper anywhere, README)")
     p.set_defaults(func=_scan)
 
     p = sub.add_parser("scan-archive", help="scan every CT series under a folder tree, in parallel (Dask)",
