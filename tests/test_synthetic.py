@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.lungmask import lung_mask
+from utils.lungmask import erode, lung_mask
 from utils.patches import read_manifest
 from utils.synthetic import CorpusConfig, build_synthetic_corpus, synthetic_scan
 from utils.tamper import resample_roundtrip, tamper_slice
@@ -281,3 +281,24 @@ def test_a_corpus_written_before_matched_nodules_and_lookalikes_reads_them_back_
     (tmp_path / "corpus.json").write_text(json.dumps(cfg))
     back = CorpusConfig.from_dir(tmp_path)
     assert not back.matched_nodules and not back.lookalikes
+
+
+def test_removal_haze_is_a_setting_and_bounds_the_in_painted_lung(chest_slices, tmp_path):
+    """A corpus written before the setting reads back with the values it was made with; a removal's in-painted
+    centre lies no more above the lung around it than the setting allows (plus the copied texture)."""
+    from utils.tamper import tamper_slice
+
+    cfg = CorpusConfig().to_dict()
+    cfg.pop("removal_haze")
+    (tmp_path / "corpus.json").write_text(json.dumps(cfg))
+    assert CorpusConfig.from_dir(tmp_path).removal_haze == (10.0, 70.0, 0.0, 25.0)
+    slices, profile = chest_slices
+    hu = slices[0]
+    lungs = lung_mask(hu, profile.spacing)
+    y, x = np.argwhere(erode(lungs, 40))[0]
+    levels = {}
+    for name, haze in (("none", (0.0, 0.0, 0.0, 0.0)), ("strong", (200.0, 200.0, 100.0, 100.0))):
+        out, _ = tamper_slice(hu, profile.spacing, [(int(x), int(y), "remove")], np.random.default_rng(1),
+                              lungs=lungs, noise_mode="none", removal_haze=haze)
+        levels[name] = float(np.median(out[y - 4 : y + 5, x - 4 : x + 5]))
+    assert levels["strong"] > levels["none"] + 100

@@ -15,6 +15,7 @@ def _synth(args) -> int:
                        seed=args.seed, workers=args.workers, shipped_backgrounds=not args.no_shipped_backgrounds,
                        backgrounds=tuple(args.add_backgrounds or ()), background_variants=args.variants,
                        noise_mode_p=tuple(args.noise_mode_p or CorpusConfig.noise_mode_p),
+                       removal_haze=tuple(args.removal_haze or CorpusConfig.removal_haze),
                        resample_tampered=args.resample_tampered, fine_vessels=not args.coarse_vessels,
                        patch_size=args.patch_size, jitter=args.jitter, tampers_per_slice=args.tampers_per_slice,
                        **{k: getattr(args, k) for k in ("matched_nodules", "lookalikes")
@@ -283,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-mode-p", type=float, nargs=3, metavar=("COPY", "GAUSS", "NONE"),
                    help="probabilities of the touch-up noise modes: copied lung noise (CT-GAN's default), "
                    "interpolated Gaussian noise, none (default: tamper.NOISE_MODE_P)")
+    p.add_argument("--removal-haze", type=float, nargs=4, metavar=("LEVEL_LO", "LEVEL_HI", "HAZE_LO", "HAZE_HI"),
+                   help="HU by which a removal's in-painted lung may lie above the lung around it: a cap drawn from "
+                   "LEVEL_LO..LEVEL_HI plus a haze from HAZE_LO..HAZE_HI (default: tamper.REMOVAL_HAZE)")
     p.add_argument("--resample-tampered", type=float, default=1.0,
                    help="share of tampered scans resampled as a whole, as CT-GAN's reference code does; the others "
                    "resample only the in-painted cubes (default 1.0)")

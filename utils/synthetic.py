@@ -20,7 +20,7 @@ from .dicom import CTSlice
 from .lungmask import cached_lung_mask
 from .patches import extract_patches
 from .scans import LabelRow, Scan
-from .tamper import NOISE_MODE_P, pick_targets, resample_roundtrip, tamper_slice
+from .tamper import NOISE_MODE_P, REMOVAL_HAZE, pick_targets, resample_roundtrip, tamper_slice
 
 KIND_CYCLE = ("FM", "FB", "FM", "FB", "TM", "FM", "FB", "TB")  # as the blind trial: 3 FM : 3 FB : 1 TM : 1 TB
 SHIPPED_BACKGROUNDS = Path(__file__).resolve().parents[1] / "data" / "backgrounds"  # CC BY 4.0, see its README
@@ -28,7 +28,8 @@ MIN_LUNG_MM2 = 4000.0  # slices with less lung than this are not tampered
 
 
 # what a corpus written before a setting existed was generated with (its corpus.json lacks the key)
-BEFORE_SETTING = {"fine_vessels": False, "matched_nodules": False, "lookalikes": False}
+BEFORE_SETTING = {"fine_vessels": False, "matched_nodules": False, "lookalikes": False,
+                  "removal_haze": (10.0, 70.0, 0.0, 25.0)}
 
 
 @dataclass
@@ -65,6 +66,8 @@ class CorpusConfig:
             cut across and ground-glass opacity (`anatomy.chest_slice`).
         noise_mode_p: probabilities of the touch-up noise modes 'copy' (CT-GAN's default), 'gauss' and 'none'
             (`tamper.NOISE_MODES`), drawn per tampered location.
+        removal_haze: (level_lo, level_hi, haze_lo, haze_hi) HU: how far a removal's in-painted lung may lie above
+            the lung around it (`tamper.REMOVAL_HAZE`).
     """
 
     n_scans: int = 80
@@ -84,6 +87,7 @@ class CorpusConfig:
     background_variants: int = 8
     background_noise: float = 30.0
     noise_mode_p: tuple = NOISE_MODE_P
+    removal_haze: tuple = REMOVAL_HAZE
     fine_vessels: bool = True
     matched_nodules: bool = False
     lookalikes: bool = False
@@ -182,7 +186,7 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
         hu, records = tamper_slice(sl.hu, spacing, [(x, y, action) for x, y in points], rng,
                                    difficulty=cfg.difficulty, lungs=lungs,
                                    resample_whole=scan.resampled and not sl.meta.get("ctgan_output", False),
-                                   noise_mode_p=cfg.noise_mode_p)
+                                   noise_mode_p=cfg.noise_mode_p, removal_haze=cfg.removal_haze)
         scan.slices[sl.instance] = CTSlice(hu, sl.spacing, sl.instance, sl.z, None, dict(sl.meta, tampered=True))
         for rec in records:
             scan.labels.append(LabelRow(scan.kind, scan.uuid, sl.instance, rec.x, rec.y, scan.experiment))

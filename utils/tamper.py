@@ -34,6 +34,12 @@ def footprint_half_px(spacing: float) -> float:
     return max(TOUCHUP_PX / 2, CUBE_MM / 2 / spacing)
 
 
+# A removal's in-painted lung: capped at U(lo, hi) HU above the surrounding lung level, plus a haze of U(lo, hi) HU
+# (level_lo, level_hi, haze_lo, haze_hi). The previous values (10, 70, 0, 25) left the centre of a removal 46 HU
+# [26, 75] (median [quartiles]) above the lung around it, where CT-GAN's remover leaves 29 [14, 46] on the
+# development sample; (0, 40, 0, 15) gives 32 [14, 54] (README, "A removal's haze").
+REMOVAL_HAZE = (10.0, 70.0, 0.0, 25.0)
+
 NOISE_MODES = ("copy", "gauss", "none")
 # CT-GAN's touch-ups are copied noise (its default) or interpolated Gaussian noise. A 'none' share of 0.15 was
 # measured (README, "The touch-up noise modes") and hurt transfer to real removals, so it is 0; the mode stays
@@ -113,8 +119,10 @@ def _nodule(rng, half: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
     return frac.astype(np.float32), value.astype(np.float32)
 
 
-def _inpaint_remove(rng, region: np.ndarray, lungs: np.ndarray, hole: np.ndarray, texture: np.ndarray):
-    """Continue the lung over the hole: smooth in-paint of the surroundings, a faint haze, weak fine texture.
+def _inpaint_remove(rng, region: np.ndarray, lungs: np.ndarray, hole: np.ndarray, texture: np.ndarray,
+                    haze_hu: tuple = REMOVAL_HAZE):
+    """Continue the lung over the hole: smooth in-paint of the surroundings, a faint haze (`REMOVAL_HAZE`), weak
+    fine texture.
 
     Only lung pixels are in-painted, so the chest wall and mediastinum stay sharp.
     """
@@ -128,8 +136,8 @@ def _inpaint_remove(rng, region: np.ndarray, lungs: np.ndarray, hole: np.ndarray
     smooth = cv2.inpaint(((src + 1024) * 40).astype(np.uint16), fill_mask, 6, cv2.INPAINT_TELEA)
     smooth = smooth.astype(np.float32) / 40 - 1024
     lung_level = float(np.median(region[lungs & ~target])) if (lungs & ~target).any() else -850.0
-    smooth = np.minimum(blur(smooth, 2.0), lung_level + rng.uniform(10, 70))
-    haze = rng.uniform(0, 25) * hole
+    smooth = np.minimum(blur(smooth, 2.0), lung_level + rng.uniform(haze_hu[0], haze_hu[1]))
+    haze = rng.uniform(haze_hu[2], haze_hu[3]) * hole
     filled = smooth + haze + texture * rng.uniform(0.5, 1.0)
     weight = hole * lungs
     return region * (1 - weight) + filled * weight
@@ -138,7 +146,8 @@ def _inpaint_remove(rng, region: np.ndarray, lungs: np.ndarray, hole: np.ndarray
 def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, str]], rng: np.random.Generator,
                  difficulty: float = 0.5, lungs: np.ndarray | None = None,
                  noise_mode: str | None = None, resample_whole: bool = True,
-                 noise_mode_p: tuple = NOISE_MODE_P) -> tuple[np.ndarray, list[TamperRecord]]:
+                 noise_mode_p: tuple = NOISE_MODE_P,
+                 removal_haze: tuple = REMOVAL_HAZE) -> tuple[np.ndarray, list[TamperRecord]]:
     """Tamper one authentic HU slice at each (x, y, action) target, action 'inject' or 'remove'.
 
     Args:
@@ -151,6 +160,7 @@ def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, s
         lungs: lung mask of `hu` (computed when omitted).
         noise_mode: 'copy', 'gauss' or 'none'; drawn per location (CT-GAN's default 'copy' most often) when None.
         noise_mode_p: probabilities of 'copy', 'gauss' and 'none' for that draw.
+        removal_haze: (level_lo, level_hi, haze_lo, haze_hi) HU of a removal's in-painted lung (`REMOVAL_HAZE`).
         resample_whole: put the whole slice through the 1 mm round trip, as CT-GAN does with the whole scan. False
             for a slice that CT-GAN already resampled (its own output, `dicom.written_by_ctgan`): only the
             in-painted cubes are resampled, so nothing is smoothed twice.
@@ -186,7 +196,7 @@ def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, s
         elif action == "remove":
             shift = rng.integers(-40, 40, 2)
             texture = np.roll(texture_src, tuple(shift), axis=(0, 1))[box]
-            region = _inpaint_remove(rng, region, lungs[box], hole, texture * (lungs[box]))
+            region = _inpaint_remove(rng, region, lungs[box], hole, texture * (lungs[box]), removal_haze)
             r = 0.0
         else:
             raise ValueError(f"unknown tamper action {action!r}: use 'inject' or 'remove'")
