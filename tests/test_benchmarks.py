@@ -30,7 +30,7 @@ def test_compare_quick_writes_report(tmp_path):
 def test_help_of_every_benchmark():
     for name in ("compare", "transfer", "faithfulness", "scan_localisation", "corpus_speed", "startup",
                  "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed",
-                 "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives", "paired_scans"):
+                 "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives", "paired_scans", "removal_haze"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name
@@ -149,3 +149,16 @@ def test_paired_scans_pair_the_same_slices_and_refuse_others():
     b["slice_scores"]["top-1"]["authentic"] = authentic[:-1].tolist()
     with pytest.raises(ValueError, match="different slices"):
         paired_slices(a, b)
+
+
+def test_removal_haze_reads_a_brighter_centre_in_hounsfield_units():
+    from benchmarks.removal_haze import haze_stats
+    from utils.dicom import window
+
+    rng = np.random.default_rng(0)
+    hu = -850 + rng.normal(0, 20, (64, 64))
+    yy, xx = np.mgrid[:64, :64]
+    hu[np.hypot(yy - 31.5, xx - 31.5) < 12] += 40  # a 40 HU haze over the centre
+    haze, texture, structure = haze_stats(window(hu))
+    assert 30 < haze < 50 and 0.7 < texture < 1.3
+    assert haze_stats(window(np.full((64, 64), 40.0))) is None  # no lung: no figure

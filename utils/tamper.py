@@ -35,9 +35,9 @@ def footprint_half_px(spacing: float) -> float:
 
 
 # A removal's in-painted lung: capped at U(lo, hi) HU above the surrounding lung level, plus a haze of U(lo, hi) HU
-# (level_lo, level_hi, haze_lo, haze_hi). The previous values (10, 70, 0, 25) left the centre of a removal 46 HU
-# [26, 75] (median [quartiles]) above the lung around it, where CT-GAN's remover leaves 29 [14, 46] on the
-# development sample; (0, 40, 0, 15) gives 32 [14, 54] (README, "A removal's haze").
+# (level_lo, level_hi, haze_lo, haze_hi). These leave the centre of a removal 49 HU [28, 77] (median [quartiles])
+# above the lung around it, where CT-GAN's remover leaves 29 [14, 46] on the development sample; (0, 40, 0, 15)
+# gives 32 [14, 56] but transferred worse (README, "A removal's haze"; benchmarks.removal_haze).
 REMOVAL_HAZE = (10.0, 70.0, 0.0, 25.0)
 
 NOISE_MODES = ("copy", "gauss", "none")
