@@ -202,12 +202,13 @@ def paired_table(diffs: list[dict]) -> str:
 
 def _prepare(data: Path, quick: bool) -> None:
     """The corpora the comparison needs: the embedded corpus, the real sample and authentic CT, if missing."""
+    from utils.patches import PATCH_SIZE
     from utils.synthetic import CorpusConfig, build_synthetic_corpus, corpus_background_patients
 
     if not (data / "manifest.csv").is_file():
         cfg = CorpusConfig(n_scans=16, slices_per_scan=1, tampers_per_slice=3, workers=1) if quick else CorpusConfig()
         build_synthetic_corpus(data, cfg, progress=False)
-    size = CorpusConfig.from_dir(data).patch_size if (data / "corpus.json").is_file() else 64
+    size = CorpusConfig.from_dir(data).patch_size if (data / "corpus.json").is_file() else PATCH_SIZE
     if (SHARED / "ctgan-sample").is_dir() and not (data / "ctgan" / "manifest.csv").is_file():
         from utils.ctgan import prepare_ctgan
 

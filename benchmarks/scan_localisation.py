@@ -43,6 +43,11 @@ AGGREGATORS = {  # a slice's score from its window scores (`scan.SliceResult`)
 }
 
 
+def _hit(px, py, targets) -> bool:
+    """True when the point (x, y) lies within HIT_PX of one of the targets (x, y)."""
+    return any((px - x) ** 2 + (py - y) ** 2 <= HIT_PX**2 for x, y in targets)
+
+
 def localise(model, items, stride):
     """items: (hu, spacing, [(x, y), ...] tampered points). Returns hits (top-1 window centre within HIT_PX of a
     target), hits of the consensus peak (`scan.consensus_peak`) and of the top window's attention peak
@@ -56,12 +61,11 @@ def localise(model, items, stride):
         res = scan_slice(model, hu, spacing, stride=stride, top_k=1)
         seconds.append(time.perf_counter() - start)
         top = res.locations[0]
-        hits.append(any((top.x - x) ** 2 + (top.y - y) ** 2 <= HIT_PX**2 for x, y in targets))
+        hits.append(_hit(top.x, top.y, targets))
         py, px = consensus_peak(res.points, res.scores, res.stride)[1]
-        peak_hits.append(any((px - x) ** 2 + (py - y) ** 2 <= HIT_PX**2 for x, y in targets))
+        peak_hits.append(_hit(px, py, targets))
         if attends:
-            ax, ay = attention_peak(model, hu, top.x, top.y)
-            attention_hits.append(any((ax - x) ** 2 + (ay - y) ** 2 <= HIT_PX**2 for x, y in targets))
+            attention_hits.append(_hit(*attention_peak(model, hu, top.x, top.y), targets))
         lung_px = lung_mask(hu, spacing).sum()
         chance.append(min(1.0, len(targets) * np.pi * HIT_PX**2 / max(lung_px, 1)))
         for name, get in AGGREGATORS.items():

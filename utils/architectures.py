@@ -91,7 +91,7 @@ def build_comparing_vit(cnn, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1,
     texture cancels by construction instead of having to be learned; 'centre' subtracts the reference's mean only.
     """
     size = cnn.inputs[0].shape[1:3]
-    filters = tuple(layer.filters for layer in cnn.layers if layer.name.startswith("conv") and layer.name.endswith("_1"))
+    filters = stem_filters(cnn)
     momentum = cnn.get_layer("bn1_1").momentum
     inputs = keras.Input((*size, 2), name="patch_and_reference")
     x = cnn_stem(PairToBatch(name="pair_to_batch")(inputs), filters, momentum, stem_padding(cnn))
@@ -113,6 +113,11 @@ def compares(model) -> bool:
     Objects without Keras layers (any model with ``inputs`` and ``predict``) read patches alone.
     """
     return any(isinstance(layer, PairToBatch) for layer in getattr(model, "layers", ()))
+
+
+def stem_filters(model) -> tuple[int, ...]:
+    """The CNN stem's widths per stage (`cnn_stem`'s `filters`), read from the first convolution of each stage."""
+    return tuple(layer.filters for layer in model.layers if layer.name.startswith("conv") and layer.name.endswith("_1"))
 
 
 def stem_padding(model) -> str:

@@ -14,7 +14,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .architectures import build_cnn, build_comparing_vit, build_hybrid_vit, cnn_layer_names, stem_padding
+from .architectures import (build_cnn, build_comparing_vit, build_hybrid_vit, cnn_layer_names, stem_filters,
+                            stem_padding)
 from .data import DESIGNS, augment, load_split
 
 
@@ -362,8 +363,7 @@ def cnn_for_size(cnn, input_shape):
     """The phase-1 CNN on another input size, same layers and weights: convolutions, BatchNorm, pooling and the
     global-average head do not depend on the size. E.g. a CNN trained on 64 px patches reading 128 px views, as
     the stem of a transformer over the view's 12x12 feature cells."""
-    filters = tuple(layer.filters for layer in cnn.layers if layer.name.startswith("conv") and layer.name.endswith("_1"))
-    copy = build_cnn(tuple(input_shape), filters, cnn.get_layer("dropout").rate, cnn.get_layer("bn1_1").momentum,
+    copy = build_cnn(tuple(input_shape), stem_filters(cnn), cnn.get_layer("dropout").rate, cnn.get_layer("bn1_1").momentum,
                      stem_padding(cnn), name=cnn.name)
     copy.set_weights(cnn.get_weights())
     return copy
