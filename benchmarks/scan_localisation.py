@@ -7,8 +7,8 @@
   never drew); chance = the 24 px disc's share of the slice's lung area; on real slices also by kind (FM, FB).
 - False alarms: top-1 score on authentic CT of other scanners (COVID-CT-MD, TCIA, LIDC; patients whose slices
   are training backgrounds, or lie under an `--exclude` folder, left out) vs the tampered slices; slice-level
-  ROC-AUC; slices flagged at the model's stored relative operating point (`calibrate`) and at each slice score's
-  threshold chosen on validation slices.
+  ROC-AUC; slices flagged at the model's stored slice and relative operating points (chosen by training or
+  `calibrate`) and at each slice score's thresholds for 1% and 5% false alarms on validation slices.
 - Speed: seconds per 512x512 slice at the stride, and per authentic series (median).
 Writes reports/scan.md and .json.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import warnings
 from pathlib import Path
 
 import keras
@@ -26,26 +25,21 @@ from sklearn.metrics import roc_auc_score
 
 import utils.layers  # noqa: F401  (registers the custom layers)
 from utils.architectures import encoder_blocks
-from utils.ctgan import load_dataset
+from utils.calibration import calibration_slices
 from utils.dicom import patient_ids, read_slice
 from utils.lungmask import lung_mask
-from utils.operating_point import load_operating_point
+from utils.operating_point import load_operating_point, series_threshold, threshold_at_false_alarm_rate
 from utils.patches import crop_hu
-from utils.scan import attention_peak, consensus_peak, model_patch_size, scan_series, scan_slice, scan_slices, validation_authentic_slices
+from utils.scan import attention_peak, consensus_peak, model_patch_size, scan_series, scan_slice, scan_slices
+from utils.slice_evaluation import HIT_PX, ctgan_tampered_slices, within
 from utils.synthetic import CorpusConfig, corpus_background_patients, synthetic_scan
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-HIT_PX = 24
 AGGREGATORS = {  # a slice's score from its window scores (`scan.SliceResult`)
     "top-1": lambda res: res.locations[0].score,
     "relative": lambda res: res.contrast(),
     "consensus": lambda res: res.consensus(),
 }
-
-
-def _hit(px, py, targets) -> bool:
-    """True when the point (x, y) lies within HIT_PX of one of the targets (x, y)."""
-    return any((px - x) ** 2 + (py - y) ** 2 <= HIT_PX**2 for x, y in targets)
 
 
 def localise(model, items, stride):
@@ -61,11 +55,11 @@ def localise(model, items, stride):
         res = scan_slice(model, hu, spacing, stride=stride, top_k=1)
         seconds.append(time.perf_counter() - start)
         top = res.locations[0]
-        hits.append(_hit(top.x, top.y, targets))
+        hits.append(within(top.x, top.y, targets))
         py, px = consensus_peak(res.points, res.scores, res.stride)[1]
-        peak_hits.append(_hit(px, py, targets))
+        peak_hits.append(within(px, py, targets))
         if attends:
-            attention_hits.append(_hit(*attention_peak(model, hu, top.x, top.y), targets))
+            attention_hits.append(within(*attention_peak(model, hu, top.x, top.y), targets))
         lung_px = lung_mask(hu, spacing).sum()
         chance.append(min(1.0, len(targets) * np.pi * HIT_PX**2 / max(lung_px, 1)))
         for name, get in AGGREGATORS.items():
@@ -82,7 +76,7 @@ def leave_one_patient_out(auth_scores, patients, tampered_scores, rate: float) -
     """A site calibrating on some of its own patients: for each patient in turn, the threshold that flags `rate` of
     the other patients' authentic slices (`threshold_at_false_alarm_rate`); the held-out patient's slices flagged at
     it (pooled over patients) and the tampered slices flagged (mean over the thresholds). None with < 2 patients."""
-    from utils.operating_point import threshold_at_false_alarm_rate
+    from utils.operating_point import series_threshold, threshold_at_false_alarm_rate
 
     auth_scores, patients = np.asarray(auth_scores), np.asarray(patients, dtype=object)
     tampered_scores = np.asarray(tampered_scores)
@@ -129,15 +123,9 @@ def main() -> None:
     size = model_patch_size(model)
     report, lines = {}, []
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        scans = load_dataset(SHARED / "ctgan-sample")
-    real, real_kinds = [], []
-    for scan in scans:
-        for inst in sorted({r.slice for r in scan.labels if r.tampered}):
-            sl = scan.slice(inst)
-            real.append((sl.hu, sl.spacing[1], [(r.x, r.y) for r in scan.labels if r.tampered and r.slice == inst]))
-            real_kinds.append("+".join(sorted({r.type for r in scan.labels if r.tampered and r.slice == inst})))
+    tampered = ctgan_tampered_slices(SHARED / "ctgan-sample")
+    real = [(t.slice.hu, t.slice.spacing[1], t.targets) for t in tampered]
+    real_kinds = [t.kind for t in tampered]
     hits, peak_hits, att_hits, chance, real_scores, secs = localise(model, real, args.stride)
     real_top, real_con = real_scores["top-1"], real_scores["relative"]
     report["real"] = {"slices": len(real), "top1_within_24px": float(hits.mean()),
@@ -163,6 +151,7 @@ def main() -> None:
         report["synthetic"]["attention_peak_within_24px"] = float(s_att_hits.mean())
 
     auth_scores, series_seconds, series_slices = {name: [] for name in AGGREGATORS}, [], []
+    series_scores = {}  # series: (`scan_series` score, slices scanned)
     auth_windows = []  # (top-1 score, series, slice, HU crop of the top window) per authentic slice
     auth_patients = []  # PatientID per authentic slice
     excluded = corpus_background_patients(args.data) | patient_ids(args.exclude)
@@ -183,6 +172,7 @@ def main() -> None:
         for name, get in AGGREGATORS.items():
             auth_scores[name] += [get(r) for r in res.slices.values()]
         name = folder.relative_to(SHARED / "authentic-ct").as_posix()
+        series_scores[name] = (res.score, len(res.slices))
         auth_patients += [first.meta["patient_id"]] * len(res.slices)
         for inst, r in res.slices.items():
             top = r.locations[0]  # a copy of the crop: a view would keep the whole slice alive
@@ -190,22 +180,24 @@ def main() -> None:
     report["excluded_patients"] = sorted(excluded)
     auth_scores = {k: np.array(v) for k, v in auth_scores.items()}
     auth_top, auth_con = auth_scores["top-1"], auth_scores["relative"]
-    # slice decisions chosen on validation only: held-out synthetic tampered slices against the corpus's
-    # validation authentic slices; then applied unchanged to the development set against other scanners
-    val_results = scan_slices(model, validation_authentic_slices(args.data), args.stride, progress=False)
+    # slice decisions chosen on validation only: held-out synthetic tampered slices against authentic synthetic
+    # slices no model saw (`calibration.calibration_slices`, as training chooses the stored slice thresholds);
+    # then applied unchanged to the development set against other scanners
+    val_slices, val_source = calibration_slices(args.data)
+    val_results = scan_slices(model, val_slices, args.stride, progress=False)
     val_scores = {name: [get(res) for res in val_results] for name, get in AGGREGATORS.items()}
     y_val = np.r_[np.ones(len(synth)), np.zeros(len(val_scores["top-1"]))]
     y_dev = np.r_[np.ones(len(real)), np.zeros(len(auth_top))]
     report["aggregators"] = {}
+    report["validation_slices"] = f"{len(val_results)} {val_source}"
     for name in AGGREGATORS:
         val_auth = np.array(val_scores[name])
-        t = float(np.quantile(val_auth, 0.95))
         report["aggregators"][name] = {
             "validation_auc": float(roc_auc_score(y_val, np.r_[synth_scores[name], val_auth])),
             "development_auc": float(roc_auc_score(y_dev, np.r_[real_scores[name], auth_scores[name]])),
-            "threshold_5pct_validation": t,
-            "authentic_flagged": float(np.mean(auth_scores[name] > t)),
-            "real_tampered_flagged": float(np.mean(real_scores[name] > t))}
+            "at_rates": {f"{rate:g}": {"threshold": t, "authentic_flagged": float(np.mean(auth_scores[name] >= t)),
+                                       "real_tampered_flagged": float(np.mean(real_scores[name] >= t))}
+                         for rate in RATES for t in [threshold_at_false_alarm_rate(val_auth, rate)]}}
     report["slice_scores"] = {name: {"real_tampered": real_scores[name].tolist(),
                                      "authentic": auth_scores[name].tolist()} for name in AGGREGATORS}
     report["real_hits"] = hits.astype(int).tolist()
@@ -230,7 +222,7 @@ def main() -> None:
                          for rate, thr in point.get("thresholds", {}).items()}}
 
     point = load_operating_point(args.model).get("slice")
-    if point:  # `calibrate --authentic`: chosen on the user's own authentic series
+    if point:  # chosen by training (synthetic slices) or `calibrate` (`--authentic`: the user's own series)
         report["slice_operating_point"] = {
             "chosen_on": point["chosen_on"],
             "at_rates": {rate: {"threshold": thr, "authentic_flagged": float(np.mean(auth_top >= thr)),
@@ -274,6 +266,24 @@ def main() -> None:
         lines.append(f"| at the stored slice threshold for {float(rate):.0%} false alarms "
                      f"({report['slice_operating_point']['chosen_on']}): authentic / real tampered slices flagged | "
                      f"{at['authentic_flagged']:.3f} / {at['real_tampered_flagged']:.3f} |")
+    if point:  # a series is judged by its best slice against the threshold for its length (`series_threshold`)
+        multi = {k: v for k, v in series_scores.items() if v[1] > 1}
+        report["slice_operating_point"]["series"] = {}
+        for rate, thr in point["thresholds"].items():
+            at = {**point, "threshold": thr, "false_alarm_rate": float(rate)}
+            typical = int(np.median([v[1] for v in multi.values()]))
+            report["slice_operating_point"]["series"][rate] = {
+                "series": len(multi), "slices_each": sorted({v[1] for v in multi.values()}),
+                "flagged": float(np.mean([v[0] >= series_threshold(at, v[1]) for v in multi.values()])),
+                "flagged_at_slice_threshold": float(np.mean([v[0] >= thr for v in multi.values()])),
+                "typical_slices": typical,
+                "real_tampered_above": float(np.mean(real_top >= series_threshold(at, typical)))}
+        for rate, at in sorted(report["slice_operating_point"]["series"].items(), key=lambda kv: float(kv[0])):
+            lines.append(f"| authentic series ({at['series']}, {'/'.join(map(str, at['slices_each']))} slices "
+                         f"each) flagged at the stored series threshold for {float(rate):.0%} (at the one-slice "
+                         f"threshold); real tampered slices above the threshold of a {at['typical_slices']}-slice "
+                         f"series | {at['flagged']:.3f} ({at['flagged_at_slice_threshold']:.3f}); "
+                         f"{at['real_tampered_above']:.3f} |")
     for rate, lopo in report["leave_one_patient_out"].items():
         if lopo:
             lines.append(f"| top-1 threshold for {float(rate):.0%} false alarms on the other patients' authentic "
@@ -284,20 +294,22 @@ def main() -> None:
         f"| seconds per authentic series, median ({f['series_slices_scanned']} slices scanned, + reading) | "
         f"{f['series_seconds']:.1f} |",
     ]
-    lines += ["", "Slice decisions (each threshold flags 5% of the validation authentic slices; chosen on validation "
-              "only):", "", "| slice score | validation AUC (synthetic tampered vs validation authentic) | development "
-              "AUC (real tampered vs other scanners) | authentic slices flagged | real tampered slices flagged |",
-              "|---|---|---|---|---|"]
+    lines += ["", f"Slice decisions, thresholds chosen on validation only ({report['validation_slices']}; held-out "
+              "synthetic tampered slices for the validation AUC):", "",
+              "| slice score | validation AUC | development AUC (real tampered vs other scanners) | at 1% validation "
+              "false alarms: authentic / real tampered slices flagged | at 5%: the same |", "|---|---|---|---|---|"]
     for name, agg in report["aggregators"].items():
+        at = agg["at_rates"]
         lines.append(f"| {name} | {agg['validation_auc']:.3f} | {agg['development_auc']:.3f} | "
-                     f"{agg['authentic_flagged']:.3f} | {agg['real_tampered_flagged']:.3f} |")
-    t = report["aggregators"]["top-1"]["threshold_5pct_validation"]
+                     f"{at['0.01']['authentic_flagged']:.3f} / {at['0.01']['real_tampered_flagged']:.3f} | "
+                     f"{at['0.05']['authentic_flagged']:.3f} / {at['0.05']['real_tampered_flagged']:.3f} |")
+    t = report["aggregators"]["top-1"]["at_rates"]["0.05"]["threshold"]
     kinds = np.array(real_kinds)
     report["real_by_kind"] = {k: {"slices": int((kinds == k).sum()), "top1_within_24px": float(hits[kinds == k].mean()),
                                   "consensus_peak_within_24px": float(peak_hits[kinds == k].mean()),
-                                  "flagged_top1_validation_threshold": float(np.mean(real_top[kinds == k] > t))}
+                                  "flagged_top1_validation_threshold": float(np.mean(real_top[kinds == k] >= t))}
                               for k in sorted(set(real_kinds))}
-    lines += ["", "Real tampered slices by kind (FM injected, FB removed; top-1 score at its validation threshold):", "",
+    lines += ["", "Real tampered slices by kind (FM injected, FB removed; top-1 score at its 5% validation threshold):", "",
               "| kind | slices | top-1 within 24 px | consensus peak within 24 px | flagged |", "|---|---|---|---|---|"]
     lines += [f"| {k} | {v['slices']} | {v['top1_within_24px']:.3f} | {v['consensus_peak_within_24px']:.3f} | "
               f"{v['flagged_top1_validation_threshold']:.3f} |"
@@ -306,10 +318,10 @@ def main() -> None:
     report["authentic_by_series"] = {
         k: {"slices": int((series == k).sum()), "top1_median": float(np.median(auth_top[series == k])),
             "flagged_at_0.5": float(np.mean(auth_top[series == k] >= 0.5)),
-            "flagged_top1_validation_threshold": float(np.mean(auth_top[series == k] > t))}
+            "flagged_top1_validation_threshold": float(np.mean(auth_top[series == k] >= t))}
         for k in sorted(set(series))}
     lines += ["", "Authentic slices of other scanners by series (top-1 score):", "",
-              "| series | slices | top-1 median | flagged at 0.5 | flagged at the validation threshold |",
+              "| series | slices | top-1 median | flagged at 0.5 | flagged at the 5% validation threshold |",
               "|---|---|---|---|---|"]
     lines += [f"| {k} | {v['slices']} | {v['top1_median']:.3f} | {v['flagged_at_0.5']:.3f} | "
               f"{v['flagged_top1_validation_threshold']:.3f} |" for k, v in report["authentic_by_series"].items()]

@@ -18,7 +18,7 @@ SHARED = REPO.parent / "shared" / "data"
 
 def write_dicom(path: Path, hu: np.ndarray, instance: int = 1, z: float = 0.0, intercept: float = -1024.0,
                 slope: float = 1.0, spacing: float = 0.7, rescale: bool = True, modality: str = "CT",
-                series_uid: str | None = None) -> Path:
+                series_uid: str | None = None, patient: str | None = None) -> Path:
     """A minimal CT slice storing (hu - intercept) / slope as int16."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
@@ -30,6 +30,8 @@ def write_dicom(path: Path, hu: np.ndarray, instance: int = 1, z: float = 0.0, i
     ds.Modality = modality
     if series_uid:
         ds.SeriesInstanceUID = series_uid
+    if patient:
+        ds.PatientID = patient
     ds.InstanceNumber = instance
     ds.ImagePositionPatient = [-175.0, -175.0, float(z)]
     ds.PixelSpacing = [spacing, spacing]

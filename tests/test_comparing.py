@@ -122,7 +122,7 @@ def trained_comparing(tiny_corpus, tmp_path_factory):
 
     models = tmp_path_factory.mktemp("comparing_models")
     cfg = TrainConfig(data_dir=str(tiny_corpus), models_dir=str(models), cnn_epochs=1, vit_epochs=1,
-                      finetune_epochs=1, batch_size=32, design="compare", **TINY_MODEL)
+                      finetune_epochs=1, batch_size=32, design="compare", slice_calibration=0, **TINY_MODEL)
     return run_training(cfg, verbose=0), models
 
 

@@ -19,7 +19,7 @@ y = (rng.uniform(size=256) < 0.5).astype("int32")
 x[y == 1, 24:40, 24:40] += 0.3
 data = {"train": (x[:192], y[:192]), "val": (x[192:], y[192:])}
 cfg = TrainConfig(models_dir=sys.argv[1], cnn_epochs=3, batch_size=32, augment=False, filters=(4, 8, 8),
-                  data_parallel=sys.argv[2] == "1")
+                  data_parallel=sys.argv[2] == "1", slice_calibration=0)
 run = run_training(cfg, phases=("cnn",), verbose=0, data=data)
 print(json.dumps({"devices": len(keras.distribution.list_devices()), "loss": run["histories"]["cnn"]["loss"]}))
 """

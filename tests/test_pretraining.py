@@ -66,7 +66,8 @@ def test_pretraining_model_saves_and_hands_its_transformer_to_a_detector(tmp_pat
 
 def test_phase_2a_starts_from_the_pretrained_transformer(tiny_corpus, tmp_path):
     cfg = TrainConfig(data_dir=str(tiny_corpus), models_dir=str(tmp_path), cnn_epochs=1, vit_epochs=1,
-                      finetune_epochs=0, pretrain_epochs=2, batch_size=32, patience=10, **TINY_MODEL)
+                      finetune_epochs=0, pretrain_epochs=2, batch_size=32, patience=10, slice_calibration=0,
+                      **TINY_MODEL)
     run = run_training(cfg, verbose=0)
     hist = run["histories"]["pretrain"]
     assert len(hist["loss"]) == 2 and np.all(np.isfinite(hist["val_loss"])) and hist["n_images"] > 0

@@ -91,7 +91,13 @@ def test_series_bad_inputs(tmp_path, chest_slices):
     with pytest.warns(UserWarning, match="9.dcm"):
         result = scan_series(CentreBrightness(), series, stride=32, progress=False)
     assert len(result.slices) == 3 and result.verdict in ("tampered", "authentic")
-    assert set(result.as_json()) == {"verdict", "score", "locations"}
+    assert set(result.as_json()) == {"verdict", "score", "threshold", "locations"} and result.threshold == 0.5
+    # a slice operating point: the threshold of a series of the 3 slices scanned, not of one slice
+    point = {"threshold": 0.2, "false_alarm_rate": 0.5, "authentic_scores": [0.1, 0.2, 0.3, 0.4]}
+    with pytest.warns(UserWarning, match="9.dcm"):
+        result = scan_series(CentreBrightness(), series, stride=32, progress=False, operating_point=point)
+    assert result.threshold == pytest.approx(0.4) and result.verdict == ("tampered" if result.score >= 0.4
+                                                                          else "authentic")
     mixed = tmp_path / "mixed"
     write_dicom(mixed / "a.dcm", slices[0], instance=1)
     write_dicom(mixed / "b.dcm", slices[0][:256, :256], instance=2, z=2.5)
@@ -138,7 +144,7 @@ def test_cli_scan_json(tmp_path, chest_slices, capsys):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert set(result) == {"verdict", "score", "locations"} and result["locations"]
+    assert set(result) == {"verdict", "score", "threshold", "locations"} and result["locations"]
     assert set(result["locations"][0]) == {"slice", "x", "y", "score"}
     assert list((tmp_path / "out").glob("*.png"))
     from utils.cli import main

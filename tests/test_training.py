@@ -15,7 +15,7 @@ from utils.training import TrainConfig, run_training
 def trained(tiny_corpus, tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
     cfg = TrainConfig(data_dir=str(tiny_corpus), models_dir=str(models), cnn_epochs=4, vit_epochs=2,
-                      finetune_epochs=1, batch_size=32, patience=10, **TINY_MODEL)
+                      finetune_epochs=1, batch_size=32, patience=10, slice_calibration=6, **TINY_MODEL)
     return run_training(cfg, verbose=0), models
 
 
@@ -88,16 +88,68 @@ def test_operating_point_is_chosen_on_validation_authentic_patches(trained, tiny
     assert np.mean(s >= threshold_at_false_alarm_rate(s, 0.4)) == 0.4
 
 
-def test_cli_calibrate_stores_a_relative_threshold(trained, tiny_corpus):
+def test_training_stores_slice_thresholds_chosen_on_unseen_authentic_slices(trained, tiny_corpus):
+    """Each saved model gets the slice thresholds `scan` uses, chosen on authentic synthetic slices: the validation
+    split's, topped up with held-out scans of the same generator that the corpus never drew."""
+    from utils.calibration import HELD_OUT_FIRST, held_out_authentic_slices
+    from utils.operating_point import load_operating_point
+    from utils.patches import read_manifest
+
+    result, models = trained
+    for name in ("cnn_model", "deepfake_detection_model"):
+        stored = load_operating_point(models / f"{name}.keras")
+        assert {"patch", "slice", "relative"} <= set(stored)
+        assert stored["slice"]["n_authentic"] >= 6 and "held-out scans" in stored["slice"]["chosen_on"]
+        assert stored["slice"]["thresholds"]["0.01"] >= stored["slice"]["thresholds"]["0.05"]
+        assert len(stored["slice"]["authentic_scores"]) == stored["slice"]["n_authentic"]
+    assert result["hybrid"].operating_point["slice"] == load_operating_point(
+        models / "deepfake_detection_model.keras")["slice"]
+    used = {int(r["scan"].split("-")[1]) for r in read_manifest(tiny_corpus / "manifest.csv")
+            if r["scan"].startswith("SYN-")}
+    assert max(used) < HELD_OUT_FIRST
+    slices = held_out_authentic_slices(tiny_corpus, 3)
+    assert len(slices) >= 3 and all(sl.hu.shape == (512, 512) for sl in slices)
+
+
+def test_a_series_threshold_keeps_the_series_false_alarm_rate_near_the_slice_rate():
+    from utils.operating_point import operating_point, series_threshold
+
+    scores = np.linspace(0.0, 0.999, 200)
+    point = operating_point(scores, "200 test slices", 0.05)
+    point["authentic_scores"] = scores.tolist()
+    assert series_threshold(point, 1) == point["threshold"]
+    # 5% over 4 slices: 1.25% of the calibration slices (2 of 200) may pass, as the union bound allows
+    assert np.sum(scores >= series_threshold(point, 4)) == 2
+    assert series_threshold(point, 4) > point["threshold"]
+    # past one calibration slice in N the threshold is just above the highest one and stays there
+    assert series_threshold(point, 300) == series_threshold(point, 20) > scores.max()
+    del point["authentic_scores"]  # a point chosen before scores were stored: the slice threshold
+    assert series_threshold(point, 20) == point["threshold"]
+
+
+def test_slice_thresholds_need_a_generated_corpus(tmp_path, caplog):
+    from utils.calibration import store_slice_operating_points
+
+    with caplog.at_level("WARNING"):
+        assert store_slice_operating_points({tmp_path / "m.keras": object()}, tmp_path) == {}
+    assert "calibrate --authentic" in caplog.text and not (tmp_path / "m.operating_point.json").exists()
+
+
+def test_cli_calibrate_stores_slice_thresholds(trained, tiny_corpus, tmp_path):
+    import shutil
+
     from utils.operating_point import load_operating_point
 
     _, models = trained
-    run = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model",
-                          str(models / "cnn_model.keras"), "--data", str(tiny_corpus), "--stride", "32"], cwd=REPO,
+    model = tmp_path / "cnn_model.keras"
+    shutil.copy(models / "cnn_model.keras", model)
+    run = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model", str(model), "--data",
+                          str(tiny_corpus), "--stride", "32", "--slices", "5"], cwd=REPO,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    point = load_operating_point(models / "cnn_model.keras")
-    assert {"patch", "relative"} <= set(point) and point["relative"]["n_authentic"] >= 1
+    point = load_operating_point(model)
+    assert {"patch", "slice", "relative"} <= set(point) and point["slice"]["n_authentic"] >= 5
+    assert "`scan` uses the slice threshold" in run.stdout
 
 
 def test_load_model_carries_the_operating_point_into_evaluation(trained, tiny_corpus):
@@ -162,7 +214,7 @@ def test_calibrate_on_own_authentic_series_stores_the_slice_threshold_scan_uses(
                           str(model), "--stride", "32", "--out", str(tmp_path / "out")], cwd=REPO,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert f"threshold {point['threshold']:.3f}: slice operating point" in run.stdout
+    assert "slice operating point" in run.stdout and "for a series of 2 slices" in run.stdout
     leak = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model", str(model), "--data",
                            str(tiny_corpus), "--stride", "32", "--authentic", str(REPO / "data" / "backgrounds")],
                           cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -122,7 +122,7 @@ def scan_archive(root, model_path, out, scheduler: str | None = None, workers: i
         out: the JSON-lines report (created, or resumed).
         scheduler: address of a running Dask scheduler; None starts a local cluster of `workers` processes
             (one thread each).
-        options: passed to `scan.scan_series` (stride, threshold, top_k, relative).
+        options: passed to `scan.scan_series` (stride, threshold, top_k, relative, operating_point).
 
     Returns a summary: series found, already done, scanned now, errors, files skipped, seconds.
     """

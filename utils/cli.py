@@ -58,7 +58,7 @@ def _train(args) -> int:
     cfg = TrainConfig(data_dir=args.data, models_dir=args.models, seed=args.seed, batch_size=args.batch_size,
                       data_parallel=args.data_parallel)
     for name in ("cnn_epochs", "vit_epochs", "finetune_epochs", "max_train", "pretrain_epochs", "vit_init", "design",
-                 "stem_padding", "hard_negative_epochs", "weight_average"):
+                 "stem_padding", "hard_negative_epochs", "weight_average", "slice_calibration"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     cfg.pretrain_dicom = tuple(args.pretrain_dicom or ())
@@ -144,16 +144,20 @@ def _explain(args) -> int:
     return 0
 
 
-def _threshold(args) -> tuple[float, str]:
+def _threshold(args) -> tuple[float, str, dict | None]:
+    """(threshold, where it came from, the stored slice operating point when the verdict follows it): a slice
+    point sets the threshold per series length (`operating_point.series_threshold`); the threshold returned is
+    then the one-slice one."""
     from .operating_point import load_operating_point, stored_threshold
 
     if args.threshold is not None:
-        return args.threshold, "--threshold"
+        return args.threshold, "--threshold", None
     if args.relative:  # a contrast is not a probability: it needs its own threshold
-        return stored_threshold(args.model, "relative", default=None)
-    if load_operating_point(args.model).get("slice"):  # chosen on slices' best windows, as `scan` scores them
-        return stored_threshold(args.model, "slice")
-    return stored_threshold(args.model, "patch")
+        return (*stored_threshold(args.model, "relative", default=None), None)
+    point = load_operating_point(args.model).get("slice")
+    if point:  # chosen on whole slices' best windows, as `scan` scores them
+        return (*stored_threshold(args.model, "slice"), point)
+    return (*stored_threshold(args.model, "patch"), None)
 
 
 def _scan_options(p) -> None:
@@ -161,8 +165,9 @@ def _scan_options(p) -> None:
     p.add_argument("--model", default="models/deepfake_detection_model.keras")
     p.add_argument("--stride", type=int, default=16, help="grid step in pixels (default 16)")
     p.add_argument("--threshold", type=float,
-                   help="score at or above which the verdict is 'tampered' (default: the model's stored operating "
-                   "point; with --relative its stored relative threshold, see `calibrate`)")
+                   help="score at or above which the verdict is 'tampered' (default: the model's stored slice "
+                   "operating point, raised for a series of several slices so that the series' false-alarm rate "
+                   "stays near the slice's; with --relative its stored relative threshold; see `calibrate`)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--relative", action="store_true",
                    help="verdict from the best slice's contrast (top score minus the slice's median score)")
@@ -171,10 +176,12 @@ def _scan_options(p) -> None:
 def _scan(args) -> int:
     from .scan import draw, scan_series
 
-    threshold, source = _threshold(args)
+    threshold, source, point = _threshold(args)
     model = _load_model(args.model)
     result = scan_series(model, args.path, stride=args.stride, threshold=threshold, top_k=args.top_k,
-                         progress=not args.json, relative=args.relative)
+                         progress=not args.json, relative=args.relative, operating_point=point)
+    if point and len(result.slices) > 1:
+        source += f"; for a series of {len(result.slices)} slices"
     if args.locate == "attention":
         from dataclasses import replace
 
@@ -190,7 +197,7 @@ def _scan(args) -> int:
     if args.json:
         print(json.dumps(result.as_json()))
         return 0
-    print(f"verdict: {result.verdict} (score {result.score:.3f}, threshold {threshold:.3f}: {source})")
+    print(f"verdict: {result.verdict} (score {result.score:.3f}, threshold {result.threshold:.3f}: {source})")
     for rank, loc in enumerate(result.locations, start=1):
         print(f"  {rank}. slice {loc.slice}  x {loc.x}  y {loc.y}  score {loc.score:.3f}")
     for msg in result.skipped:
@@ -205,19 +212,21 @@ def _scan_archive(args) -> int:
 
     if not Path(args.model).is_file():
         raise FileNotFoundError(f"{args.model}: no such model file")
-    threshold, source = _threshold(args)
+    threshold, source, point = _threshold(args)
     summary = scan_archive(args.root, args.model, args.out, scheduler=args.scheduler, workers=args.workers,
-                           stride=args.stride, threshold=threshold, top_k=args.top_k, relative=args.relative)
+                           stride=args.stride, threshold=threshold, top_k=args.top_k, relative=args.relative,
+                           operating_point=point)
+    per_series = " for one slice, higher for longer series (each line's threshold)" if point else ""
     print(f"{summary['scanned']} series scanned, {summary['already_done']} already in {args.out}, "
           f"{summary['errors']} with errors, {summary['skipped_files']} files skipped (not CT DICOM); "
-          f"threshold {threshold:.3f} ({source}); {summary['seconds']} s")
+          f"threshold {threshold:.3f}{per_series} ({source}); {summary['seconds']} s")
     return 0
 
 
 def _calibrate(args) -> int:
+    from .calibration import calibration_slices, slice_operating_points
     from .data import load_split
-    from .operating_point import operating_point, save_operating_point, sidecar_path
-    from .scan import relative_scores, validation_authentic_slices
+    from .operating_point import save_operating_point, sidecar_path
     from .training import store_patch_operating_point
 
     if args.authentic:  # checked before any slow work: a leaked patient would make the slice threshold too lenient
@@ -233,24 +242,24 @@ def _calibrate(args) -> int:
     patch = store_patch_operating_point(model, (x, y), args.model, args.rate, f" of {args.data}")
     print(f"patch threshold {patch['threshold']:.4f} ({args.rate:.0%} of {patch['n_authentic']} validation "
           f"authentic patches flagged); wrote {sidecar_path(args.model)}")
-    slices = validation_authentic_slices(args.data)
-    contrast = relative_scores(model, slices, stride=args.stride)
-    rel = operating_point(contrast, f"{len(contrast)} validation authentic slices of {args.data}", args.rate)
-    print(f"relative threshold {rel['threshold']:.4f} ({args.rate:.0%} of {len(contrast)} validation authentic "
-          f"slices flagged); wrote {save_operating_point(args.model, 'relative', rel)}")
     if args.authentic:
-        from .scan import top_scores
         from .synthetic import background_sources
 
         slices = [sl for root in args.authentic for _, series in background_sources(root) for sl in series]
-        top = top_scores(model, slices, stride=args.stride)
-        point = operating_point(top, f"{len(top)} authentic slices of {', '.join(args.authentic)}", args.rate)
-        print(f"slice threshold {point['threshold']:.4f} ({args.rate:.0%} of {len(top)} authentic slices' best "
-              f"windows flagged); wrote {save_operating_point(args.model, 'slice', point)}; `scan` now uses it")
+        chosen_on = f"authentic slices of {', '.join(args.authentic)}"
+    else:
+        slices, chosen_on = calibration_slices(args.data, args.slices)
+    points = slice_operating_points(model, slices, chosen_on, args.stride, args.rate, progress=True)
+    for kind, point in points.items():
+        save_operating_point(args.model, kind, point)
+    print(f"slice threshold {points['slice']['threshold']:.4f} and relative threshold "
+          f"{points['relative']['threshold']:.4f} ({args.rate:.0%} of {points['slice']['n_authentic']} "
+          f"{chosen_on} flagged); wrote {sidecar_path(args.model)}; `scan` uses the slice threshold")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .calibration import SLICES
     from .data import DESIGNS
 
     parser = argparse.ArgumentParser(
@@ -359,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-average", type=float, metavar="MOMENTUM",
                    help="validate and keep an exponential moving average of the weights over steps (e.g. 0.98; "
                    "default 0: the raw weights of the best epoch)")
+    p.add_argument("--slice-calibration", type=int, metavar="N",
+                   help=f"authentic synthetic slices on which each model's slice thresholds for `scan` are chosen "
+                   f"(default {SLICES}; 0 = none; see `calibrate`)")
     p.add_argument("--max-train", type=int, help="cap on training patches (quick runs)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
@@ -420,18 +432,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_scan_archive)
 
     p = sub.add_parser("calibrate", help="choose and store a model's operating points on validation data",
-                       description="Choose the patch threshold on the validation split's authentic patches and "
-                       "the relative (slice-contrast) threshold of `scan --relative` on the validation split's "
-                       "authentic slices (regenerated from corpus.json), at a stated false-alarm rate; with --authentic "
-                       "also the slice threshold of `scan` on authentic series of your own scanners; store them "
-                       "beside the model as NAME.operating_point.json.")
+                       description="Choose the patch threshold on the validation split's authentic patches, and "
+                       "the slice thresholds of `scan` (the best window's score) and `scan --relative` (its "
+                       "contrast) on whole authentic slices: the validation split's, regenerated from corpus.json "
+                       "and topped up with held-out scans of the same generator, or with --authentic those of your "
+                       "own scanners; at a stated false-alarm rate; store them beside the model as "
+                       "NAME.operating_point.json. Training already does this on the synthetic slices.")
     p.add_argument("--model", default="models/deepfake_detection_model.keras")
     p.add_argument("--data", default="data", help="the synthetic corpus the model was trained on (default: data)")
     p.add_argument("--rate", type=float, default=0.05, help="false-alarm rate on authentic data (default 0.05)")
     p.add_argument("--stride", type=int, default=16)
+    p.add_argument("--slices", type=int, default=SLICES,
+                   help=f"authentic synthetic slices to choose the slice thresholds on (default {SLICES})")
     p.add_argument("--authentic", nargs="+", metavar="DIR",
-                   help="authentic DICOM series of your own scanners (not training backgrounds): also choose the "
-                   "slice threshold on their slices' best windows, which `scan` then uses for its verdict")
+                   help="authentic DICOM series of your own scanners (not training backgrounds): choose the slice "
+                   "thresholds on their slices instead, which `scan` then uses for its verdict")
     p.set_defaults(func=_calibrate)
     return parser
 

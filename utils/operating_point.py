@@ -6,11 +6,13 @@ A model file `models/NAME.keras` (or `.h5`) has its thresholds in `models/NAME.o
                "n_authentic": 612, "chosen_on": "..."},
      "relative": {...}}
 
-`patch` is for one patch score (`evaluate`, the notebook); `relative` for the slice contrast of
-`scan --relative` (top window score minus the slice's median), chosen on validation authentic slices; `slice`
-(written by `calibrate --authentic`) for the best window's score of a slice, chosen on authentic series of the
-user's own scanners, which `scan` then prefers to the patch threshold: a slice is judged by its best of hundreds
-of windows, a maximum whose false-alarm rate one patch's threshold does not set.
+`patch` is for one patch score (`evaluate`, the notebook), chosen on the validation split's authentic patches.
+`slice` is for `scan`'s verdict, the best window's score of a slice, and `relative` for that of `scan --relative`
+(the best window's score minus the slice's median): a slice is judged by its best of hundreds of windows, a
+maximum whose false-alarm rate one patch's threshold does not set, so both are chosen on whole authentic slices
+(`utils.calibration`: by training on authentic synthetic slices no model saw, or by `calibrate --authentic` on
+series of the user's own scanners). `scan` falls back to the patch threshold only for a model stored without
+a slice threshold.
 """
 from __future__ import annotations
 
@@ -45,8 +47,24 @@ def operating_point(authentic_scores, chosen_on: str, rate: float = DEFAULT_RATE
             "n_authentic": int(np.size(authentic_scores)), "chosen_on": chosen_on}
 
 
+def series_threshold(point: dict, n_slices: int) -> float:
+    """The best slice's score at or above which a series of `n_slices` scanned slices is called tampered.
+
+    A series is flagged when any of its slices is, so one slice's threshold would flag far more than its rate of
+    authentic series. This one flags `false_alarm_rate / n_slices` of the authentic slices the point was chosen
+    on (`authentic_scores`, stored with slice points): by the union bound at most about `false_alarm_rate` of
+    authentic series, fewer when neighbouring slices score alike. Once that share falls below one of the N
+    calibration slices it is the highest calibration score, and then a series of n slices whose scores were
+    independent draws like the calibration ones would be flagged with probability n / (n + N). One slice, or a
+    point without stored scores: the point's own threshold."""
+    scores = point.get("authentic_scores")
+    if not scores or n_slices <= 1:
+        return float(point["threshold"])
+    return max(float(point["threshold"]), threshold_at_false_alarm_rate(scores, point["false_alarm_rate"] / n_slices))
+
+
 def save_operating_point(model_path, kind: str, point: dict) -> Path:
-    """Store `point` under `kind` ('patch', 'relative' or 'slice') in the model's sidecar, keeping the other kind."""
+    """Store `point` under `kind` ('patch', 'slice' or 'relative') in the model's sidecar, keeping the others."""
     path = sidecar_path(model_path)
     stored = load_operating_point(model_path)
     stored[kind] = point

@@ -66,9 +66,10 @@ class SeriesResult:
     locations: list
     slices: dict = field(default_factory=dict)
     skipped: list = field(default_factory=list)
+    threshold: float | None = None  # the score at or above which the verdict is "tampered"
 
     def as_json(self) -> dict:
-        return {"verdict": self.verdict, "score": self.score,
+        return {"verdict": self.verdict, "score": self.score, "threshold": self.threshold,
                 "locations": [asdict(loc) for loc in self.locations]}
 
 
@@ -332,14 +333,18 @@ def merge_locations(locations: list[Location], radius: float = 24.0, slice_gap: 
 
 
 def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: int = 5, progress: bool = True,
-                relative: bool = False, **kwargs) -> SeriesResult:
+                relative: bool = False, operating_point: dict | None = None, **kwargs) -> SeriesResult:
     """Scan a DICOM series (a folder, a list of its files, or one .dcm file): per-slice heatmaps, top 3-D
     locations, verdict.
 
     The scan score is the best location's score, or with `relative` its slice's contrast (top score minus
-    the slice's median patch score). Corrupt slices are reported and skipped; slices without lungs are
-    skipped (listed in `skipped`).
+    the slice's median patch score). The verdict compares it with `threshold`, or, given a slice operating point
+    (`operating_point`, as stored by training or `calibrate`), with its threshold for a series of as many slices
+    as were scanned (`operating_point.series_threshold`). Corrupt slices are reported and skipped; slices without
+    lungs are skipped (listed in `skipped`).
     """
+    from .operating_point import series_threshold
+
     from tqdm.auto import tqdm
 
     if isinstance(path, (list, tuple)):  # the files of one series
@@ -367,23 +372,10 @@ def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: in
         raise ValueError(f"{path}: no slice with lungs to scan" + (f" ({skipped[0]})" if skipped else ""))
     locations = merge_locations(points, top_k=top_k)
     score = results[locations[0].slice].contrast() if relative else locations[0].score
-    return SeriesResult("tampered" if score >= threshold else "authentic", score, locations, results, skipped)
-
-
-def validation_authentic_slices(corpus_dir) -> list[CTSlice]:
-    """The slices of the validation split's authentic (TB/TM) scans of a synthetic corpus, regenerated from its
-    corpus.json (the corpus is reproducible from its seed, so no slice needs to be stored)."""
-    from .synthetic import regenerated_scans
-
-    _, scans = regenerated_scans(corpus_dir, "val", "calibration regenerates the validation scans of a synthetic "
-                                 "corpus; for other data pass authentic series")
-    slices = []
-    for scan in scans:
-        if scan.kind in ("TB", "TM"):
-            slices += [scan.slice(i) for i in sorted(scan.slices)]
-    if not slices:
-        raise ValueError(f"{corpus_dir}: its validation split holds no authentic synthetic scan")
-    return slices
+    if operating_point:
+        threshold = series_threshold(operating_point, len(results))
+    return SeriesResult("tampered" if score >= threshold else "authentic", score, locations, results, skipped,
+                        float(threshold))
 
 
 def scan_slices(model, slices, stride: int = 16, progress: bool = True,
@@ -398,17 +390,6 @@ def scan_slices(model, slices, stride: int = 16, progress: bool = True,
         except ValueError:
             continue
     return out
-
-
-def top_scores(model, slices, stride: int = 16, progress: bool = True) -> np.ndarray:
-    """The best window's score (`scan`'s slice score) of every slice with lungs."""
-    return np.asarray([res.locations[0].score for res in scan_slices(model, slices, stride, progress,
-                                                                     "calibration slices")])
-
-
-def relative_scores(model, slices, stride: int = 16, progress: bool = True) -> np.ndarray:
-    """The slice contrast (`SliceResult.contrast`) of every slice with lungs."""
-    return np.asarray([res.contrast() for res in scan_slices(model, slices, stride, progress, "calibration slices")])
 
 
 def draw(hu: np.ndarray, result: SliceResult, path, alpha: float = 0.45) -> Path:

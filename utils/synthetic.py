@@ -125,19 +125,21 @@ def corpus_background_patients(corpus_dir) -> set[str]:
     return CorpusConfig.from_dir(corpus_dir).background_patients()
 
 
-def regenerated_scans(corpus_dir, split: str, purpose: str):
+def regenerated_scans(corpus_dir, split: str, purpose: str, kinds: tuple | None = None):
     """(config, scans) of a generated corpus: its settings and, lazily, the synthetic scans of `split`
-    regenerated from corpus.json (a corpus is reproducible from its seed, so no slice needs to be stored).
-    `purpose` says in the error why the corpus was needed, when the folder holds no corpus.json."""
+    regenerated from corpus.json (a corpus is reproducible from its seed, so no slice needs to be stored), only
+    those of `kinds` (e.g. ('TB', 'TM')) when given. `purpose` says in the error why the corpus was needed, when
+    the folder holds no corpus.json."""
     from .patches import read_manifest
 
     corpus_dir = Path(corpus_dir)
     if not (corpus_dir / "corpus.json").is_file():
         raise FileNotFoundError(f"{corpus_dir / 'corpus.json'}: not found ({purpose})")
     cfg = CorpusConfig.from_dir(corpus_dir)
-    keys = sorted({r["scan"] for r in read_manifest(corpus_dir / "manifest.csv")
-                   if r["split"] == split and r["scan"].startswith("SYN-")})
-    return cfg, (synthetic_scan(int(key.split("-")[1]), cfg) for key in keys)
+    indices = sorted({int(r["scan"].split("-")[1]) for r in read_manifest(corpus_dir / "manifest.csv")
+                      if r["split"] == split and r["scan"].startswith("SYN-")})
+    indices = [i for i in indices if kinds is None or KIND_CYCLE[i % len(KIND_CYCLE)] in kinds]
+    return cfg, (synthetic_scan(i, cfg) for i in indices)
 
 
 def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cfg: CorpusConfig,

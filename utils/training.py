@@ -64,6 +64,9 @@ class TrainConfig:
         weight_average: momentum of an exponential moving average of the weights over training steps (Polyak
             averaging, `AveragedWeights`; e.g. 0.98 averages about the last 50 steps); every phase then validates
             and keeps the averaged weights. 0 = off (the raw weights of the best epoch).
+        slice_calibration: authentic synthetic slices (validation split, topped up with held-out scans) on which
+            each saved model's slice operating points for `scan` are chosen (`calibration`); 0 = none. Needs a
+            generated corpus (corpus.json); for real data run `calibrate --authentic`.
     """
 
     data_dir: str = "data"
@@ -99,6 +102,7 @@ class TrainConfig:
     hard_negatives_per_slice: int = 2
     hard_negative_dicom: tuple = ()
     weight_average: float = 0.0
+    slice_calibration: int = 200
     extra: dict = field(default_factory=dict)
 
     def save(self, path) -> None:
@@ -439,6 +443,16 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
         paths["hybrid"] = save_model(hybrid, models_dir, "deepfake_detection_model")
         store_patch_operating_point(hybrid, data["val"], paths["hybrid"]["keras"])
         result["hybrid"] = hybrid
+    saved = {paths[name]["keras"]: result[name] for name in ("cnn", "hybrid") if name in paths}
+    if saved and cfg.slice_calibration:
+        from .calibration import store_slice_operating_points
+
+        start = time.perf_counter()
+        points = store_slice_operating_points(saved, cfg.data_dir, cfg.slice_calibration)
+        for path, point in points.items():
+            if verbose:
+                print(f"{Path(path).name}: slice threshold {point['slice']['threshold']:.4f} (5% of "
+                      f"{point['slice']['chosen_on']}; {time.perf_counter() - start:.0f} s in all)")
     for name, hist in histories.items():
         (models_dir / f"history_{name}.json").write_text(json.dumps(hist, indent=1) + "\n")
     result.update(paths=paths, histories=histories)
