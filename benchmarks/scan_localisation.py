@@ -211,6 +211,11 @@ def main() -> None:
         "authentic_contrast_median": float(np.median(auth_con)), "tampered_contrast_median": float(np.median(real_con)),
         "series_slices_scanned": int(np.median(series_slices)), "series_seconds": float(np.median(series_seconds))}
     report["stride"] = args.stride
+    patch = load_operating_point(args.model).get("patch")
+    if patch:  # a patch threshold applied to a slice's best window: what `scan` used before slice thresholds
+        report["false_alarms"]["at_patch_threshold"] = {
+            "threshold": patch["threshold"], "authentic_flagged": float(np.mean(auth_top >= patch["threshold"])),
+            "real_tampered_flagged": float(np.mean(real_top >= patch["threshold"]))}
     point = load_operating_point(args.model).get("relative")
     if point:
         t = point["threshold"]
@@ -248,6 +253,10 @@ def main() -> None:
         f"| top-1 score, median: real tampered / authentic other scanner | {f['tampered_top1_median']:.3f} / "
         f"{f['authentic_top1_median']:.3f} |",
         f"| authentic slices flagged (top-1 >= 0.5) | {f['authentic_flagged_at_0.5']:.3f} of {f['authentic_slices']} |",
+        *([f"| at the stored patch threshold ({f['at_patch_threshold']['threshold']:.3f}; a patch's operating point, "
+           f"not a slice's): authentic / real tampered slices flagged | "
+           f"{f['at_patch_threshold']['authentic_flagged']:.3f} / {f['at_patch_threshold']['real_tampered_flagged']:.3f} |"]
+          if "at_patch_threshold" in f else []),
         f"| slice-level ROC-AUC, real tampered vs authentic (top-1 score) | "
         f"{f['slice_auc_tampered_vs_authentic']:.3f} |",
         f"| slice-level ROC-AUC, relative score (top-1 minus the slice's median) | {f['slice_auc_relative']:.3f} |",
