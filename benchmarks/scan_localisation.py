@@ -183,7 +183,7 @@ def main() -> None:
     # slice decisions chosen on validation only: held-out synthetic tampered slices against authentic synthetic
     # slices no model saw (`calibration.calibration_slices`, as training chooses the stored slice thresholds);
     # then applied unchanged to the development set against other scanners
-    val_slices, val_source = calibration_slices(args.data)
+    val_slices, _, val_source = calibration_slices(args.data)
     val_results = scan_slices(model, val_slices, args.stride, progress=False)
     val_scores = {name: [get(res) for res in val_results] for name, get in AGGREGATORS.items()}
     y_val = np.r_[np.ones(len(synth)), np.zeros(len(val_scores["top-1"]))]

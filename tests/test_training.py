@@ -91,7 +91,7 @@ def test_operating_point_is_chosen_on_validation_authentic_patches(trained, tiny
 def test_training_stores_slice_thresholds_chosen_on_unseen_authentic_slices(trained, tiny_corpus):
     """Each saved model gets the slice thresholds `scan` uses, chosen on authentic synthetic slices: the validation
     split's, topped up with held-out scans of the same generator that the corpus never drew."""
-    from utils.calibration import HELD_OUT_FIRST, held_out_authentic_slices
+    from utils.calibration import HELD_OUT_FIRST, calibration_slices, held_out_scans
     from utils.operating_point import load_operating_point
     from utils.patches import read_manifest
 
@@ -107,8 +107,12 @@ def test_training_stores_slice_thresholds_chosen_on_unseen_authentic_slices(trai
     used = {int(r["scan"].split("-")[1]) for r in read_manifest(tiny_corpus / "manifest.csv")
             if r["scan"].startswith("SYN-")}
     assert max(used) < HELD_OUT_FIRST
-    slices = held_out_authentic_slices(tiny_corpus, 3)
-    assert len(slices) >= 3 and all(sl.hu.shape == (512, 512) for sl in slices)
+    scans = held_out_scans(tiny_corpus, 3)
+    assert len(scans) == 3 and all(scan.kind in ("TB", "TM") and int(scan.uuid) >= HELD_OUT_FIRST for scan in scans)
+    slices, total, chosen_on = calibration_slices(tiny_corpus, 5)  # the tiny corpus has one slice per scan
+    slices = list(slices)
+    assert len(slices) == total >= 5 and all(sl.hu.shape == (512, 512) for sl in slices)
+    assert "held-out scans" in chosen_on
 
 
 def test_a_series_threshold_keeps_the_series_false_alarm_rate_near_the_slice_rate():

@@ -9,15 +9,16 @@ of its own, chosen on authentic slices scanned exactly as `scan` scans them (`ut
 
 Training chooses both on authentic synthetic slices no model was trained on or selected with: the validation
 split's authentic scans, topped up with authentic scans of the same generator and settings that the corpus never
-drew (`held_out_authentic_slices`). `calibrate --authentic DIR ...` chooses them on a site's own authentic series
+drew (`held_out_scans`), generated one at a time. `calibrate --authentic DIR ...` chooses them on a site's own authentic series
 instead, which then replace the synthetic choice.
 """
 from __future__ import annotations
 
 import logging
+from itertools import chain
 from pathlib import Path
 
-from .dicom import CTSlice
+import numpy as np
 
 SLICES = 200  # authentic slices a threshold is chosen on: 1% of them is two slices
 HELD_OUT_FIRST = 1_000_000  # number of the first held-out synthetic scan: far beyond any corpus's own scans
@@ -26,69 +27,85 @@ AUTHENTIC_KINDS = ("TB", "TM")
 log = logging.getLogger(__name__)
 
 
-def validation_authentic_slices(corpus_dir) -> list[CTSlice]:
-    """The slices of the validation split's authentic (TB/TM) scans of a synthetic corpus, regenerated from its
-    corpus.json (the corpus is reproducible from its seed, so no slice needs to be stored); [] when that split
-    holds no authentic scan."""
+def _slices(scans):
+    for scan in scans:
+        for i in sorted(scan.slices):
+            yield scan.slice(i)
+
+
+def validation_scans(corpus_dir):
+    """The validation split's authentic (TB/TM) synthetic scans, regenerated from corpus.json one at a time while
+    iterating (a corpus is reproducible from its seed, so no slice needs to be stored)."""
     from .synthetic import regenerated_scans
 
-    _, scans = regenerated_scans(corpus_dir, "val", "slice calibration regenerates the validation scans of a "
-                                 "synthetic corpus; for other data pass authentic series (`calibrate --authentic`)",
-                                 kinds=AUTHENTIC_KINDS)
-    return [scan.slice(i) for scan in scans for i in sorted(scan.slices)]
+    return regenerated_scans(corpus_dir, "val", "slice calibration regenerates the validation scans of a synthetic "
+                             "corpus; for other data pass authentic series (`calibrate --authentic`)",
+                             kinds=AUTHENTIC_KINDS)[1]
 
 
-def held_out_authentic_slices(corpus_dir, n_slices: int) -> list[CTSlice]:
-    """At least `n_slices` slices of authentic (TB/TM) synthetic scans drawn with the corpus's settings but never
-    part of it (scans numbered from HELD_OUT_FIRST): more authentic slices than a validation split holds, from
-    the same generator, seen by no training or model selection."""
-    from .synthetic import KIND_CYCLE, CorpusConfig, synthetic_scan
+def held_out_scans(corpus_dir, n_scans: int):
+    """`n_scans` authentic (TB/TM) synthetic scans drawn with the corpus's settings but never part of it (numbered
+    from HELD_OUT_FIRST), generated one at a time while iterating: more authentic slices than a validation split
+    holds, from the same generator, seen by no training or model selection."""
+    from .synthetic import KIND_CYCLE, CorpusConfig, ScanSequence
 
-    cfg = CorpusConfig.from_dir(corpus_dir)
-    slices, index = [], HELD_OUT_FIRST
-    while len(slices) < n_slices:
-        if KIND_CYCLE[index % len(KIND_CYCLE)] in AUTHENTIC_KINDS:
-            scan = synthetic_scan(index, cfg)
-            slices += [scan.slice(i) for i in sorted(scan.slices)]
-        index += 1
-    return slices
+    cycle = [i for i, kind in enumerate(KIND_CYCLE) if kind in AUTHENTIC_KINDS]
+    indices = [HELD_OUT_FIRST + len(KIND_CYCLE) * (k // len(cycle)) + cycle[k % len(cycle)] for k in range(n_scans)]
+    return ScanSequence(indices, CorpusConfig.from_dir(corpus_dir))
 
 
-def calibration_slices(corpus_dir, n_slices: int = SLICES) -> tuple[list[CTSlice], str]:
-    """(slices, what they are): the validation split's authentic slices, topped up to `n_slices` with held-out
-    ones (`held_out_authentic_slices`)."""
-    slices = validation_authentic_slices(corpus_dir)
-    extra = held_out_authentic_slices(corpus_dir, n_slices - len(slices)) if len(slices) < n_slices else []
-    return slices + extra, (f"authentic synthetic slices of {corpus_dir} ({len(slices)} of its validation split, "
-                            f"{len(extra)} of held-out scans)")
+def calibration_slices(corpus_dir, n_slices: int = SLICES):
+    """(slices, how many, what they are): the validation split's authentic slices, topped up to at least
+    `n_slices` with those of held-out scans (`held_out_scans`); the slices are generated while iterating."""
+    from .synthetic import CorpusConfig
+
+    per_scan = CorpusConfig.from_dir(corpus_dir).slices_per_scan
+    val = validation_scans(corpus_dir)
+    extra = held_out_scans(corpus_dir, max(0, -(-(n_slices - len(val) * per_scan) // per_scan)))
+    n_val, n_extra = len(val) * per_scan, len(extra) * per_scan
+    return (chain(_slices(val), _slices(extra)), n_val + n_extra,
+            f"authentic synthetic slices of {corpus_dir} ({n_val} of its validation split, {n_extra} of held-out "
+            "scans)")
 
 
-def slice_operating_points(model, slices, chosen_on: str, stride: int = 16, rate: float = 0.05,
-                           progress: bool = False) -> dict:
+def slice_scores(models: list, slices, stride: int = 16, progress: bool = False, total: int | None = None):
+    """(best window's scores, slice contrasts) of every model over these slices, each slice scanned by every model
+    in turn so that the slices can be generated one at a time; slices without lungs are left out."""
+    from tqdm.auto import tqdm
+
+    from .scan import scan_slice
+
+    top, contrast = [[] for _ in models], [[] for _ in models]
+    for sl in tqdm(slices, desc="calibration slices", unit="slice", total=total, disable=not progress):
+        for k, model in enumerate(models):
+            try:
+                res = scan_slice(model, sl, stride=stride)
+            except ValueError:  # no lungs: left out for every model alike
+                break
+            top[k].append(res.locations[0].score)
+            contrast[k].append(res.contrast())
+    return [(np.array(t), np.array(c)) for t, c in zip(top, contrast)]
+
+
+def operating_points(top, contrast, chosen_on: str, rate: float = 0.05) -> dict:
     """{'slice': ..., 'relative': ...} operating points (`operating_point.operating_point`) of the best window's
-    score and of the slice contrast, over these authentic slices scanned once (slices without lungs are left
-    out and not counted)."""
-    import numpy as np
-
+    scores and slice contrasts of authentic slices; the slice point keeps the scores for series thresholds."""
     from .operating_point import operating_point
-    from .scan import scan_slices
 
-    results = scan_slices(model, slices, stride, progress, "calibration slices")
-    if not results:
-        raise ValueError(f"none of the {len(slices)} slices of {chosen_on} has lungs to scan")
-    where = f"{len(results)} {chosen_on}"
-    top = np.array([r.locations[0].score for r in results])
+    if not len(top):
+        raise ValueError(f"none of the {chosen_on} has lungs to scan")
+    where = f"{len(top)} {chosen_on}"
     slice_point = operating_point(top, where, rate)
-    slice_point["authentic_scores"] = sorted(top.tolist())  # a series of n slices: `operating_point.series_threshold`
-    return {"slice": slice_point, "relative": operating_point(np.array([r.contrast() for r in results]), where, rate)}
+    slice_point["authentic_scores"] = sorted(np.asarray(top).tolist())  # `operating_point.series_threshold`
+    return {"slice": slice_point, "relative": operating_point(contrast, where, rate)}
 
 
 def store_slice_operating_points(models: dict, corpus_dir, n_slices: int = SLICES, stride: int = 16,
                                  rate: float = 0.05, progress: bool = False) -> dict:
     """Choose the slice operating points of each saved model ({model path: model}) on the same
-    `calibration_slices` of a synthetic corpus, generated once, and store them beside the model file (and on
-    `model.operating_point`). Returns {model path: points}; {} for a corpus without corpus.json (real data: there,
-    `calibrate --authentic` chooses them on authentic series) or with `n_slices` 0."""
+    `calibration_slices` of a synthetic corpus, generated once and one at a time, and store them beside the model
+    file (and on `model.operating_point`). Returns {model path: points}; {} for a corpus without corpus.json (real
+    data: there, `calibrate --authentic` chooses them on authentic series) or with `n_slices` 0."""
     from .operating_point import save_operating_point
 
     if n_slices <= 0 or not models:
@@ -97,10 +114,11 @@ def store_slice_operating_points(models: dict, corpus_dir, n_slices: int = SLICE
         log.warning("%s holds no generated corpus: no slice operating point stored for %s (run `calibrate "
                     "--authentic`)", corpus_dir, ", ".join(map(str, models)))
         return {}
-    slices, chosen_on = calibration_slices(corpus_dir, n_slices)
+    slices, total, chosen_on = calibration_slices(corpus_dir, n_slices)
+    scores = slice_scores(list(models.values()), slices, stride, progress, total)
     out = {}
-    for path, model in models.items():
-        out[path] = slice_operating_points(model, slices, chosen_on, stride, rate, progress)
+    for (path, model), (top, contrast) in zip(models.items(), scores):
+        out[path] = operating_points(top, contrast, chosen_on, rate)
         for kind, point in out[path].items():
             save_operating_point(path, kind, point)
         model.operating_point = {**(getattr(model, "operating_point", None) or {}), **out[path]}

@@ -224,7 +224,7 @@ def _scan_archive(args) -> int:
 
 
 def _calibrate(args) -> int:
-    from .calibration import calibration_slices, slice_operating_points
+    from .calibration import calibration_slices, operating_points, slice_scores
     from .data import load_split
     from .operating_point import save_operating_point, sidecar_path
     from .training import store_patch_operating_point
@@ -246,10 +246,11 @@ def _calibrate(args) -> int:
         from .synthetic import background_sources
 
         slices = [sl for root in args.authentic for _, series in background_sources(root) for sl in series]
-        chosen_on = f"authentic slices of {', '.join(args.authentic)}"
+        total, chosen_on = len(slices), f"authentic slices of {', '.join(args.authentic)}"
     else:
-        slices, chosen_on = calibration_slices(args.data, args.slices)
-    points = slice_operating_points(model, slices, chosen_on, args.stride, args.rate, progress=True)
+        slices, total, chosen_on = calibration_slices(args.data, args.slices)
+    (top, contrast), = slice_scores([model], slices, args.stride, progress=True, total=total)
+    points = operating_points(top, contrast, chosen_on, args.rate)
     for kind, point in points.items():
         save_operating_point(args.model, kind, point)
     print(f"slice threshold {points['slice']['threshold']:.4f} and relative threshold "

@@ -139,7 +139,21 @@ def regenerated_scans(corpus_dir, split: str, purpose: str, kinds: tuple | None 
     indices = sorted({int(r["scan"].split("-")[1]) for r in read_manifest(corpus_dir / "manifest.csv")
                       if r["split"] == split and r["scan"].startswith("SYN-")})
     indices = [i for i in indices if kinds is None or KIND_CYCLE[i % len(KIND_CYCLE)] in kinds]
-    return cfg, (synthetic_scan(i, cfg) for i in indices)
+    return cfg, ScanSequence(indices, cfg)
+
+
+class ScanSequence:
+    """Synthetic scans by number, generated one at a time while iterating (a scan's slices are large); `len`
+    without generating any."""
+
+    def __init__(self, indices, cfg: CorpusConfig):
+        self.indices, self.cfg = list(indices), cfg
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self):
+        return (synthetic_scan(i, self.cfg) for i in self.indices)
 
 
 def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cfg: CorpusConfig,
