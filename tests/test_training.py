@@ -131,6 +131,14 @@ def test_a_series_threshold_keeps_the_series_false_alarm_rate_near_the_slice_rat
     assert series_threshold(point, 20) == point["threshold"]
 
 
+def test_a_ctgan_data_set_lends_only_its_untouched_scans_as_authentic_slices(shared_data):
+    from utils.calibration import site_slices
+
+    with pytest.raises(ValueError, match="without untouched scans"):  # the sample holds tampered slices only
+        site_slices([shared_data / "ctgan-sample"])
+    assert len(site_slices([shared_data / "authentic-ct" / "LIDC-IDRI-0002_slice.dcm"])) == 1
+
+
 def test_slice_thresholds_need_a_generated_corpus(tmp_path, caplog):
     from utils.calibration import store_slice_operating_points
 

@@ -68,6 +68,28 @@ def calibration_slices(corpus_dir, n_slices: int = SLICES):
             "scans)")
 
 
+def site_slices(roots) -> list:
+    """The slices of authentic DICOM under each root (`calibrate --authentic`): series folders or single files,
+    or of a CT-GAN data set only its untouched scans (no FM/FB label row), since its tampered scans are no
+    authentic reference."""
+    from .ctgan import find_layout, load_dataset
+    from .synthetic import background_sources
+
+    slices = []
+    for root in roots:
+        try:
+            find_layout(root)
+        except FileNotFoundError:
+            slices += [sl for _, series in background_sources(root) for sl in series]
+            continue
+        untouched = [scan for scan in load_dataset(root) if scan.slices and not any(r.tampered for r in scan.labels)]
+        if not untouched:
+            raise ValueError(f"{root}: a CT-GAN data set without untouched scans (TB/TM only) holding slices: "
+                             "nothing authentic to choose a slice threshold on")
+        slices += [scan.slice(i) for scan in untouched for i in sorted(scan.slices)]
+    return slices
+
+
 def slice_scores(models: list, slices, stride: int = 16, progress: bool = False, total: int | None = None):
     """(best window's scores, slice contrasts) of every model over these slices, each slice scanned by every model
     in turn so that the slices can be generated one at a time; slices without lungs are left out."""

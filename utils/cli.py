@@ -224,7 +224,7 @@ def _scan_archive(args) -> int:
 
 
 def _calibrate(args) -> int:
-    from .calibration import calibration_slices, operating_points, slice_scores
+    from .calibration import calibration_slices, operating_points, site_slices, slice_scores
     from .data import load_split
     from .operating_point import save_operating_point, sidecar_path
     from .training import store_patch_operating_point
@@ -243,9 +243,7 @@ def _calibrate(args) -> int:
     print(f"patch threshold {patch['threshold']:.4f} ({args.rate:.0%} of {patch['n_authentic']} validation "
           f"authentic patches flagged); wrote {sidecar_path(args.model)}")
     if args.authentic:
-        from .synthetic import background_sources
-
-        slices = [sl for root in args.authentic for _, series in background_sources(root) for sl in series]
+        slices = site_slices(args.authentic)
         total, chosen_on = len(slices), f"authentic slices of {', '.join(args.authentic)}"
     else:
         slices, total, chosen_on = calibration_slices(args.data, args.slices)
