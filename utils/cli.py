@@ -197,7 +197,7 @@ def _scan(args) -> int:
     if args.json:
         print(json.dumps(result.as_json()))
         return 0
-    print(f"verdict: {result.verdict} (score {result.score:.3f}, threshold {result.threshold:.3f}: {source})")
+    print(f"verdict: {result.verdict} (score {result.score:.4f}, threshold {result.threshold:.4f}: {source})")
     for rank, loc in enumerate(result.locations, start=1):
         print(f"  {rank}. slice {loc.slice}  x {loc.x}  y {loc.y}  score {loc.score:.3f}")
     for msg in result.skipped:
