@@ -76,8 +76,6 @@ def leave_one_patient_out(auth_scores, patients, tampered_scores, rate: float) -
     """A site calibrating on some of its own patients: for each patient in turn, the threshold that flags `rate` of
     the other patients' authentic slices (`threshold_at_false_alarm_rate`); the held-out patient's slices flagged at
     it (pooled over patients) and the tampered slices flagged (mean over the thresholds). None with < 2 patients."""
-    from utils.operating_point import series_threshold, threshold_at_false_alarm_rate
-
     auth_scores, patients = np.asarray(auth_scores), np.asarray(patients, dtype=object)
     tampered_scores = np.asarray(tampered_scores)
     names = sorted(set(patients))
@@ -211,12 +209,13 @@ def main() -> None:
         "authentic_contrast_median": float(np.median(auth_con)), "tampered_contrast_median": float(np.median(real_con)),
         "series_slices_scanned": int(np.median(series_slices)), "series_seconds": float(np.median(series_seconds))}
     report["stride"] = args.stride
-    patch = load_operating_point(args.model).get("patch")
+    stored = load_operating_point(args.model)
+    patch = stored.get("patch")
     if patch:  # a patch threshold applied to a slice's best window: what `scan` used before slice thresholds
         report["false_alarms"]["at_patch_threshold"] = {
             "threshold": patch["threshold"], "authentic_flagged": float(np.mean(auth_top >= patch["threshold"])),
             "real_tampered_flagged": float(np.mean(real_top >= patch["threshold"]))}
-    point = load_operating_point(args.model).get("relative")
+    point = stored.get("relative")
     if point:
         t = point["threshold"]
         report["relative_operating_point"] = {
@@ -226,7 +225,7 @@ def main() -> None:
                                 "real_tampered_flagged": float(np.mean(real_con >= thr))}
                          for rate, thr in point.get("thresholds", {}).items()}}
 
-    point = load_operating_point(args.model).get("slice")
+    point = stored.get("slice")
     if point:  # chosen by training (synthetic slices) or `calibrate` (`--authentic`: the user's own series)
         report["slice_operating_point"] = {
             "chosen_on": point["chosen_on"],
@@ -247,15 +246,16 @@ def main() -> None:
         f"24 px | {r['consensus_peak_within_24px']:.3f} / {s['consensus_peak_within_24px']:.3f} |",
     ]
     if len(att_hits):
-        lines.append(f"| real / synthetic tampered slices: attention peak (where the top window's rollout peaks) within "
-                     f"24 px | {r['attention_peak_within_24px']:.3f} / {s['attention_peak_within_24px']:.3f} |")
+        lines.append(f"| real / synthetic tampered slices: attention peak (where the top window's rollout peaks) "
+                     f"within 24 px | {r['attention_peak_within_24px']:.3f} / {s['attention_peak_within_24px']:.3f} |")
     lines += [
         f"| top-1 score, median: real tampered / authentic other scanner | {f['tampered_top1_median']:.3f} / "
         f"{f['authentic_top1_median']:.3f} |",
         f"| authentic slices flagged (top-1 >= 0.5) | {f['authentic_flagged_at_0.5']:.3f} of {f['authentic_slices']} |",
         *([f"| at the stored patch threshold ({f['at_patch_threshold']['threshold']:.3f}; a patch's operating point, "
            f"not a slice's): authentic / real tampered slices flagged | "
-           f"{f['at_patch_threshold']['authentic_flagged']:.3f} / {f['at_patch_threshold']['real_tampered_flagged']:.3f} |"]
+           f"{f['at_patch_threshold']['authentic_flagged']:.3f} / "
+           f"{f['at_patch_threshold']['real_tampered_flagged']:.3f} |"]
           if "at_patch_threshold" in f else []),
         f"| slice-level ROC-AUC, real tampered vs authentic (top-1 score) | "
         f"{f['slice_auc_tampered_vs_authentic']:.3f} |",
@@ -277,10 +277,10 @@ def main() -> None:
                      f"{at['authentic_flagged']:.3f} / {at['real_tampered_flagged']:.3f} |")
     if point:  # a series is judged by its best slice against the threshold for its length (`series_threshold`)
         multi = {k: v for k, v in series_scores.items() if v[1] > 1}
+        typical = int(np.median([v[1] for v in multi.values()]))
         report["slice_operating_point"]["series"] = {}
         for rate, thr in point["thresholds"].items():
             at = {**point, "threshold": thr, "false_alarm_rate": float(rate)}
-            typical = int(np.median([v[1] for v in multi.values()]))
             report["slice_operating_point"]["series"][rate] = {
                 "series": len(multi), "slices_each": sorted({v[1] for v in multi.values()}),
                 "flagged": float(np.mean([v[0] >= series_threshold(at, v[1]) for v in multi.values()])),
@@ -318,7 +318,8 @@ def main() -> None:
                                   "consensus_peak_within_24px": float(peak_hits[kinds == k].mean()),
                                   "flagged_top1_validation_threshold": float(np.mean(real_top[kinds == k] >= t))}
                               for k in sorted(set(real_kinds))}
-    lines += ["", "Real tampered slices by kind (FM injected, FB removed; top-1 score at its 5% validation threshold):", "",
+    lines += ["", "Real tampered slices by kind (FM injected, FB removed; top-1 score at its 5% validation "
+              "threshold):", "",
               "| kind | slices | top-1 within 24 px | consensus peak within 24 px | flagged |", "|---|---|---|---|---|"]
     lines += [f"| {k} | {v['slices']} | {v['top1_within_24px']:.3f} | {v['consensus_peak_within_24px']:.3f} | "
               f"{v['flagged_top1_validation_threshold']:.3f} |"

@@ -33,7 +33,8 @@ def test_slice_verdicts_are_scored_at_the_stored_slice_thresholds(chest_slices):
     out = evaluate_slices(model, tampered, authentic, stride=16, progress=False)
     assert out["tampered"] == 2 and out["authentic"] == 3 and out["left_out"] == 1
     assert out["slice_auc"] == 1.0 and out["top1_within_24px"] == 1.0
-    assert out["by_kind"] == {"FB": {"slices": 1, "top1_within_24px": 1.0}, "FM": {"slices": 1, "top1_within_24px": 1.0}}
+    assert out["by_kind"] == {"FB": {"slices": 1, "top1_within_24px": 1.0},
+                              "FM": {"slices": 1, "top1_within_24px": 1.0}}
     assert out["at_rates"]["0.05"]["authentic_flagged"] == 1.0 and out["at_rates"]["0.01"]["authentic_flagged"] == 0.0
     assert out["at_rates"]["0.01"]["tampered_flagged"] == 1.0 and out["at_rates"]["0.01"]["FB_flagged"] == 1.0
     rows = summary_rows("stand-in", out)

@@ -9,8 +9,8 @@ of its own, chosen on authentic slices scanned exactly as `scan` scans them (`ut
 
 Training chooses both on authentic synthetic slices no model was trained on or selected with: the validation
 split's authentic scans, topped up with authentic scans of the same generator and settings that the corpus never
-drew (`held_out_scans`), generated one at a time. `calibrate --authentic DIR ...` chooses them on a site's own authentic series
-instead, which then replace the synthetic choice.
+drew (`held_out_scans`), generated one at a time. `calibrate --authentic DIR ...` chooses them on a site's own
+authentic series instead, which then replace the synthetic choice.
 """
 from __future__ import annotations
 
@@ -57,10 +57,8 @@ def held_out_scans(corpus_dir, n_scans: int):
 def calibration_slices(corpus_dir, n_slices: int = SLICES):
     """(slices, how many, what they are): the validation split's authentic slices, topped up to at least
     `n_slices` with those of held-out scans (`held_out_scans`); the slices are generated while iterating."""
-    from .synthetic import CorpusConfig
-
-    per_scan = CorpusConfig.from_dir(corpus_dir).slices_per_scan
     val = validation_scans(corpus_dir)
+    per_scan = val.cfg.slices_per_scan
     extra = held_out_scans(corpus_dir, max(0, -(-(n_slices - len(val) * per_scan) // per_scan)))
     n_val, n_extra = len(val) * per_scan, len(extra) * per_scan
     return (chain(_slices(val), _slices(extra)), n_val + n_extra,

@@ -343,9 +343,9 @@ def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: in
     as were scanned (`operating_point.series_threshold`). Corrupt slices are reported and skipped; slices without
     lungs are skipped (listed in `skipped`).
     """
-    from .operating_point import series_threshold
-
     from tqdm.auto import tqdm
+
+    from .operating_point import series_threshold
 
     if isinstance(path, (list, tuple)):  # the files of one series
         path, files = Path(path[0]).parent, list(path)

@@ -367,8 +367,8 @@ def cnn_for_size(cnn, input_shape):
     """The phase-1 CNN on another input size, same layers and weights: convolutions, BatchNorm, pooling and the
     global-average head do not depend on the size. E.g. a CNN trained on 64 px patches reading 128 px views, as
     the stem of a transformer over the view's 12x12 feature cells."""
-    copy = build_cnn(tuple(input_shape), stem_filters(cnn), cnn.get_layer("dropout").rate, cnn.get_layer("bn1_1").momentum,
-                     stem_padding(cnn), name=cnn.name)
+    copy = build_cnn(tuple(input_shape), stem_filters(cnn), cnn.get_layer("dropout").rate,
+                     cnn.get_layer("bn1_1").momentum, stem_padding(cnn), name=cnn.name)
     copy.set_weights(cnn.get_weights())
     return copy
 
@@ -451,8 +451,9 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
         points = store_slice_operating_points(saved, cfg.data_dir, cfg.slice_calibration)
         for path, point in points.items():
             if verbose:
-                print(f"{Path(path).name}: slice threshold {point['slice']['threshold']:.4f} (5% of "
-                      f"{point['slice']['chosen_on']}; {time.perf_counter() - start:.0f} s in all)")
+                print(f"{Path(path).name}: slice threshold {point['slice']['threshold']:.4f} "
+                      f"({point['slice']['false_alarm_rate']:.0%} of {point['slice']['chosen_on']}; "
+                      f"{time.perf_counter() - start:.0f} s in all)")
     for name, hist in histories.items():
         (models_dir / f"history_{name}.json").write_text(json.dumps(hist, indent=1) + "\n")
     result.update(paths=paths, histories=histories)
