@@ -10,7 +10,7 @@ from utils.patches import read_manifest
 
 from .faithfulness import centre_prior, region_mask, score_maps
 from .maps import AttentionRollout, GradCAM, _as_batch
-from .rollout import HEAD_FUSIONS, rollout
+from .rollout import HEAD_FUSIONS
 from .overlay import explanation_grid
 
 
@@ -19,7 +19,7 @@ def compute_maps(model, images) -> tuple[dict, np.ndarray]:
     reader = AttentionRollout(model, discard_ratio=0.9)
     batch, size, _ = _as_batch(images, reader.size, reader.channels)
     atts, scores = reader.attentions(batch)  # one forward pass serves every head fusion
-    maps = {f"rollout {fusion}": reader.to_masks(rollout(atts, fusion, 0.9), size) for fusion in HEAD_FUSIONS}
+    maps = {f"rollout {fusion}": reader.to_masks(reader.cls_maps(atts, fusion, 0.9), size) for fusion in HEAD_FUSIONS}
     maps["gradient rollout"], _ = reader.explain(images, method="gradient")
     maps["Grad-CAM"], _ = GradCAM(model).explain(images)
     return maps, scores

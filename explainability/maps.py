@@ -7,6 +7,7 @@ import numpy as np
 
 from utils.architectures import FEATURES, encoder_blocks, feature_geometry
 from utils.data import to_model_input
+from utils.ensemble import members
 
 from .rollout import HEAD_FUSIONS, flat_maps, gradient_rollout, grid_to_pixels, rollout, to_unit_range
 
@@ -67,6 +68,13 @@ class AttentionRollout:
         if not 0.0 <= discard_ratio < 1.0:
             raise ValueError(f"discard_ratio must lie in [0, 1), got {discard_ratio}")
         self.model, self.head_fusion, self.discard_ratio = model, head_fusion, discard_ratio
+        parts = members(model)
+        self.parts = [AttentionRollout(m, head_fusion, discard_ratio) for m in parts] if len(parts) > 1 else []
+        if self.parts:  # an ensemble: its members' maps, averaged
+            first = self.parts[0]
+            self.blocks, self.size, self.channels, self.grid = first.blocks, first.size, first.channels, first.grid
+            self.geometry, self.cells, self.members, self.reader = first.geometry, first.cells, first.members, None
+            return
         self.blocks = encoder_blocks(model)
         if not self.blocks:
             raise ValueError(f"model {model.name!r} has no TransformerEncoderBlock: attention rollout needs "
@@ -84,16 +92,36 @@ class AttentionRollout:
         self.reader = keras.Model(model.inputs, [b.output[1] for b in self.blocks] + [model.outputs[0]],
                                   name=f"{model.name}_attention_reader")
 
-    def attentions(self, batch) -> tuple[list[np.ndarray], np.ndarray]:
-        """Attention scores per block, each (B, heads, T, T), and the model's scores (B,)."""
+    def attentions(self, batch) -> tuple[list, np.ndarray]:
+        """Attention scores per block, each (B, heads, T, T), and the model's scores (B,). An ensemble's are one
+        such list per member, and the mean score."""
+        if self.parts:
+            outs = [part.attentions(batch) for part in self.parts]
+            return [atts for atts, _ in outs], np.mean([scores for _, scores in outs], axis=0)
         outs = [to_numpy(o) for o in self.reader([np.asarray(batch, np.float32)], training=False)]
         return outs[:-1], outs[-1].reshape(-1)
+
+    def cls_maps(self, attentions, head_fusion: str | None = None, discard_ratio: float | None = None) -> np.ndarray:
+        """The rolled-out class-token maps (B, T - 1) of `attentions()`'s first output (this reader's head fusion
+        and discard ratio unless given); an ensemble's are the mean of its members' maps."""
+        fusion = head_fusion or self.head_fusion
+        ratio = self.discard_ratio if discard_ratio is None else discard_ratio
+        if self.parts:
+            return np.mean([part.cls_maps(atts, fusion, ratio) for part, atts in zip(self.parts, attentions)], axis=0)
+        return rollout(attentions, fusion, ratio)
+
+    def gradient_maps(self, batch) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient rollout (B, T - 1) and the scores (B,) of a batch (TensorFlow); an ensemble's are means."""
+        if self.parts:
+            outs = [part.gradient_maps(batch) for part in self.parts]
+            return np.mean([maps for maps, _ in outs], axis=0), np.mean([scores for _, scores in outs], axis=0)
+        atts, grads, scores = attention_gradients(self.reader, batch)
+        return gradient_rollout(atts, grads), scores
 
     def token_map(self, image) -> np.ndarray:
         """The raw rolled-out CLS attention on the token grid, (gh, gw) or (B, gh, gw); not rescaled."""
         batch, _, batched = _as_batch(image, self.size, self.channels)
-        atts, _ = self.attentions(batch)
-        maps = self.patch_tokens(rollout(atts, self.head_fusion, self.discard_ratio)).reshape(len(batch), *self.grid)
+        maps = self.patch_tokens(self.cls_maps(self.attentions(batch)[0])).reshape(len(batch), *self.grid)
         return maps if batched else maps[0]
 
     def patch_tokens(self, cls_maps: np.ndarray) -> np.ndarray:
@@ -104,7 +132,7 @@ class AttentionRollout:
         """Share of the rolled-out class-token attention on the reference window's tokens (0 for a model without
         one): how much the verdict leaned on the slice's own texture."""
         batch, _, batched = _as_batch(image, self.size, self.channels)
-        maps = rollout(self.attentions(batch)[0], self.head_fusion, self.discard_ratio).reshape(len(batch), -1)
+        maps = self.cls_maps(self.attentions(batch)[0]).reshape(len(batch), -1)
         share = maps[:, self.cells :].sum(axis=1) / np.maximum(maps.sum(axis=1), 1e-12)
         return share if batched else float(share[0])
 
@@ -113,10 +141,9 @@ class AttentionRollout:
         batch, original, batched = _as_batch(image, self.size, self.channels)
         if method == "rollout":
             atts, scores = self.attentions(batch)
-            grid = rollout(atts, self.head_fusion, self.discard_ratio)
+            grid = self.cls_maps(atts)
         elif method == "gradient":
-            atts, grads, scores = attention_gradients(self.reader, batch)
-            grid = gradient_rollout(atts, grads)
+            grid, scores = self.gradient_maps(batch)
         else:
             raise ValueError(f"method must be 'rollout' or 'gradient', got {method!r}")
         masks = self.to_masks(grid, original)
@@ -177,10 +204,17 @@ class GradCAM:
         self.model = model
         shape = model.inputs[0].shape
         self.size, self.channels = (int(shape[1]), int(shape[2])), int(shape[3])
+        parts = members(model)
+        self.parts = [GradCAM(m, layer) for m in parts] if len(parts) > 1 else []  # an ensemble: masks averaged
+        if self.parts:
+            return
         self.reader = keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]])
         self.geometry = feature_geometry(model, layer)
 
     def explain(self, image):
+        if self.parts:
+            outs = [part.explain(image) for part in self.parts]
+            return np.mean([masks for masks, _ in outs], axis=0), np.mean([scores for _, scores in outs], axis=0)
         tf = _require_tensorflow("Grad-CAM")
         batch, original, batched = _as_batch(image, self.size, self.channels)
         x = tf.convert_to_tensor(batch, tf.float32)

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .faithfulness import energy_ratio, pointing_hit, region_mask
-from .maps import AttentionRollout, GradCAM, _as_batch, attention_gradients
-from .rollout import gradient_rollout, rollout
+from .maps import AttentionRollout, GradCAM, _as_batch
 
 ROLLOUTS = ("rollout mean", "rollout max", "rollout min")
 GRADIENT_METHODS = ("gradient rollout", "Grad-CAM")  # need TensorFlow's GradientTape
@@ -50,7 +49,7 @@ class PatchView:
     Args:
         image: (H, W, C) in [0, 1], the model's input size.
         score: the model's fake score.
-        attentions: per encoder block (1, heads, T, T), read once.
+        attentions: per encoder block (1, heads, T, T), read once (an ensemble's: one such list per member).
         region: (cx, cy, r) of the tampered region in this image's pixels, or None.
     """
 
@@ -116,12 +115,12 @@ class Explainer:
         if method not in self.methods:
             raise ValueError(f"method must be one of {self.methods}, got {method!r}")
         if method in ROLLOUTS:
-            grid = rollout(view.attentions, method.split()[1], discard_ratio)
+            grid = self.rollout.cls_maps(view.attentions, method.split()[1], discard_ratio)
             return self.rollout.to_masks(grid[None] if grid.ndim == 1 else grid, self.size)[0]
         if method == "gradient rollout":
-            atts, grads, _ = attention_gradients(self.rollout.reader, view.image[None])
+            grid, _ = self.rollout.gradient_maps(view.image[None])
             self.model_calls += 1
-            return self.rollout.to_masks(gradient_rollout(atts, grads), self.size)[0]
+            return self.rollout.to_masks(grid, self.size)[0]
         if self._gradcam is None:
             self._gradcam = GradCAM(self.model)
         self.model_calls += 1

@@ -58,7 +58,7 @@ def _train(args) -> int:
     cfg = TrainConfig(data_dir=args.data, models_dir=args.models, seed=args.seed, batch_size=args.batch_size,
                       data_parallel=args.data_parallel)
     for name in ("cnn_epochs", "vit_epochs", "finetune_epochs", "max_train", "pretrain_epochs", "vit_init", "design",
-                 "stem_padding", "hard_negative_epochs", "weight_average", "slice_calibration"):
+                 "stem_padding", "hard_negative_epochs", "weight_average", "slice_calibration", "members"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     cfg.pretrain_dicom = tuple(args.pretrain_dicom or ())
@@ -257,6 +257,18 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _ensemble(args) -> int:
+    from .ensemble import build_ensemble
+
+    models = [_load_model(path) for path in args.models]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build_ensemble(models, name=out.stem).save(out)
+    print(f"saved the mean of {len(models)} models as {out}")
+    return _calibrate(argparse.Namespace(model=str(out), data=args.data, rate=args.rate, stride=16,
+                                         slices=args.slices, authentic=None))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .calibration import SLICES
     from .data import DESIGNS
@@ -370,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slice-calibration", type=int, metavar="N",
                    help=f"authentic synthetic slices on which each model's slice thresholds for `scan` are chosen "
                    f"(default {SLICES}; 0 = none; see `calibrate`)")
+    p.add_argument("--members", type=int, metavar="N",
+                   help="train N models per detector with seeds SEED, SEED + 1, ... (MODELS/members/K/) and save "
+                   "their seed ensemble (the mean of their fake probabilities) as the model (default 1: one model)")
     p.add_argument("--max-train", type=int, help="cap on training patches (quick runs)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
@@ -447,6 +462,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="authentic DICOM series of your own scanners (not training backgrounds): choose the slice "
                    "thresholds on their slices instead, which `scan` then uses for its verdict")
     p.set_defaults(func=_calibrate)
+
+    p = sub.add_parser("ensemble", help="one model that averages several saved models (e.g. seeds)",
+                       description="Save the seed ensemble of saved patch models of one design (the mean of their "
+                       "fake probabilities; one .keras file that `scan`, `evaluate` and `explain` read like any "
+                       "model), then choose and store its operating points as `calibrate` does.")
+    p.add_argument("models", nargs="+", help="two or more .keras models")
+    p.add_argument("--out", required=True, help="the ensemble's .keras file")
+    p.add_argument("--data", default="data", help="the synthetic corpus the models were trained on (default: data)")
+    p.add_argument("--rate", type=float, default=0.05, help="false-alarm rate on authentic data (default 0.05)")
+    p.add_argument("--slices", type=int, default=SLICES,
+                   help=f"authentic synthetic slices to choose the slice thresholds on (default {SLICES})")
+    p.set_defaults(func=_ensemble)
     return parser
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import layers  # noqa: F401  (registers the custom layers: models load with safe_mode)
 from .dicom import CTSlice, read_series, read_slice, window
+from .ensemble import members
 from .lungmask import CENTRE_DEPTH_MM, lung_mask, patch_centres
 from .patches import AIR_HU, patch_input, reference_candidates
 
@@ -251,7 +252,8 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
     points of `lungmask.patch_centres`, the region training draws its patch centres from. A model whose stem has no padding
     runs its stem once over the slice (`SharedStem`, the same scores as window by window) unless `share_stem` is
     False. A comparing model scores each window against `references` reference windows of the slice
-    (`window_scores`)."""
+    (`window_scores`). An ensemble (`ensemble.build_ensemble`) scores every window with each member, its stem shared
+    the same way, and takes the mean, as its own output does."""
     if isinstance(hu, CTSlice):
         spacing, instance, name = hu.spacing[1], hu.instance, hu.path or name
         hu = hu.hu
@@ -265,8 +267,8 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
     if not len(points):
         raise ValueError(f"{name}: the lungs are too small to scan (no window centre lies {CENTRE_DEPTH_MM:g} mm "
                          "inside them)")
-    scores = window_scores(model, hu, points, lungs, spacing, instance, str(name), batch_size, references,
-                           shared_stem(model) if share_stem else None)
+    scores = np.mean([window_scores(part, hu, points, lungs, spacing, instance, str(name), batch_size, references,
+                                    shared_stem(part) if share_stem else None) for part in members(model)], axis=0)
     grid = np.zeros((hu.shape[0] // stride + 1, hu.shape[1] // stride + 1), np.float32)
     grid[points[:, 0] // stride, points[:, 1] // stride] = scores
     heat = cv2.resize(grid, (grid.shape[1] * stride, grid.shape[0] * stride), interpolation=cv2.INTER_LINEAR)

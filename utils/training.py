@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -67,6 +67,9 @@ class TrainConfig:
         slice_calibration: authentic synthetic slices (validation split, topped up with held-out scans) on which
             each saved model's slice operating points for `scan` are chosen (`calibration`); 0 = none. Needs a
             generated corpus (corpus.json); for real data run `calibrate --authentic`.
+        members: models per detector; above 1, each phase trains this many with seeds seed, seed + 1, ...
+            (`models_dir/members/K/`) and saves their seed ensemble (`ensemble.build_ensemble`: the mean of their
+            fake probabilities, one model file) where a single model would go, with its own operating points.
     """
 
     data_dir: str = "data"
@@ -103,6 +106,7 @@ class TrainConfig:
     hard_negative_dicom: tuple = ()
     weight_average: float = 0.0
     slice_calibration: int = 200
+    members: int = 1
     extra: dict = field(default_factory=dict)
 
     def save(self, path) -> None:
@@ -378,8 +382,11 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
 
     With phases=('vit',) the CNN is loaded from models/cnn_model.keras; when it was trained on another patch size
     than the data's, phase 2 reads the data's size through `cnn_for_size` (and the returned 'cnn' is that copy).
+    With `cfg.members` above 1 it trains a seed ensemble (`train_ensemble`).
     Returns paths, histories, models.
     """
+    if cfg.members > 1:
+        return train_ensemble(cfg, phases, verbose, data)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.data_parallel:
         use_data_parallel(cfg.batch_size)
@@ -443,18 +450,59 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
         paths["hybrid"] = save_model(hybrid, models_dir, "deepfake_detection_model")
         store_patch_operating_point(hybrid, data["val"], paths["hybrid"]["keras"])
         result["hybrid"] = hybrid
-    saved = {paths[name]["keras"]: result[name] for name in ("cnn", "hybrid") if name in paths}
-    if saved and cfg.slice_calibration:
-        from .calibration import store_slice_operating_points
-
-        start = time.perf_counter()
-        points = store_slice_operating_points(saved, cfg.data_dir, cfg.slice_calibration)
-        for path, point in points.items():
-            if verbose:
-                print(f"{Path(path).name}: slice threshold {point['slice']['threshold']:.4f} "
-                      f"({point['slice']['false_alarm_rate']:.0%} of {point['slice']['chosen_on']}; "
-                      f"{time.perf_counter() - start:.0f} s in all)")
+    calibrate_slices({paths[name]["keras"]: result[name] for name in ("cnn", "hybrid") if name in paths}, cfg,
+                     verbose)
     for name, hist in histories.items():
         (models_dir / f"history_{name}.json").write_text(json.dumps(hist, indent=1) + "\n")
     result.update(paths=paths, histories=histories)
+    return result
+
+
+def calibrate_slices(saved: dict, cfg: TrainConfig, verbose=1) -> None:
+    """The slice operating points of the saved models ({path: model}) on `cfg.slice_calibration` slices."""
+    if not saved or not cfg.slice_calibration:
+        return
+    from .calibration import store_slice_operating_points
+
+    start = time.perf_counter()
+    points = store_slice_operating_points(saved, cfg.data_dir, cfg.slice_calibration)
+    for path, point in points.items():
+        if verbose:
+            print(f"{Path(path).name}: slice threshold {point['slice']['threshold']:.4f} "
+                  f"({point['slice']['false_alarm_rate']:.0%} of {point['slice']['chosen_on']}; "
+                  f"{time.perf_counter() - start:.0f} s in all)")
+
+
+def train_ensemble(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) -> dict:
+    """`run_training` for each of `cfg.members` seeds (seed, seed + 1, ...; `models_dir/members/K/`, all on the same
+    data), then the seed ensembles of their CNNs and of their hybrids (`ensemble.build_ensemble`) saved as
+    `cnn_model` and `deepfake_detection_model` in `models_dir`, with operating points chosen for the ensemble.
+    Returns what `run_training` returns, the ensembles as models and histories keyed 'PHASE, seed S'."""
+    from .ensemble import build_ensemble
+
+    data = data or load_training_data(cfg)
+    models_dir = Path(cfg.models_dir)
+    runs = []
+    for k in range(cfg.members):
+        member = replace(cfg, seed=cfg.seed + k, members=1, slice_calibration=0,
+                         models_dir=str(models_dir / "members" / str(k)))
+        if verbose:
+            print(f"member {k + 1} of {cfg.members} (seed {member.seed})")
+        runs.append(run_training(member, phases, verbose, data))
+    cfg.save(models_dir / "train_config.json")
+    patches_only = {k: (x[..., :1], y) for k, (x, y) in data.items()}
+    result, paths, saved = {}, {}, {}
+    for name, stem, phase, val in (("cnn", "cnn_model", "cnn", patches_only["val"]),
+                                   ("hybrid", "deepfake_detection_model", "vit", data["val"])):
+        if name not in runs[0]:
+            continue
+        result[name] = build_ensemble([run[name] for run in runs], name=f"{name}_ensemble")
+        if phase in phases:  # a CNN ensemble saved by an earlier call stays as it is
+            paths[name] = save_model(result[name], models_dir, stem)
+            store_patch_operating_point(result[name], val, paths[name]["keras"])
+            saved[paths[name]["keras"]] = result[name]
+    calibrate_slices(saved, cfg, verbose)
+    histories = {f"{phase}, seed {cfg.seed + k}": hist for k, run in enumerate(runs)
+                 for phase, hist in run["histories"].items()}
+    result.update(paths=paths, histories=histories, members=runs)
     return result
