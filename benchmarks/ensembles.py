@@ -26,7 +26,8 @@ def load_rows(paths, model: str) -> dict[int, dict]:
     """Rows of one model by seed; a seed present in several files must agree on its patches."""
     rows = {}
     for path in paths:
-        for r in json.loads(Path(path).read_text())["rows"]:
+        data = json.loads(Path(path).read_text())
+        for r in data["rows"] if isinstance(data, dict) else data:  # benchmark.json or a run's rows.json
             if r["model"] == model:
                 rows.setdefault(r["seed"], r)
     if not rows:
@@ -126,7 +127,8 @@ def paired_table(diffs: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", nargs="+", help="benchmarks.compare JSON files (benchmark.json)")
+    parser.add_argument("results", nargs="+",
+                        help="benchmarks.compare results: benchmark.json files or runs' WORK/DETECTOR_SEED/rows.json")
     parser.add_argument("--size", type=int, default=3, help="models per ensemble (default 3)")
     parser.add_argument("--model", default="hybrid CNN-ViT")
     parser.add_argument("--out", help="also write the tables to this markdown file")

@@ -27,6 +27,7 @@ import utils.layers  # noqa: F401  (registers the custom layers)
 from utils.architectures import encoder_blocks
 from utils.calibration import calibration_slices
 from utils.dicom import patient_ids, read_slice
+from utils.ensemble import members
 from utils.lungmask import lung_mask
 from utils.operating_point import load_operating_point, series_threshold, threshold_at_false_alarm_rate
 from utils.patches import crop_hu
@@ -49,7 +50,7 @@ def localise(model, items, stride):
     (`AGGREGATORS`), seconds."""
     hits, peak_hits, attention_hits, chance, seconds = [], [], [], [], []
     scores = {name: [] for name in AGGREGATORS}
-    attends = bool(encoder_blocks(model))
+    attends = bool(encoder_blocks(members(model)[0]))
     for hu, spacing, targets in items:
         start = time.perf_counter()
         res = scan_slice(model, hu, spacing, stride=stride, top_k=1)
