@@ -30,7 +30,8 @@ def test_compare_quick_writes_report(tmp_path):
 def test_help_of_every_benchmark():
     for name in ("compare", "transfer", "faithfulness", "scan_localisation", "corpus_speed", "startup",
                  "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed",
-                 "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives", "paired_scans", "removal_haze"):
+                 "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives", "paired_scans", "removal_haze",
+                 "ensembles"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name
@@ -162,3 +163,36 @@ def test_removal_haze_reads_a_brighter_centre_in_hounsfield_units():
     haze, texture, structure = haze_stats(window(hu))
     assert 30 < haze < 50 and 0.7 < texture < 1.3
     assert haze_stats(window(np.full((64, 64), 40.0))) is None  # no lung: no figure
+
+
+def test_seed_ensembles_average_fixed_groups_of_seeds_and_pair_them_with_their_members(tmp_path):
+    from benchmarks.ensembles import ensemble_rows, groups_of, load_rows, paired_against_members, table
+
+    rng = np.random.default_rng(0)
+    labels = [1] * 12 + [0] * 12
+    kinds = ["FM"] * 6 + ["FB"] * 6 + ["control"] * 12
+    scans = [f"s{i % 8}" for i in range(24)]
+
+    def row(seed):
+        scores = (np.asarray(labels) * 0.3 + rng.random(24) * 0.7).tolist()
+        return {"model": "hybrid CNN-ViT", "seed": seed,
+                "real": {"labels": labels, "scores": scores, "kinds": kinds, "scans": scans}}
+
+    rows = [row(s) for s in range(7)]
+    (tmp_path / "a.json").write_text(json.dumps({"rows": rows[:3]}))
+    (tmp_path / "rows.json").write_text(json.dumps(rows[3:]))  # a run's own rows.json
+    loaded = load_rows([tmp_path / "a.json", tmp_path / "rows.json"], "hybrid CNN-ViT")
+    assert list(loaded) == list(range(7))
+    assert groups_of(loaded, 3) == [[0, 1, 2], [3, 4, 5]]  # seed 6 is left over, never regrouped
+    ensembles = ensemble_rows(loaded, 3)
+    from sklearn.metrics import roc_auc_score
+
+    mean = np.mean([rows[s]["real"]["scores"] for s in (3, 4, 5)], axis=0)
+    assert ensembles[1]["real"]["overall"] == pytest.approx(roc_auc_score(labels, mean))
+    fb = np.isin(kinds, ("FB", "control"))
+    assert ensembles[1]["real"]["FB vs control"] == pytest.approx(roc_auc_score(np.asarray(labels)[fb], mean[fb]))
+    diffs = paired_against_members(loaded, 3, n=50)
+    assert len(diffs) == 2 * 3 * 3 and {d["member"] for d in diffs} == set(range(6))
+    assert "ensembles of 3 (over groups) | 2 |" in table(loaded, ensembles, 3)
+    with pytest.raises(ValueError, match="no rows of model"):
+        load_rows([tmp_path / "a.json"], "CNN")
