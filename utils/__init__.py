@@ -14,7 +14,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of notebooks
 
 _LAZY = {
-    "build_cnn": "architectures", "build_hybrid_vit": "architectures",
+    "build_cnn": "architectures", "build_hybrid_vit": "architectures", "build_ensemble": "ensemble",
     "TrainConfig": "training", "run_training": "training",
     "evaluate_on_testset": "evaluate",
     "load_split": "data", "read_image": "data",

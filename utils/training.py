@@ -497,10 +497,14 @@ def train_ensemble(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None
         if name not in runs[0]:
             continue
         result[name] = build_ensemble([run[name] for run in runs], name=f"{name}_ensemble")
-        if phase in phases:  # a CNN ensemble saved by an earlier call stays as it is
+        if phase in phases:
             paths[name] = save_model(result[name], models_dir, stem)
             store_patch_operating_point(result[name], val, paths[name]["keras"])
             saved[paths[name]["keras"]] = result[name]
+        else:  # saved by an earlier call, with its operating points
+            from .operating_point import load_operating_point
+
+            result[name].operating_point = load_operating_point(models_dir / f"{stem}.keras")
     calibrate_slices(saved, cfg, verbose)
     histories = {f"{phase}, seed {cfg.seed + k}": hist for k, run in enumerate(runs)
                  for phase, hist in run["histories"].items()}
