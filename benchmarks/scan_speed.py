@@ -43,10 +43,12 @@ def main() -> None:
     from utils.dicom import read_series
     from utils.lungmask import lung_mask
     from utils.operating_point import load_model
+    from utils.ensemble import members
     from utils.scan import scan_slice, shares_stem
 
     model = load_model(args.model)
-    methods = {"window by window": False, "shared stem": True} if shares_stem(model) else {"window by window": False}
+    shared = all(shares_stem(part) for part in members(model))  # an ensemble shares each member's stem
+    methods = {"window by window": False, "shared stem": True} if shared else {"window by window": False}
     rows = ["| series | slices | read s/slice | lung mask s/slice | "
             + " | ".join(f"model s/slice, {m}" for m in methods) + " | windows/slice | total s/slice |", "|---|---|---|---|" + "---|" * len(methods) + "---|---|"]
     totals = np.zeros(2 + len(methods))
