@@ -127,3 +127,20 @@ def test_cli_ensemble_saves_and_calibrates(hybrids, tiny_corpus, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "utils.cli", "ensemble", str(tmp_path / "m0.keras"),
                               str(tmp_path / "nope.keras"), "--out", str(out)], capture_output=True, text=True, cwd=REPO)
     assert missing.returncode != 0 and "nope.keras: no such model file" in missing.stderr
+
+
+def test_training_curves_of_an_ensemble_get_a_row_per_member(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from utils import plots
+
+    hist = {"loss": [0.6, 0.4], "val_loss": [0.7, 0.5], "accuracy": [0.7, 0.8], "val_accuracy": [0.6, 0.7]}
+    shapes = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: shapes.append(fig.axes) or path)
+    plots.training_curves({f"{phase}, seed {k}": hist for phase in ("cnn", "vit") for k in (0, 1)}, tmp_path / "a.png")
+    plots.training_curves({"cnn": hist, "vit": hist}, tmp_path / "b.png")
+    assert [len(axes) for axes in shapes] == [4, 2]
+    assert [ax.get_title() for ax in shapes[0][::2]] == ["member, seed 0", "member, seed 1"]
+    labels = [line.get_label() for line in shapes[0][0].lines if not line.get_label().startswith("_")]
+    assert labels == ["cnn train", "cnn val", "vit train", "vit val"]
+    plt.close("all")

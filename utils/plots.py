@@ -60,24 +60,31 @@ def manifest_groups(data_dir, kinds=("FM", "FB", "TM", "control"), n: int = 8, p
 
 
 def training_curves(histories: dict, path) -> Path:
-    """Loss and accuracy, train and validation, every phase one after the other (phase boundaries marked)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    offset = 0
-    for phase, hist in histories.items():
-        epochs = np.arange(1, len(hist.get("loss", [])) + 1) + offset
-        for ax, key in zip(axes, ("loss", "accuracy")):
-            if key in hist:
-                ax.plot(epochs, hist[key], "-o", ms=3, label=f"{phase} train")
-            if f"val_{key}" in hist:
-                ax.plot(epochs, hist[f"val_{key}"], "--s", ms=3, label=f"{phase} val")
-        offset += len(epochs)
-        for ax in axes:
-            ax.axvline(offset + 0.5, color="0.8", lw=0.8)
-    for ax, key in zip(axes, ("loss", "accuracy")):
-        ax.set_xlabel("epoch (all phases)")
-        ax.set_ylabel(key)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
+    """Loss and accuracy, train and validation, every phase one after the other (phase boundaries marked). Histories
+    keyed 'PHASE, seed S' (a seed ensemble's members, `training.train_ensemble`) get one row per seed."""
+    rows: dict = {}
+    for key, hist in histories.items():
+        phase, _, member = key.partition(", seed ")
+        rows.setdefault(f"member, seed {member}" if member else "", {})[phase] = hist
+    fig, axes = plt.subplots(len(rows), 2, figsize=(11, 3.8 * len(rows)), squeeze=False, constrained_layout=True)
+    for (title, phases), row in zip(rows.items(), axes):
+        offset = 0
+        for phase, hist in phases.items():
+            epochs = np.arange(1, len(hist.get("loss", [])) + 1) + offset
+            for ax, key in zip(row, ("loss", "accuracy")):
+                if key in hist:
+                    ax.plot(epochs, hist[key], "-o", ms=3, label=f"{phase} train")
+                if f"val_{key}" in hist:
+                    ax.plot(epochs, hist[f"val_{key}"], "--s", ms=3, label=f"{phase} val")
+            offset += len(epochs)
+            for ax in row:
+                ax.axvline(offset + 0.5, color="0.8", lw=0.8)
+        for ax, key in zip(row, ("loss", "accuracy")):
+            ax.set_xlabel("epoch (all phases)")
+            ax.set_ylabel(key)
+            ax.set_title(title, fontsize=9)
+            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
