@@ -192,11 +192,12 @@ def paired_differences(rows: list[dict], n: int = 1000) -> list[dict]:
 
 
 def paired_table(diffs: list[dict]) -> str:
+    from utils.evaluate import format_paired
+
     lines = ["| comparison | data | seed | ROC-AUC difference [95% paired interval over scans] | share of resamples "
              "where the first is not better |", "|---|---|---|---|---|"]
     for d in diffs:
-        lines.append(f"| {d['a']} − {d['b']} | {d['source']} | {d['seed']} | {d['diff']:+.3f} "
-                     f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p_not_better']:.3f} |")
+        lines.append(f"| {d['a']} − {d['b']} | {d['source']} | {d['seed']} | {format_paired(d)} |")
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-SUBSETS = {"overall": None, "FM vs control": ("FM", "control"), "FB vs control": ("FB", "control")}
+from benchmarks.paired_runs import SUBSETS, paired_subsets, subset_mask
 
 
 def load_rows(paths, model: str) -> dict[int, dict]:
@@ -37,10 +37,9 @@ def load_rows(paths, model: str) -> dict[int, dict]:
 
 def subset_aucs(labels, scores, kinds) -> dict[str, float]:
     y, s = np.asarray(labels, int), np.asarray(scores, float)
-    k = np.asarray(kinds) if kinds else np.full(len(y), "")
     out = {}
     for name, pair in SUBSETS.items():
-        sel = np.ones(len(y), bool) if pair is None else np.isin(k, pair)
+        sel = subset_mask(kinds, len(y), pair)
         if len(np.unique(y[sel])) == 2:
             out[name] = float(roc_auc_score(y[sel], s[sel]))
     return out
@@ -73,22 +72,16 @@ def ensemble_rows(rows: dict[int, dict], size: int) -> list[dict]:
 
 
 def paired_against_members(rows: dict[int, dict], size: int, n: int = 1000) -> list[dict]:
-    """Development set: each ensemble minus each of its members, paired over scans."""
-    from utils.evaluate import paired_bootstrap_auc_diff
-
+    """Development set: each ensemble minus each of its members, paired over scans (`paired_runs.paired_subsets`)."""
     out = []
     for group in groups_of(rows, size):
         members = [rows[s] for s in group]
         real = members[0]["real"]
         ens = mean_scores(members, "real")
-        kinds = np.asarray(real.get("kinds") or [""] * len(real["labels"]))
-        for name, pair in SUBSETS.items():
-            sel = np.ones(len(kinds), bool) if pair is None else np.isin(kinds, pair)
-            take = lambda v: [x for x, s in zip(v, sel) if s]  # noqa: E731
-            for m in members:
-                d = paired_bootstrap_auc_diff(take(real["labels"]), take(ens), take(m["real"]["scores"]),
-                                              take(real["scans"]) if real.get("scans") else None, n=n, seed=m["seed"])
-                out.append({"seeds": group, "member": m["seed"], "subset": name, **d})
+        diffs = {m["seed"]: paired_subsets(real["labels"], ens, m["real"]["scores"], real.get("kinds"),
+                                           real.get("scans"), n, m["seed"]) for m in members}
+        out += [{"seeds": group, "member": seed, "subset": name, **d[name]}
+                for name in SUBSETS for seed, d in diffs.items() if name in d]
     return out
 
 
@@ -117,11 +110,12 @@ def table(rows: dict[int, dict], ensembles: list[dict], size: int) -> str:
 
 
 def paired_table(diffs: list[dict]) -> str:
+    from utils.evaluate import format_paired
+
     lines = ["| ensemble | member | development set | ensemble − member [95% paired interval over scans] "
              "| share of resamples where the ensemble is not better |", "|---|---|---|---|---|"]
     for d in diffs:
-        lines.append(f"| {', '.join(map(str, d['seeds']))} | {d['member']} | {d['subset']} | {d['diff']:+.3f} "
-                     f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p_not_better']:.3f} |")
+        lines.append(f"| {', '.join(map(str, d['seeds']))} | {d['member']} | {d['subset']} | {format_paired(d)} |")
     return "\n".join(lines)
 
 

@@ -25,28 +25,43 @@ def _rows(path):
     return {(r["model"], r["seed"]): r for r in data["rows"]}
 
 
-def paired_rows(a: dict, b: dict, source: str = "real", n: int = 1000) -> list[dict]:
-    """B minus A per (model, seed) and subset of kinds."""
+def subset_mask(kinds, n: int, pair) -> np.ndarray:
+    """Which of n patches belong to a subset of `SUBSETS` (pair None: all; no kinds given: none of a pair)."""
+    kinds = np.asarray(kinds if kinds else [""] * n)
+    return np.ones(n, bool) if pair is None else np.isin(kinds, pair)
+
+
+def paired_subsets(labels, scores_a, scores_b, kinds, scans, n: int = 1000, seed: int = 0) -> dict:
+    """{subset name: A minus B (`paired_bootstrap_auc_diff`, paired over scans)} for each of `SUBSETS` present."""
     from utils.evaluate import paired_bootstrap_auc_diff
 
+    out = {}
+    for name, pair in SUBSETS.items():
+        sel = subset_mask(kinds, len(labels), pair)
+        if pair is not None and not sel.any():
+            continue
+        take = lambda v: [x for x, s in zip(v, sel) if s]  # noqa: E731
+        out[name] = paired_bootstrap_auc_diff(take(labels), take(scores_a), take(scores_b),
+                                              take(scans) if scans else None, n=n, seed=seed)
+    return out
+
+
+def paired_rows(a: dict, b: dict, source: str = "real", n: int = 1000) -> list[dict]:
+    """B minus A per (model, seed) and subset of kinds."""
     out = []
     for key in sorted(set(a) & set(b)):
         ra, rb = a[key][source], b[key][source]
         if "scores" not in ra or "scores" not in rb or ra["labels"] != rb["labels"]:
             continue
-        kinds = np.asarray(ra.get("kinds") or rb.get("kinds") or [""] * len(ra["labels"]))
-        for name, pair in SUBSETS.items():
-            sel = np.ones(len(kinds), bool) if pair is None else np.isin(kinds, pair)
-            if pair is not None and not sel.any():
-                continue
-            take = lambda v: [x for x, s in zip(v, sel) if s]  # noqa: E731
-            d = paired_bootstrap_auc_diff(take(ra["labels"]), take(rb["scores"]), take(ra["scores"]),
-                                          take(ra["scans"]) if ra.get("scans") else None, n=n, seed=key[1])
-            out.append({"model": key[0], "seed": key[1], "subset": name, **d})
+        diffs = paired_subsets(ra["labels"], rb["scores"], ra["scores"], ra.get("kinds") or rb.get("kinds"),
+                               ra.get("scans"), n, key[1])
+        out += [{"model": key[0], "seed": key[1], "subset": name, **d} for name, d in diffs.items()]
     return out
 
 
 def main() -> None:
+    from utils.evaluate import format_paired
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a")
     parser.add_argument("b")
@@ -67,8 +82,7 @@ def main() -> None:
              "| share of resamples where B is not better |", "|---|---|---|---|---|"]
     for source, label in (("real", "development set"), ("synthetic", "synthetic test")):
         for d in paired_rows(a, b, source):  # synthetic pairs only where both ran on the same corpus
-            lines.append(f"| {d['model']} | {d['seed']} | {label}, {d['subset']} | {d['diff']:+.3f} "
-                         f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p_not_better']:.3f} |")
+            lines.append(f"| {d['model']} | {d['seed']} | {label}, {d['subset']} | {format_paired(d)} |")
     lines += ["", "| model | seed | flagged authentic CT at 0.5: A | B | at operating point: A | B |", "|---|---|---|---|---|---|"]
     for key in sorted(set(a) & set(b)):
         cells = [a[key].get("authentic_flag_rate"), b[key].get("authentic_flag_rate"),

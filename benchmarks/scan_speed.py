@@ -41,9 +41,9 @@ def main() -> None:
     import keras
 
     from utils.dicom import read_series
+    from utils.ensemble import members
     from utils.lungmask import lung_mask
     from utils.operating_point import load_model
-    from utils.ensemble import members
     from utils.scan import scan_slice, shares_stem
 
     model = load_model(args.model)

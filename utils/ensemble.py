@@ -32,7 +32,3 @@ def members(model) -> list:
     nested = [layer for layer in getattr(model, "layers", ()) if isinstance(layer, keras.Model)
               and layer.name.startswith(MEMBER_PREFIX)]
     return nested or [model]
-
-
-def is_ensemble(model) -> bool:
-    return len(members(model)) > 1

@@ -118,6 +118,11 @@ def paired_bootstrap_auc_diff(y, scores_a, scores_b, groups=None, n=1000, seed=0
             "resamples": int(len(diffs)), "dropped": dropped}
 
 
+def format_paired(d: dict) -> str:
+    """A `paired_bootstrap_auc_diff` result as two table cells: 'diff [low, high] | share not better'."""
+    return f"{d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p_not_better']:.3f}"
+
+
 def auc_with_ci(y, scores, groups=None, n=1000, seed=0) -> dict:
     """ROC-AUC, its scan-level bootstrap interval, the patch counts per side and `small` (fewer than
     MIN_SIDE on either side: read with care)."""

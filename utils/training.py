@@ -334,6 +334,12 @@ def load_training_data(cfg: TrainConfig):
     return data
 
 
+def patch_arrays(data: dict, design: str) -> dict:
+    """The splits' patch channel alone (what the phase-1 CNN reads): `data` itself for the 'patch' design, the
+    first channel of the patch + reference pairs of a comparing one."""
+    return data if design == "patch" else {k: (x[..., :1], y) for k, (x, y) in data.items()}
+
+
 def pretraining_patches(cfg: TrainConfig, authentic_train) -> np.ndarray:
     """The training split's authentic patches plus random lung patches of `cfg.pretrain_dicom` (no labels)."""
     if not cfg.pretrain_dicom:
@@ -396,7 +402,7 @@ def run_training(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) 
     cfg.save(models_dir / "train_config.json")
     histories, paths = {}, {}
     compare = cfg.design != "patch"
-    patches_only = {k: (x[..., :1], y) for k, (x, y) in data.items()} if compare else data
+    patches_only = patch_arrays(data, cfg.design)
     if compare and cfg.pretrain_epochs:
         raise NotImplementedError("pre-training is written for the 'patch' design only")
     if "cnn" in phases:
@@ -490,7 +496,7 @@ def train_ensemble(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None
             print(f"member {k + 1} of {cfg.members} (seed {member.seed})")
         runs.append(run_training(member, phases, verbose, data))
     cfg.save(models_dir / "train_config.json")
-    patches_only = {k: (x[..., :1], y) for k, (x, y) in data.items()}
+    patches_only = patch_arrays(data, cfg.design)
     result, paths, saved = {}, {}, {}
     for name, stem, phase, val in (("cnn", "cnn_model", "cnn", patches_only["val"]),
                                    ("hybrid", "deepfake_detection_model", "vit", data["val"])):
