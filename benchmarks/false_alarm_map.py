@@ -54,15 +54,13 @@ def settings() -> dict:
     return out
 
 
-def authentic_slices(root: Path, exclude_patients=()):
-    from utils.dicom import read_slice
+def grouped_slices(root: Path, exclude_patients=()):
+    """(group, slice) of every authentic slice under root, in file order; groups: COVID-CT-MD, TCIA B40f, LIDC."""
+    from utils.slice_evaluation import authentic_slices
 
-    for path in sorted(root.rglob("*.dcm")):
-        sl = read_slice(path)
-        if sl.meta["patient_id"] in exclude_patients:
-            continue
-        series = path.parent.relative_to(root).as_posix()
-        yield ("COVID-CT-MD" if series.startswith("covid") else "TCIA B40f" if "B40f" in series else "LIDC"), sl
+    for item in sorted(authentic_slices(root, exclude_patients), key=lambda a: Path(a.slice.path)):
+        series = item.series
+        yield ("COVID-CT-MD" if series.startswith("covid") else "TCIA B40f" if "B40f" in series else "LIDC"), item.slice
 
 
 def main() -> None:
@@ -94,7 +92,7 @@ def main() -> None:
     threshold, source = stored_threshold(args.model, "patch")
     rng = np.random.default_rng(args.seed)
     slices, points, groups, lungs_of = [], [], [], []
-    for group, sl in authentic_slices(root, corpus_background_patients(args.data)):
+    for group, sl in grouped_slices(root, corpus_background_patients(args.data)):
         lungs = cached_lung_mask(sl)
         if lungs.sum() < 3000:
             continue

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import write_dicom
-from utils.dicom import DicomError, read_series, read_slice, unwindow, window
+from utils.dicom import DicomError, read_dicom_tree, read_series, read_slice, unwindow, window
 
 
 @pytest.mark.parametrize("intercept", [0.0, -1024.0])
@@ -41,6 +41,16 @@ def test_series_sorted_by_position_and_mixed_sizes_rejected(tmp_path):
     write_dicom(tmp_path / "s" / "big.dcm", np.zeros((16, 16)), instance=9, z=40.0)
     with pytest.raises(DicomError, match="mixes slice sizes"):
         read_series(tmp_path / "s")
+
+
+def test_dicom_tree_reads_series_folders_and_lone_files(tmp_path):
+    for i, z in enumerate([20.0, 10.0]):
+        write_dicom(tmp_path / "a" / "s" / f"{i}.dcm", np.full((8, 8), z), instance=i + 1, z=z)
+    write_dicom(tmp_path / "a" / "lone.dcm", np.zeros((8, 8)))
+    tree = read_dicom_tree(tmp_path)
+    assert [(p.relative_to(tmp_path).as_posix(), [s.z for s in slices]) for p, slices in tree] == [
+        ("a/lone.dcm", [0.0]), ("a/s", [10.0, 20.0])]
+    assert [p for p, _ in read_dicom_tree(tmp_path / "a" / "lone.dcm")] == [tmp_path / "a" / "lone.dcm"]
 
 
 def test_corrupt_slice_skipped_only_when_asked(tmp_path):

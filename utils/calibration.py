@@ -89,19 +89,14 @@ def site_slices(roots) -> list:
 
 
 def slice_scores(models: list, slices, stride: int = 16, progress: bool = False, total: int | None = None):
-    """(best window's scores, slice contrasts) of every model over these slices, each slice scanned by every model
-    in turn so that the slices can be generated one at a time; slices without lungs are left out."""
-    from tqdm.auto import tqdm
-
-    from .scan import scan_slice
+    """(best window's scores, slice contrasts) of every model over these slices (`scan.scan_each`: each slice
+    scanned by every model in turn, so that the slices can be generated one at a time; slices without lungs are
+    left out)."""
+    from .scan import scan_each
 
     top, contrast = [[] for _ in models], [[] for _ in models]
-    for sl in tqdm(slices, desc="calibration slices", unit="slice", total=total, disable=not progress):
-        for k, model in enumerate(models):
-            try:
-                res = scan_slice(model, sl, stride=stride)
-            except ValueError:  # no lungs: left out for every model alike
-                break
+    for _, results in scan_each(models, slices, stride, progress, "calibration slices", total):
+        for k, res in enumerate(results):
             top[k].append(res.locations[0].score)
             contrast[k].append(res.contrast())
     return [(np.array(t), np.array(c)) for t, c in zip(top, contrast)]

@@ -223,7 +223,7 @@ def _scan_archive(args) -> int:
     return 0
 
 
-def _calibrate(args) -> int:
+def _calibrate(args, model=None) -> int:
     from .calibration import calibration_slices, operating_points, site_slices, slice_scores
     from .data import load_split
     from .operating_point import save_operating_point, sidecar_path
@@ -237,7 +237,7 @@ def _calibrate(args) -> int:
         if leaked:
             raise ValueError(f"{', '.join(args.authentic)}: patients {sorted(leaked)} are training backgrounds of "
                              f"{args.data}; calibrate on authentic series the model never saw")
-    model = _load_model(args.model)
+    model = model or _load_model(args.model)
     x, y, _ = load_split(Path(args.data) / "val", int(model.inputs[0].shape[1]))
     patch = store_patch_operating_point(model, (x, y), args.model, args.rate, f" of {args.data}")
     print(f"patch threshold {patch['threshold']:.4f} ({args.rate:.0%} of {patch['n_authentic']} validation "
@@ -263,10 +263,11 @@ def _ensemble(args) -> int:
     models = [_load_model(path) for path in args.models]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    build_ensemble(models, name=out.stem).save(out)
+    ensemble = build_ensemble(models, name=out.stem)
+    ensemble.save(out)
     print(f"saved the mean of {len(models)} models as {out}")
     return _calibrate(argparse.Namespace(model=str(out), data=args.data, rate=args.rate, stride=16,
-                                         slices=args.slices, authentic=None))
+                                         slices=args.slices, authentic=None), ensemble)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -126,6 +126,22 @@ def list_dicom_files(folder: str | Path) -> list[Path]:
     return files
 
 
+def read_dicom_tree(root) -> list[tuple[Path, list[CTSlice]]]:
+    """Every series under `root`, read: (folder, its slices in patient order) for a folder of several DICOM files,
+    (file, [its slice]) for a lone file (alone in its folder, or `root` itself)."""
+    root = Path(root)
+    if root.is_file():
+        return [(root, [read_slice(root)])]
+    out = []
+    for folder in sorted({p.parent for p in root.rglob("*.dcm")}):
+        files = list_dicom_files(folder)
+        if len(files) > 1:
+            out.append((folder, read_series(folder)))
+        else:
+            out += [(f, [read_slice(f)]) for f in files]
+    return out
+
+
 def read_series(folder, skip_corrupt: bool = False) -> list[CTSlice]:
     """Read every slice of a series, in patient order: a folder of DICOM slices, or a list of their paths
     (e.g. the files of one SeriesInstanceUID in a folder that holds several).

@@ -380,18 +380,24 @@ def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: in
                         float(threshold))
 
 
+def scan_each(models, slices, stride: int = 16, progress: bool = True, desc: str = "slices",
+              total: int | None = None):
+    """Yield (slice, [`scan_slice` result of each model]) for every slice that has lungs (the others are left
+    out), each slice scanned by every model in turn, so that the slices may be generated one at a time."""
+    from tqdm.auto import tqdm
+
+    for sl in tqdm(slices, desc=desc, unit="slice", total=total, disable=not progress):
+        try:
+            results = [scan_slice(model, sl, stride=stride) for model in models]
+        except ValueError:  # no lungs: left out for every model alike
+            continue
+        yield sl, results
+
+
 def scan_slices(model, slices, stride: int = 16, progress: bool = True,
                 desc: str = "slices") -> list[SliceResult]:
     """`scan_slice` of every slice that has lungs (the others are left out)."""
-    from tqdm.auto import tqdm
-
-    out = []
-    for sl in tqdm(slices, desc=desc, unit="slice", disable=not progress):
-        try:
-            out.append(scan_slice(model, sl, stride=stride))
-        except ValueError:
-            continue
-    return out
+    return [results[0] for _, results in scan_each([model], slices, stride, progress, desc)]
 
 
 def draw(hu: np.ndarray, result: SliceResult, path, alpha: float = 0.45) -> Path:

@@ -61,22 +61,17 @@ def ctgan_tampered_slices(root) -> list[TamperedSlice]:
 
 def authentic_slices(root, exclude_patients=()) -> list[AuthenticSlice]:
     """Every slice of every DICOM folder under root (a series; a lone file is a series of one), named by its
-    folder relative to root, except patients in `exclude_patients` (e.g. training backgrounds)."""
-    from .dicom import list_dicom_files, read_series, read_slice
+    folder (a lone file by its path) relative to root, except patients in `exclude_patients` (e.g. training
+    backgrounds)."""
+    from .dicom import read_dicom_tree
 
-    root = Path(root)
+    root, excluded = Path(root), set(exclude_patients)
     out = []
-    for folder in sorted({p.parent for p in root.rglob("*.dcm")}):
-        files = list_dicom_files(folder)
-        first = read_slice(files[0])
-        patient = first.meta["patient_id"]
-        if patient in set(exclude_patients):
-            continue
-        name = folder.relative_to(root).as_posix()
-        if len(files) > 1:
-            out += [AuthenticSlice(sl, name, patient) for sl in read_series(folder)]
-        else:  # a lone file (e.g. one slice beside series folders)
-            out.append(AuthenticSlice(first, f"{name}/{files[0].name}".lstrip("./"), patient))
+    for path, slices in read_dicom_tree(root):
+        patient = slices[0].meta["patient_id"]
+        if patient not in excluded:
+            name = path.relative_to(root).as_posix() if path != root else path.name
+            out += [AuthenticSlice(sl, name, patient) for sl in slices]
     return out
 
 

@@ -340,7 +340,7 @@ def background_sources(root: str | Path, include=None) -> list[tuple[str, list[C
     `include`: only these source ids (a CT-GAN scan's id is its key, e.g. 'EXP1-1009'), e.g. training folds.
     """
     from .ctgan import find_layout, load_dataset
-    from .dicom import list_dicom_files, read_series, read_slice
+    from .dicom import read_dicom_tree
 
     root = Path(root)
     try:
@@ -360,16 +360,8 @@ def background_sources(root: str | Path, include=None) -> list[tuple[str, list[C
                 slices.append(sl)
             sources.append((scan.key, slices))
         return sources
-    if root.is_file():
-        return [(root.stem, [read_slice(root)])]
-    folders = sorted({p.parent for p in root.rglob("*.dcm")})
-    for folder in folders:
-        files = list_dicom_files(folder)
-        if len(files) > 1:
-            sources.append((folder.relative_to(root).as_posix().replace("/", "_") or folder.name,
-                            read_series(folder)))
-        else:
-            sources.extend((f.stem, [read_slice(f)]) for f in files)
+    for path, slices in read_dicom_tree(root):
+        sources.append((path.stem if path.is_file() else path.relative_to(root).as_posix().replace("/", "_"), slices))
     if include is not None:
         sources = [(sid, sl) for sid, sl in sources if sid in include]
     boxes = tumour_boxes(root) if root.is_dir() else {}
