@@ -35,6 +35,20 @@ def saved_ensemble(hybrids, tmp_path_factory):
     return keras.saving.load_model(path, safe_mode=True)
 
 
+def test_ensemble_takes_its_input_as_the_single_models_do(hybrids, saved_ensemble):
+    """The explanations call a model with [batch]; an ensemble must take it without Keras' input-structure warning,
+    as a single hybrid does."""
+    import warnings
+
+    from explainability.maps import predict
+
+    x = np.random.default_rng(1).random((2, 64, 64, 1), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        for model in (hybrids[0], saved_ensemble):
+            assert predict(model, x).shape == (2,)
+
+
 def test_ensemble_is_the_mean_of_its_members_and_survives_save_and_load(hybrids, saved_ensemble, tmp_path):
     x = np.random.default_rng(0).random((5, 64, 64, 1), dtype=np.float32)
     expected = np.mean([m.predict(x, verbose=0) for m in hybrids], axis=0)
