@@ -251,3 +251,27 @@ def test_phase_two_reads_wide_views_through_a_phase_one_cnn_of_another_size(tmp_
     run = run_training(cfg, phases=("vit",), verbose=0, data=data)
     assert run["hybrid"].input_shape == (None, 96, 96, 1) and run["cnn"].input_shape == (None, 96, 96, 1)
     assert keras.models.load_model(tmp_path / "cnn_model.keras").input_shape == (None, 64, 64, 1)
+
+
+def test_saving_and_scoring_keep_expected_library_warnings_quiet_and_loggers_as_they_were(tmp_path, caplog):
+    """`.h5` is written on purpose and each split's last batch is a shape of its own: neither absl's legacy-format
+    warning nor TensorFlow's retracing warning reaches the notebook, and the loggers' levels are restored."""
+    import logging
+
+    from utils.architectures import build_cnn
+    from utils.quiet import quiet_logs
+    from utils.training import predict_scores, save_model
+
+    levels = {name: logging.getLogger(name).level for name in ("absl", "tensorflow")}
+    cnn = build_cnn((64, 64, 1), TINY_MODEL["filters"])
+    cnn.compile(loss="binary_crossentropy")
+    with caplog.at_level(logging.WARNING):
+        save_model(cnn, tmp_path, "cnn_model")
+        for n in range(1, 9):
+            predict_scores(cnn, np.zeros((3 * n + 1, 64, 64, 1), np.float32))
+    assert not [r for r in caplog.records if r.name in levels], [r.getMessage()[:80] for r in caplog.records]
+    assert {name: logging.getLogger(name).level for name in levels} == levels
+    with caplog.at_level(logging.WARNING), quiet_logs("absl"):
+        logging.getLogger("absl").warning("hidden")
+    logging.getLogger("absl").warning("shown")
+    assert [r.getMessage() for r in caplog.records if r.name == "absl"] == ["shown"]

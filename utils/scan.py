@@ -8,10 +8,8 @@ scores aggregate frames in deepfake benchmarks.
 """
 from __future__ import annotations
 
-import logging
 import warnings
 import weakref
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from .dicom import CTSlice, read_series, read_slice, window
 from .ensemble import members
 from .lungmask import CENTRE_DEPTH_MM, lung_mask, patch_centres
 from .patches import AIR_HU, patch_input, reference_candidates
+from .quiet import quiet_logs
 
 
 @dataclass
@@ -154,26 +153,14 @@ class SharedStem:
         y1, x1 = min(top[0] + extent[0], h), min(top[1] + extent[1], w)
         region[y0 - top[0] : y1 - top[0], x0 - top[1] : x1 - top[1]] = hu[y0:y1, x0:x1]
         image = window(region).astype(np.float32)[None, ..., None] / 255.0
-        with _traced_shapes_expected():
+        # scanning feeds a few input shapes by design (regions rounded to 64 px, batches to 32 rows)
+        with quiet_logs("tensorflow"):
             fmap = np.asarray(self.stem.predict_on_batch(image))[0]
         cells = (points - points.min(axis=0)) // self.step
         offsets = np.arange(self.cells)
         rows = cells[:, 0, None, None] + offsets[None, :, None]
         cols = cells[:, 1, None, None] + offsets[None, None, :]
         return predict_windows(self.head, fmap[rows, cols], batch_size)
-
-
-@contextmanager
-def _traced_shapes_expected():
-    """Silences TensorFlow's retracing warning: scanning feeds a few input shapes by design (regions rounded to
-    64 px, batches to 32 rows), each traced once."""
-    log = logging.getLogger("tensorflow")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
 
 
 _SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -239,7 +226,7 @@ def predict_windows(model, x: np.ndarray, batch_size: int = 256, quantum: int = 
         extra = (-len(chunk)) % quantum
         if extra:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], extra, axis=0)])
-        with _traced_shapes_expected():
+        with quiet_logs("tensorflow"):
             out.append(np.asarray(predict(chunk)).ravel()[: len(chunk) - extra])
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 

@@ -17,6 +17,7 @@ import numpy as np
 from .architectures import (build_cnn, build_comparing_vit, build_hybrid_vit, cnn_layer_names, stem_filters,
                             stem_padding)
 from .data import DESIGNS, augment, load_split
+from .quiet import quiet_logs
 
 
 @dataclass
@@ -272,7 +273,8 @@ def data_parallel_active() -> bool:
 def predict_scores(model, x, batch_size: int = 256) -> np.ndarray:
     """Fake scores of an in-memory batch; padded to full batches when a data-parallel distribution is active."""
     xp, _, _ = pad_to_multiple(x, np.zeros(len(x)), batch_size if data_parallel_active() else 1)
-    return np.asarray(model.predict(xp, batch_size=batch_size, verbose=0)).ravel()[: len(x)]
+    with quiet_logs("tensorflow"):  # each split's last batch is a shape of its own, traced once
+        return np.asarray(model.predict(xp, batch_size=batch_size, verbose=0)).ravel()[: len(x)]
 
 
 def set_cnn_trainable(model, trainable: bool) -> None:
@@ -286,7 +288,8 @@ def save_model(model, models_dir, stem) -> dict:
     models_dir.mkdir(parents=True, exist_ok=True)
     native, legacy = models_dir / f"{stem}.keras", models_dir / f"{stem}.h5"
     model.save(native)
-    model.save(legacy)
+    with quiet_logs("absl"):  # the legacy format is written on purpose, beside the native one
+        model.save(legacy)
     return {"keras": str(native), "h5": str(legacy)}
 
 
