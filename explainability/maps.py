@@ -20,7 +20,8 @@ def to_numpy(tensor) -> np.ndarray:
 
 def predict(model, batch) -> np.ndarray:
     """Fake scores (B,) of a small batch: a direct call (no per-shape retracing as `model.predict` does)."""
-    return to_numpy(model([np.asarray(batch, np.float32)], training=False)).reshape(-1)
+    x = np.asarray(batch, np.float32)
+    return to_numpy(model([x] if isinstance(model.input, list) else x, training=False)).reshape(-1)
 
 
 def _as_batch(image, size, channels):
