@@ -237,7 +237,7 @@ def _calibrate(args, model=None) -> int:
         if leaked:
             raise ValueError(f"{', '.join(args.authentic)}: patients {sorted(leaked)} are training backgrounds of "
                              f"{args.data}; calibrate on authentic series the model never saw")
-    model = model or _load_model(args.model)
+    model = _load_model(args.model) if model is None else model
     x, y, _ = load_split(Path(args.data) / "val", int(model.inputs[0].shape[1]))
     patch = store_patch_operating_point(model, (x, y), args.model, args.rate, f" of {args.data}")
     print(f"patch threshold {patch['threshold']:.4f} ({args.rate:.0%} of {patch['n_authentic']} validation "

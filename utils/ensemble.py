@@ -24,8 +24,7 @@ def build_ensemble(models, name: str = "ensemble"):
     inputs = keras.Input(shapes.pop(), name="image")
     outputs = [keras.Model(m.inputs[0], m.outputs[0], name=f"{MEMBER_PREFIX}{i}")(inputs)
                for i, m in enumerate(models)]
-    # inputs as a list, as the single models have them: a caller passing [batch] fits both
-    return keras.Model([inputs], keras.layers.Average(name="mean_score")(outputs), name=name)
+    return keras.Model(inputs, keras.layers.Average(name="mean_score")(outputs), name=name)
 
 
 def members(model) -> list:

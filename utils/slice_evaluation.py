@@ -81,18 +81,13 @@ def evaluate_slices(model, tampered: list[TamperedSlice], authentic: list[Authen
     `scan`'s verdict: slice ROC-AUC (best window's score), top-1 within HIT_PX of a tampered point, and the slices
     flagged at the model's stored slice thresholds (`model.operating_point['slice']`, when it carries one)."""
     from sklearn.metrics import roc_auc_score
-    from tqdm.auto import tqdm
 
-    from .scan import scan_slice
+    from .scan import scan_each
 
     def best(items, desc):
-        found = []
-        for item in tqdm(items, desc=desc, unit="slice", disable=not progress):
-            try:
-                found.append((item, scan_slice(model, item.slice, stride=stride, top_k=1).locations[0]))
-            except ValueError:
-                continue
-        return found
+        item_of = {id(item.slice): item for item in items}
+        return [(item_of[id(sl)], results[0].locations[0]) for sl, results
+                in scan_each([model], (item.slice for item in items), stride, progress, desc, len(items))]
 
     fakes, reals = best(tampered, "tampered slices"), best(authentic, "authentic slices")
     if not fakes or not reals:
