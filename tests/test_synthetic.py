@@ -302,3 +302,33 @@ def test_removal_haze_is_a_setting_and_bounds_the_in_painted_lung(chest_slices, 
                               lungs=lungs, noise_mode="none", removal_haze=haze)
         levels[name] = float(np.median(out[y - 4 : y + 5, x - 4 : x + 5]))
     assert levels["strong"] > levels["none"] + 100
+
+
+def test_edge_enhancing_kernels_overshoot_at_edges_and_change_nothing_else():
+    """`edge_enhancement` gives the sharper half of kernels an unsharp overshoot at edges; it is derived from the
+    kernel's own draw, so every other scanner property, and every slice with it off, stays as before."""
+    from dataclasses import replace
+
+    from utils.anatomy import ScannerProfile, edge_gain, enhance_edges
+    from utils.synthetic import scanner_variation
+
+    assert edge_gain(0.5, 1.5) == 0 and edge_gain(1.0, 1.5) == 1.5 and 0 < edge_gain(0.75, 1.5) < 1.5
+    plain, sharp = (ScannerProfile.sample(np.random.default_rng(4), g) for g in (0.0, 1.5))
+    assert replace(sharp, edge_gain=0.0) == plain and plain.edge_gain == 0
+    step = np.full((32, 32), -850.0, np.float32)
+    step[:, 16:] = 40.0
+    out = enhance_edges(step, 1.0)
+    assert out[:, 15].mean() < -850 - 50 and out[:, 16].mean() > 40 + 50  # undershoot and overshoot
+    np.testing.assert_allclose(out[:, :8], step[:, :8], atol=1e-3)  # flat lung far from the edge untouched
+    assert enhance_edges(step, 0.0) is step
+
+    hu = np.where(np.arange(64)[None, :] < 4, -2048.0, step.repeat(2, 0).repeat(2, 1)).astype(np.float32)
+    noisy, edged = (scanner_variation(np.random.default_rng(1), 20.0, g)(hu) for g in (0.0, 1.5))
+    assert np.array_equal(noisy[:, :4], hu[:, :4]) and np.array_equal(edged[:, :4], hu[:, :4])  # padding kept
+    assert np.abs(edged - noisy).max() > 50  # this draw's kernel is a sharp one (cutoff above 0.625)
+
+
+def test_a_corpus_written_before_edge_enhancement_reads_back_without_it(tmp_path):
+    saved = {k: v for k, v in CorpusConfig().to_dict().items() if k != "edge_enhancement"}
+    (tmp_path / "corpus.json").write_text(json.dumps(saved))
+    assert CorpusConfig.from_dir(tmp_path).edge_enhancement == 0.0

@@ -22,6 +22,7 @@ NODULE_TYPES = ("solid", "round", "part-solid", "spiculated", "calcified")
 # (drawn with `matched_nodules` only)
 NODULE_TYPE_P = (0.3, 0.25, 0.15, 0.2, 0.1)
 UNMATCHED_P = (0.45, 0.0, 0.2, 0.25, 0.1)  # before `matched_nodules`: no round ones
+EDGE_SIGMA_PX = 1.5  # scale of an edge-enhancing kernel's overshoot (`enhance_edges`)
 NODULE_DIAMETER_MM = (4.0, 25.0)
 
 
@@ -36,6 +37,8 @@ class ScannerProfile:
         kernel_sigma: blur of the reconstruction kernel in pixels (small = sharp kernel).
         noise_cutoff: fraction of Nyquist where the noise spectrum rolls off (high = sharp kernel).
         fov_pad: value outside the reconstruction circle (-2048 GE style, or -1000).
+        edge_gain: edge enhancement of the kernel, the gain of an unsharp mask over `EDGE_SIGMA_PX` applied to
+            the anatomy (0 = none; sharp lung and bone kernels overshoot at edges, soft ones do not).
     """
 
     spacing: float
@@ -45,9 +48,13 @@ class ScannerProfile:
     kernel_sigma: float
     noise_cutoff: float
     fov_pad: float
+    edge_gain: float = 0.0
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> "ScannerProfile":
+    def sample(cls, rng: np.random.Generator, max_edge_gain: float = 0.0) -> "ScannerProfile":
+        """A random scanner; `max_edge_gain` > 0 lets the sharper half of kernels enhance edges, up to that
+        gain for the sharpest (derived from the same draw as the kernel, so every other property stays the
+        same as without it)."""
         sharp = rng.uniform(0, 1)
         return cls(
             spacing=float(rng.uniform(0.6, 0.9)),
@@ -57,6 +64,7 @@ class ScannerProfile:
             kernel_sigma=float(0.4 + 1.2 * (1 - sharp)),  # sharp (lung) to soft (B40f-like, thick) kernels
             noise_cutoff=float(0.25 + 0.7 * sharp),
             fov_pad=float(rng.choice([-2048.0, -1000.0])),
+            edge_gain=edge_gain(sharp, max_edge_gain),
         )
 
 
@@ -84,6 +92,19 @@ def _fill(poly, size=SIZE) -> np.ndarray:
     mask = np.zeros((size, size), np.uint8)
     cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 1, lineType=cv2.LINE_AA, shift=4)
     return mask.astype(bool)
+
+
+def edge_gain(sharpness: float, max_gain: float) -> float:
+    """Edge enhancement of a kernel of `sharpness` 0 (softest) .. 1 (sharpest): none for the softer half, rising
+    linearly to `max_gain`."""
+    return float(max_gain * max(0.0, (sharpness - 0.5) / 0.5))
+
+
+def enhance_edges(img: np.ndarray, gain: float) -> np.ndarray:
+    """An edge-enhancing kernel's overshoot: an unsharp mask over `EDGE_SIGMA_PX` with this gain."""
+    if gain <= 0:
+        return img
+    return img + gain * (img - blur(img, EDGE_SIGMA_PX))
 
 
 def blur(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -322,8 +343,9 @@ def correlated_noise(rng, shape, sigma: float, cutoff: float) -> np.ndarray:
 
 
 def acquire(rng, hu: np.ndarray, profile: ScannerProfile, body: np.ndarray) -> np.ndarray:
-    """Apply the reconstruction kernel's blur and the scanner's correlated noise; quantise like DICOM."""
-    out = blur(hu, profile.kernel_sigma)
+    """Apply the reconstruction kernel's blur (and edge enhancement) and the scanner's correlated noise; quantise
+    like DICOM."""
+    out = enhance_edges(blur(hu, profile.kernel_sigma), profile.edge_gain)
     depth = blur(body.astype(np.float32), 25)
     noise = correlated_noise(rng, hu.shape, profile.noise_sigma, profile.noise_cutoff)
     out = out + noise * (0.35 + 0.85 * depth)

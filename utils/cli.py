@@ -18,7 +18,7 @@ def _synth(args) -> int:
                        removal_haze=tuple(args.removal_haze or CorpusConfig.removal_haze),
                        resample_tampered=args.resample_tampered, fine_vessels=not args.coarse_vessels,
                        patch_size=args.patch_size, jitter=args.jitter, tampers_per_slice=args.tampers_per_slice,
-                       **{k: getattr(args, k) for k in ("matched_nodules", "lookalikes")
+                       **{k: getattr(args, k) for k in ("matched_nodules", "lookalikes", "edge_enhancement")
                           if getattr(args, k) is not None})
     if args.backgrounds:
         groups = (g for root in args.backgrounds for g in background_patches(root, cfg, variants=args.variants))
@@ -320,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lookalikes", action=argparse.BooleanOptionalAction,
                    help="authentic look-alikes of a tamper in the synthetic lung: bronchovascular bundles cut across, "
                    "ground-glass opacity (default: CorpusConfig.lookalikes)")
+    p.add_argument("--edge-enhancement", type=float, metavar="GAIN",
+                   help="largest edge-enhancement gain of a scanner kernel: the sharper half of the synthetic "
+                   "scanners and of the background copies' kernels overshoot at edges, as sharp lung kernels do "
+                   "(default: CorpusConfig.edge_enhancement; 0 = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes for synthetic scans (default 2)")
     p.set_defaults(func=_synth)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .anatomy import ScannerProfile, chest_slice, correlated_noise
+from .anatomy import ScannerProfile, chest_slice, correlated_noise, edge_gain, enhance_edges
 from .authentic import tumour_boxes
 from .dicom import CTSlice
 from .lungmask import cached_lung_mask
@@ -29,7 +29,7 @@ MIN_LUNG_MM2 = 4000.0  # slices with less lung than this are not tampered
 
 # what a corpus written before a setting existed was generated with (its corpus.json lacks the key)
 BEFORE_SETTING = {"fine_vessels": False, "matched_nodules": False, "lookalikes": False,
-                  "removal_haze": (10.0, 70.0, 0.0, 25.0)}
+                  "removal_haze": (10.0, 70.0, 0.0, 25.0), "edge_enhancement": 0.0}
 
 
 @dataclass
@@ -58,6 +58,9 @@ class CorpusConfig:
         background_variants: tampered copies of every background slice (alternately inject and remove).
         background_noise: largest scanner noise (HU) added to a copy of a background series before tampering
             (`scanner_variation`; 0 = the slices as stored).
+        edge_enhancement: largest edge-enhancement gain of a kernel (`anatomy.enhance_edges`): the sharper half of
+            the synthetic scanners' kernels, and of the kernels a background copy is given (`scanner_variation`),
+            overshoot at edges, as sharp lung and bone kernels do; in both classes alike. 0 = no such kernel.
         fine_vessels: draw the synthetic lung's fine detail as partial volume (`anatomy.chest_slice`); False gives
             the sparse rasterised vessel dots of corpora written before this setting existed.
         matched_nodules: authentic nodules drawn where tampering puts its targets, a quarter of them round
@@ -86,6 +89,7 @@ class CorpusConfig:
     backgrounds: tuple = ()
     background_variants: int = 8
     background_noise: float = 30.0
+    edge_enhancement: float = 0.0
     noise_mode_p: tuple = NOISE_MODE_P
     removal_haze: tuple = REMOVAL_HAZE
     fine_vessels: bool = True
@@ -227,7 +231,7 @@ def synthetic_scan(index: int, cfg: CorpusConfig) -> Scan:
     rng = np.random.default_rng([cfg.seed, index])
     kind = KIND_CYCLE[index % len(KIND_CYCLE)]
     scan = Scan("SYN", f"{index:04d}", "synthetic", kind)
-    profile = ScannerProfile.sample(rng)
+    profile = ScannerProfile.sample(rng, cfg.edge_enhancement)
     slices, removal, avoid = [], {}, {}
     for i in range(cfg.slices_per_scan):
         instance = 10 + 6 * i
@@ -316,18 +320,23 @@ def build_synthetic_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None,
     return write_corpus(itertools.chain(synthetic_patches(cfg, progress), backgrounds), out_dir, cfg, split_of)
 
 
-def scanner_variation(rng: np.random.Generator, max_sigma: float):
+def scanner_variation(rng: np.random.Generator, max_sigma: float, max_edge_gain: float = 0.0):
     """A function that gives a real slice another scanner's noise: correlated CT noise of a random level
     (0..max_sigma HU) and kernel (cutoff 0.3-0.95 x Nyquist) added inside the field of view, one draw per copy of
-    a series. Applied before tampering, so fakes and their controls share it: the noise level of real anatomy
-    is then no label."""
+    a series; with `max_edge_gain` > 0 the sharper half of those kernels also enhance the slice's edges
+    (`anatomy.enhance_edges`). Applied before tampering, so fakes and their controls share it: the noise level
+    and edge sharpness of real anatomy are then no label."""
     sigma, cutoff = float(rng.uniform(0, max_sigma)), float(rng.uniform(0.3, 0.95))
+    gain = edge_gain((cutoff - 0.3) / 0.65, max_edge_gain)
 
     def apply(hu: np.ndarray) -> np.ndarray:
-        if sigma <= 0:
+        if sigma <= 0 and gain <= 0:
             return hu
-        noise = correlated_noise(rng, hu.shape, sigma, cutoff)
-        return np.where(hu > -1500, np.rint(np.clip(hu + noise, -1024, 3071)), hu).astype(np.float32)
+        inside = hu > -1500
+        out = enhance_edges(np.where(inside, hu, -1024).astype(np.float32), gain)
+        if sigma > 0:
+            out = out + correlated_noise(rng, hu.shape, sigma, cutoff)
+        return np.where(inside, np.rint(np.clip(out, -1024, 3071)), hu).astype(np.float32)
 
     return apply
 
@@ -400,7 +409,7 @@ def background_patches(root: str | Path, cfg: CorpusConfig, variants: int = 4, p
         for v in range(n_authentic + variants):
             rng = np.random.default_rng([cfg.seed, zlib.crc32(source.encode()), v])
             kind = "TB" if v < n_authentic else ("FM", "FB")[(v - n_authentic) % 2]
-            scanner = scanner_variation(rng, cfg.background_noise)
+            scanner = scanner_variation(rng, cfg.background_noise, cfg.edge_enhancement)
             fresh = [CTSlice(scanner(s.hu), s.spacing, s.instance, s.z, s.path, dict(s.meta)) for s in slices]
             avoid = {s.instance: s.meta.get("keep_clear", []) + s.meta.get("tumours", []) for s in fresh}
             scan = emulate_scan(Scan("BG", source, "background", kind), fresh, rng,
