@@ -329,6 +329,7 @@ def test_edge_enhancing_kernels_overshoot_at_edges_and_change_nothing_else():
 
 
 def test_a_corpus_written_before_edge_enhancement_reads_back_without_it(tmp_path):
+    assert CorpusConfig().edge_enhancement > 0  # the default: sharp kernels overshoot
     saved = {k: v for k, v in CorpusConfig().to_dict().items() if k != "edge_enhancement"}
     (tmp_path / "corpus.json").write_text(json.dumps(saved))
     assert CorpusConfig.from_dir(tmp_path).edge_enhancement == 0.0

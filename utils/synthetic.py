@@ -89,7 +89,7 @@ class CorpusConfig:
     backgrounds: tuple = ()
     background_variants: int = 8
     background_noise: float = 30.0
-    edge_enhancement: float = 0.0
+    edge_enhancement: float = 0.75
     noise_mode_p: tuple = NOISE_MODE_P
     removal_haze: tuple = REMOVAL_HAZE
     fine_vessels: bool = True
