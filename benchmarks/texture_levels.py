@@ -41,9 +41,11 @@ def main() -> None:
             rows.append(_row(f"COVID-CT-MD {patient.name}", [read_slice(p) for p in sorted(patient.glob("*.dcm"))[::4]]))
     else:
         print(f"(no {SHARED}: real sources left out)")
-    cfg = CorpusConfig()
-    scans = [synthetic_scan(i, cfg) for i in range(args.synthetic)]
-    rows.append(_row("synthetic corpus", [s.slice(sorted(s.slices)[0]) for s in scans]))
+    for name, cfg in (("synthetic corpus", CorpusConfig()),
+                      ("synthetic corpus before edge-enhancing kernels (`CorpusConfig(edge_enhancement=0)`)",
+                       CorpusConfig(edge_enhancement=0.0))):
+        scans = [synthetic_scan(i, cfg) for i in range(args.synthetic)]
+        rows.append(_row(name, [s.slice(sorted(s.slices)[0]) for s in scans]))
     print("\n".join(rows))
 
 
