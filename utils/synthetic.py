@@ -25,6 +25,7 @@ from .tamper import NOISE_MODE_P, REMOVAL_HAZE, pick_targets, resample_roundtrip
 KIND_CYCLE = ("FM", "FB", "FM", "FB", "TM", "FM", "FB", "TB")  # as the blind trial: 3 FM : 3 FB : 1 TM : 1 TB
 SHIPPED_BACKGROUNDS = Path(__file__).resolve().parents[1] / "data" / "backgrounds"  # CC BY 4.0, see its README
 MIN_LUNG_MM2 = 4000.0  # slices with less lung than this are not tampered
+BACKGROUND_NOISE_CUTOFF = (0.3, 0.95)  # kernels of a background copy's noise, x Nyquist (`scanner_variation`)
 
 
 # what a corpus written before a setting existed was generated with (its corpus.json lacks the key)
@@ -326,8 +327,9 @@ def scanner_variation(rng: np.random.Generator, max_sigma: float, max_edge_gain:
     a series; with `max_edge_gain` > 0 the sharper half of those kernels also enhance the slice's edges
     (`anatomy.enhance_edges`). Applied before tampering, so fakes and their controls share it: the noise level
     and edge sharpness of real anatomy are then no label."""
-    sigma, cutoff = float(rng.uniform(0, max_sigma)), float(rng.uniform(0.3, 0.95))
-    gain = edge_gain((cutoff - 0.3) / 0.65, max_edge_gain)
+    lo, hi = BACKGROUND_NOISE_CUTOFF
+    sigma, cutoff = float(rng.uniform(0, max_sigma)), float(rng.uniform(lo, hi))
+    gain = edge_gain((cutoff - lo) / (hi - lo), max_edge_gain)
 
     def apply(hu: np.ndarray) -> np.ndarray:
         if sigma <= 0 and gain <= 0:
