@@ -134,6 +134,30 @@ def _ellipse(img, x, y, ax, ay, angle, value):
                 lineType=cv2.LINE_AA)
 
 
+def _chest_wall_ring(inner: np.ndarray, centre, axes, depth: float):
+    """The pixels of the chest wall within `depth` px outside the thorax's inner outline `inner`: their (row,
+    column) indices, distance outside the outline in px and elliptic angle around `centre` (axes `axes`)."""
+    outside = cv2.distanceTransform((~inner).astype(np.uint8), cv2.DIST_L2, 5)
+    rows, cols = np.nonzero((outside > 0) & (outside <= depth))
+    theta = np.arctan2((rows - centre[1]) / axes[1], (cols - centre[0]) / axes[0])
+    return rows, cols, outside[rows, cols], theta
+
+
+def _rib_on_pleura(hu, ring, axes, t, length, thick, marrow, ppm):
+    """A rib cut obliquely by the slice, as real ribs lie: an arc `length` px long and `thick` px deep hugging the
+    thorax's inner outline (`ring`, from `_chest_wall_ring`) around the elliptic angle `t`; cortical bone around
+    marrow of `marrow` HU. Only the pleura and a thin stripe of soft tissue lie between it and the lung."""
+    rows, cols, outside, theta = ring
+    half = 0.5 * length / np.hypot(axes[0] * np.cos(t), axes[1] * np.sin(t))
+    along = np.clip(1 - np.abs(np.angle(np.exp(1j * (theta - t)))) / half, 0, 1)  # 1 mid-rib, 0 at its ends
+    depth = thick * np.sqrt(along)  # rounded ends
+    cortex = 1.2 * ppm
+    bone = depth >= outside
+    hu[rows[bone], cols[bone]] = 800.0
+    core = (outside > cortex) & (outside <= depth - cortex)
+    hu[rows[core], cols[core]] = marrow
+
+
 def _blob(img, x, y, r, value):
     """A vessel of radius r px crossing the slice as partial volume: a Gaussian blob holding its cross-section
     (peak below `value` when the vessel is thinner than a pixel), blended in by max."""
@@ -358,7 +382,7 @@ def acquire(rng, hu: np.ndarray, profile: ScannerProfile, body: np.ndarray) -> n
 def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float | None = None,
                 n_nodules: int = 0, max_diameter: float = 25.0,
                 fine_vessels: bool = False, lookalikes: bool = False,
-                matched_nodules: bool = False) -> tuple[np.ndarray, list[Nodule]]:
+                matched_nodules: bool = False, rib_cage: bool = False) -> tuple[np.ndarray, list[Nodule]]:
     """Draw one axial chest slice in HU (512 x 512) and the authentic nodules drawn into it.
 
     Args:
@@ -375,6 +399,10 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
         lookalikes: authentic structures that look like a tamper: bronchovascular bundles cut across (round
             arteries the size of a nodule beside their bronchus, `_bronchovascular`) and, in a third of slices,
             ground-glass opacity (`_ground_glass`, a haze like a removal's).
+        rib_cage: ribs as a real thorax holds them: arcs along the chest wall against the pleura
+            (`_rib_on_pleura`), as an axial slice cuts the obliquely running ribs; False: short ribs inside the
+            chest wall, away from the lung (the corpus before the setting). The random draws are the same either
+            way, so only the ribs differ.
     """
     level = rng.uniform(0.2, 0.9) if level is None else level
     ppm = 1.0 / profile.spacing
@@ -446,14 +474,19 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
     _ellipse(hu, cx, cy - iay - wall * 0.3, 13 * ppm, 5 * ppm, 0, 700.0)
     _ellipse(hu, cx, cy - iay - wall * 0.3, 11 * ppm, 3.5 * ppm, 0, 250.0)
     rib_t = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(8, 13)))
+    ring = _chest_wall_ring(inner, (cx, cy - 2 * ppm), (iax, iay), 8.0 * ppm) if rib_cage else None
     for t in rib_t:
         if abs(np.sin(t) - 1) < 0.05 or abs(np.sin(t) + 1) < 0.08:
             continue
+        length, thick = rng.uniform(6, 14) * ppm, rng.uniform(3.5, 5) * ppm
+        marrow = 260.0 + rng.normal(0, 40)
+        if rib_cage:
+            _rib_on_pleura(hu, ring, (iax, iay), t, 2 * length, 1.6 * thick, marrow, ppm)
+            continue
         rx, ry = cx + (iax + wall * 0.45) * np.cos(t), cy + (iay + wall * 0.45) * np.sin(t)
         angle = np.degrees(t) + 90
-        length, thick = rng.uniform(6, 14) * ppm, rng.uniform(3.5, 5) * ppm
         _ellipse(hu, rx, ry, length, thick, angle, 800.0)
-        _ellipse(hu, rx, ry, length - 1.5 * ppm, thick - 1.5 * ppm, angle, 260.0 + rng.normal(0, 40))
+        _ellipse(hu, rx, ry, length - 1.5 * ppm, thick - 1.5 * ppm, angle, marrow)
 
     # vessels and airways inside the lungs
     vessels = np.zeros((SIZE, SIZE), np.float32)

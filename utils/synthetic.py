@@ -30,7 +30,8 @@ BACKGROUND_NOISE_CUTOFF = (0.3, 0.95)  # kernels of a background copy's noise, x
 
 # what a corpus written before a setting existed was generated with (its corpus.json lacks the key)
 BEFORE_SETTING = {"fine_vessels": False, "matched_nodules": False, "lookalikes": False,
-                  "removal_haze": (10.0, 70.0, 0.0, 25.0), "edge_enhancement": 0.0}
+                  "removal_haze": (10.0, 70.0, 0.0, 25.0), "edge_enhancement": 0.0,
+                  "rib_cage": False}
 
 
 @dataclass
@@ -68,6 +69,8 @@ class CorpusConfig:
             (`anatomy.chest_slice`): their position, attachment and roundness are no label.
         lookalikes: authentic structures that look like a tamper in the synthetic lung: bronchovascular bundles
             cut across and ground-glass opacity (`anatomy.chest_slice`).
+        rib_cage: ribs against the pleura, as in a real thorax, in both classes (`anatomy.chest_slice`); False
+            gives the corpus before this setting (short ribs inside the chest wall, away from the lung).
         noise_mode_p: probabilities of the touch-up noise modes 'copy' (CT-GAN's default), 'gauss' and 'none'
             (`tamper.NOISE_MODES`), drawn per tampered location.
         removal_haze: (level_lo, level_hi, haze_lo, haze_hi) HU: how far a removal's in-painted lung may lie above
@@ -96,6 +99,7 @@ class CorpusConfig:
     fine_vessels: bool = True
     matched_nodules: bool = False
     lookalikes: bool = False
+    rib_cage: bool = False
 
     def background_roots(self) -> list[Path]:
         roots = [SHIPPED_BACKGROUNDS] if self.shipped_backgrounds else []
@@ -247,7 +251,7 @@ def synthetic_scan(index: int, cfg: CorpusConfig) -> Scan:
             n_nod, max_d = 0, 25.0
         hu, nodules = chest_slice(rng, profile, level=level, n_nodules=n_nod, max_diameter=max_d,
                                   fine_vessels=cfg.fine_vessels, matched_nodules=cfg.matched_nodules,
-                                  lookalikes=cfg.lookalikes)
+                                  lookalikes=cfg.lookalikes, rib_cage=cfg.rib_cage)
         sl = CTSlice(hu, (profile.spacing, profile.spacing), instance, z=2.5 * instance,
                      meta={"kernel_sigma": profile.kernel_sigma, "noise_sigma": profile.noise_sigma})
         slices.append(sl)
