@@ -333,3 +333,26 @@ def test_a_corpus_written_before_edge_enhancement_reads_back_without_it(tmp_path
     saved = {k: v for k, v in CorpusConfig().to_dict().items() if k != "edge_enhancement"}
     (tmp_path / "corpus.json").write_text(json.dumps(saved))
     assert CorpusConfig.from_dir(tmp_path).edge_enhancement == 0.0
+
+
+def test_rib_cage_puts_ribs_against_the_pleura_and_changes_nothing_inside_the_lung():
+    """With `rib_cage` the ribs hug the lung, as an axial slice of a real thorax shows them; the anatomy's draws are
+    the same either way, so only the chest wall differs."""
+    from utils.anatomy import ScannerProfile, chest_slice
+
+    profile = ScannerProfile.sample(np.random.default_rng(3))
+    (wall, nod_wall), (cage, nod_cage) = (chest_slice(np.random.default_rng(5), profile, level=0.5, n_nodules=2,
+                                                       fine_vessels=True, rib_cage=on) for on in (False, True))
+    assert nod_wall == nod_cage
+    lungs = lung_mask(wall, profile.spacing)
+    changed = wall != cage
+    assert changed.any() and not (changed & erode(lungs, 4 / profile.spacing)).any()  # beyond the kernel's blur
+    mm_from_lung = cv2.distanceTransform((~lungs).astype(np.uint8), cv2.DIST_L2, 5) * profile.spacing
+    wall_bone, cage_bone = (np.median(mm_from_lung[(hu > 200) & (mm_from_lung < 15)]) for hu in (wall, cage))
+    assert cage_bone < wall_bone - 1  # bone (ribs, spine) of the chest wall lies closer to the lung
+
+
+def test_a_corpus_written_before_the_rib_cage_reads_back_without_it(tmp_path):
+    saved = {k: v for k, v in CorpusConfig().to_dict().items() if k != "rib_cage"}
+    (tmp_path / "corpus.json").write_text(json.dumps(saved))
+    assert CorpusConfig.from_dir(tmp_path).rib_cage is False
