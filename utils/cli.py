@@ -13,7 +13,8 @@ def _synth(args) -> int:
 
     cfg = CorpusConfig(n_scans=args.scans, slices_per_scan=args.slices, difficulty=args.difficulty,
                        seed=args.seed, workers=args.workers, shipped_backgrounds=not args.no_shipped_backgrounds,
-                       backgrounds=tuple(args.add_backgrounds or ()), background_variants=args.variants,
+                       backgrounds=tuple(args.add_backgrounds or ()),
+                       background_variants=args.variants or CorpusConfig.background_variants,
                        noise_mode_p=tuple(args.noise_mode_p or CorpusConfig.noise_mode_p),
                        removal_haze=tuple(args.removal_haze or CorpusConfig.removal_haze),
                        resample_tampered=args.resample_tampered, fine_vessels=not args.coarse_vessels,
@@ -21,7 +22,8 @@ def _synth(args) -> int:
                        **{k: getattr(args, k) for k in ("matched_nodules", "lookalikes", "edge_enhancement", "rib_cage")
                           if getattr(args, k) is not None})
     if args.backgrounds:
-        groups = (g for root in args.backgrounds for g in background_patches(root, cfg, variants=args.variants))
+        groups = (g for root in args.backgrounds
+                  for g in background_patches(root, cfg, variants=cfg.background_variants))
         manifest = write_corpus(groups, args.out, cfg)
     else:
         manifest = build_synthetic_corpus(args.out, cfg)
@@ -292,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out the real slices shipped in data/backgrounds (synthetic anatomy only)")
     p.add_argument("--scans", type=int, default=80, help="synthetic scans (default 80)")
     p.add_argument("--slices", type=int, default=14, help="slices per synthetic scan (default 14)")
-    p.add_argument("--variants", type=int, default=8, help="tampered copies per background slice (default 8)")
+    p.add_argument("--variants", type=int,
+                   help="tampered copies per real background slice (default: CorpusConfig.background_variants)")
     p.add_argument("--difficulty", type=float, default=0.5, help="0..1; 0.5 = CT-GAN's touch-up settings")
     p.add_argument("--patch-size", type=int, default=64,
                    help="patch side in px (default 64); a model trains on the size its corpus holds")

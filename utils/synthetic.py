@@ -57,7 +57,8 @@ class CorpusConfig:
         shipped_backgrounds: also tamper the real authentic slices shipped in `data/backgrounds` (real anatomy,
             texture and scanner noise in both classes); their patches join the train split.
         backgrounds: further folders of authentic DICOM (or a CT-GAN data set's untouched parts) treated alike.
-        background_variants: tampered copies of every background slice (alternately inject and remove).
+        background_variants: tampered copies of every background slice (alternately inject and remove), each with
+            its own scanner variation and targets; half as many untouched copies join them.
         background_noise: largest scanner noise (HU) added to a copy of a background series before tampering
             (`scanner_variation`; 0 = the slices as stored).
         edge_enhancement: largest edge-enhancement gain of a kernel (`anatomy.enhance_edges`): the sharper half of
@@ -91,7 +92,7 @@ class CorpusConfig:
     resample_tampered: float = 1.0
     shipped_backgrounds: bool = True
     backgrounds: tuple = ()
-    background_variants: int = 8
+    background_variants: int = 16
     background_noise: float = 30.0
     edge_enhancement: float = 0.75
     noise_mode_p: tuple = NOISE_MODE_P
