@@ -400,9 +400,9 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
             arteries the size of a nodule beside their bronchus, `_bronchovascular`) and, in a third of slices,
             ground-glass opacity (`_ground_glass`, a haze like a removal's).
         rib_cage: ribs as a real thorax holds them: arcs along the chest wall against the pleura
-            (`_rib_on_pleura`), as an axial slice cuts the obliquely running ribs; False: short ribs inside the
-            chest wall, away from the lung (the corpus before the setting). The random draws are the same either
-            way, so only the ribs differ.
+            (`_rib_on_pleura`), as an axial slice cuts the obliquely running ribs; False: short straight ribs in
+            the middle of the chest wall (the corpus before the setting). The random draws are the same either
+            way, so only the ribs differ (a tamper sampler that reads the image may then pick other points).
     """
     level = rng.uniform(0.2, 0.9) if level is None else level
     ppm = 1.0 / profile.spacing

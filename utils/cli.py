@@ -19,7 +19,8 @@ def _synth(args) -> int:
                        removal_haze=tuple(args.removal_haze or CorpusConfig.removal_haze),
                        resample_tampered=args.resample_tampered, fine_vessels=not args.coarse_vessels,
                        patch_size=args.patch_size, jitter=args.jitter, tampers_per_slice=args.tampers_per_slice,
-                       **{k: getattr(args, k) for k in ("matched_nodules", "lookalikes", "edge_enhancement", "rib_cage")
+                       **{k: getattr(args, k)
+                          for k in ("matched_nodules", "lookalikes", "edge_enhancement", "rib_cage")
                           if getattr(args, k) is not None})
     if args.backgrounds:
         groups = (g for root in args.backgrounds
@@ -329,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: CorpusConfig.edge_enhancement; 0 = none)")
     p.add_argument("--rib-cage", action=argparse.BooleanOptionalAction,
                    help="ribs as a real thorax holds them: arcs along the chest wall against the pleura (default: "
-                   "CorpusConfig.rib_cage; --no-rib-cage = short ribs inside the chest wall, away from the lung)")
+                   "CorpusConfig.rib_cage; --no-rib-cage = short straight ribs in the middle of the chest wall)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes for synthetic scans (default 2)")
     p.set_defaults(func=_synth)

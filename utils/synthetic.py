@@ -71,7 +71,7 @@ class CorpusConfig:
         lookalikes: authentic structures that look like a tamper in the synthetic lung: bronchovascular bundles
             cut across and ground-glass opacity (`anatomy.chest_slice`).
         rib_cage: ribs against the pleura, as in a real thorax, in both classes (`anatomy.chest_slice`); False
-            gives the corpus before this setting (short ribs inside the chest wall, away from the lung).
+            gives the corpus before this setting (short straight ribs in the middle of the chest wall).
         noise_mode_p: probabilities of the touch-up noise modes 'copy' (CT-GAN's default), 'gauss' and 'none'
             (`tamper.NOISE_MODES`), drawn per tampered location.
         removal_haze: (level_lo, level_hi, haze_lo, haze_hi) HU: how far a removal's in-painted lung may lie above
