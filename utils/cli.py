@@ -14,7 +14,7 @@ def _synth(args) -> int:
     cfg = CorpusConfig(n_scans=args.scans, slices_per_scan=args.slices, difficulty=args.difficulty,
                        seed=args.seed, workers=args.workers, shipped_backgrounds=not args.no_shipped_backgrounds,
                        backgrounds=tuple(args.add_backgrounds or ()),
-                       background_variants=args.variants or CorpusConfig.background_variants,
+                       background_variants=CorpusConfig.background_variants if args.variants is None else args.variants,
                        noise_mode_p=tuple(args.noise_mode_p or CorpusConfig.noise_mode_p),
                        removal_haze=tuple(args.removal_haze or CorpusConfig.removal_haze),
                        resample_tampered=args.resample_tampered, fine_vessels=not args.coarse_vessels,
