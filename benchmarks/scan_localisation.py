@@ -19,17 +19,16 @@ import json
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-import utils.layers  # noqa: F401  (registers the custom layers)
 from utils.architectures import encoder_blocks
 from utils.calibration import calibration_slices
 from utils.dicom import patient_ids, read_slice
 from utils.ensemble import members
 from utils.lungmask import lung_mask
-from utils.operating_point import load_operating_point, series_threshold, threshold_at_false_alarm_rate
+from utils.operating_point import (SYMMETRY_GROUPS, load_model, load_operating_point, model_symmetries,
+                                   series_threshold, threshold_at_false_alarm_rate)
 from utils.patches import crop_hu
 from utils.scan import attention_peak, consensus_peak, model_patch_size, scan_series, scan_slice, scan_slices
 from utils.slice_evaluation import HIT_PX, ctgan_tampered_slices, within
@@ -43,7 +42,7 @@ AGGREGATORS = {  # a slice's score from its window scores (`scan.SliceResult`)
 }
 
 
-def localise(model, items, stride):
+def localise(model, items, stride, symmetries: int = 1):
     """items: (hu, spacing, [(x, y), ...] tampered points). Returns hits (top-1 window centre within HIT_PX of a
     target), hits of the consensus peak (`scan.consensus_peak`) and of the top window's attention peak
     (`scan.attention_peak`; empty for a model without a transformer), chance, slice scores by aggregator
@@ -53,7 +52,7 @@ def localise(model, items, stride):
     attends = bool(encoder_blocks(members(model)[0]))
     for hu, spacing, targets in items:
         start = time.perf_counter()
-        res = scan_slice(model, hu, spacing, stride=stride, top_k=1)
+        res = scan_slice(model, hu, spacing, stride=stride, top_k=1, symmetries=symmetries)
         seconds.append(time.perf_counter() - start)
         top = res.locations[0]
         hits.append(within(top.x, top.y, targets))
@@ -116,16 +115,22 @@ def main() -> None:
     parser.add_argument("--exclude", nargs="+", default=[], metavar="DIR",
                         help="DICOM folders whose patients are left out of the false-alarm slices too (e.g. those a "
                         "model mined hard negatives from)")
+    parser.add_argument("--symmetries", type=int, choices=SYMMETRY_GROUPS,
+                        help="average each window's score over this many of its flips and quarter turns "
+                        "(`scan.DIHEDRAL`; default: as the model's stored slice thresholds were chosen, else 1); the "
+                        "validation thresholds are chosen on slices scanned the same way")
     parser.add_argument("--out", default="reports")
     args = parser.parse_args()
-    model = keras.models.load_model(args.model)
+    model = load_model(args.model)
+    if args.symmetries is None:
+        args.symmetries = model_symmetries(model)
     size = model_patch_size(model)
     report, lines = {}, []
 
     tampered = ctgan_tampered_slices(SHARED / "ctgan-sample")
     real = [(t.slice.hu, t.slice.spacing[1], t.targets) for t in tampered]
     real_kinds = [t.kind for t in tampered]
-    hits, peak_hits, att_hits, chance, real_scores, secs = localise(model, real, args.stride)
+    hits, peak_hits, att_hits, chance, real_scores, secs = localise(model, real, args.stride, args.symmetries)
     real_top, real_con = real_scores["top-1"], real_scores["relative"]
     report["real"] = {"slices": len(real), "top1_within_24px": float(hits.mean()),
                       "consensus_peak_within_24px": float(peak_hits.mean()), "chance": float(chance.mean()),
@@ -143,7 +148,7 @@ def main() -> None:
             pts = [(r.x, r.y) for r in scan.labels if r.tampered and r.slice == inst]
             if pts:
                 synth.append((sl.hu, sl.spacing[1], pts))
-    s_hits, s_peak_hits, s_att_hits, s_chance, synth_scores, _ = localise(model, synth, args.stride)
+    s_hits, s_peak_hits, s_att_hits, s_chance, synth_scores, _ = localise(model, synth, args.stride, args.symmetries)
     report["synthetic"] = {"slices": len(synth), "top1_within_24px": float(s_hits.mean()),
                            "consensus_peak_within_24px": float(s_peak_hits.mean()), "chance": float(s_chance.mean())}
     if len(s_att_hits):
@@ -161,7 +166,8 @@ def main() -> None:
             continue
         start = time.perf_counter()
         try:
-            res = scan_series(model, folder, stride=args.stride, top_k=1, progress=False)
+            res = scan_series(model, folder, stride=args.stride, top_k=1, progress=False,
+                              symmetries=args.symmetries)
         except ValueError as err:
             report.setdefault("not_scanned", []).append(str(err))
             continue
@@ -183,7 +189,7 @@ def main() -> None:
     # slices no model saw (`calibration.calibration_slices`, as training chooses the stored slice thresholds);
     # then applied unchanged to the development set against other scanners
     val_slices, _, val_source = calibration_slices(args.data)
-    val_results = scan_slices(model, val_slices, args.stride, progress=False)
+    val_results = scan_slices(model, val_slices, args.stride, progress=False, symmetries=args.symmetries)
     val_scores = {name: [get(res) for res in val_results] for name, get in AGGREGATORS.items()}
     y_val = np.r_[np.ones(len(synth)), np.zeros(len(val_scores["top-1"]))]
     y_dev = np.r_[np.ones(len(real)), np.zeros(len(auth_top))]
@@ -210,6 +216,7 @@ def main() -> None:
         "authentic_contrast_median": float(np.median(auth_con)), "tampered_contrast_median": float(np.median(real_con)),
         "series_slices_scanned": int(np.median(series_slices)), "series_seconds": float(np.median(series_seconds))}
     report["stride"] = args.stride
+    report["symmetries"] = args.symmetries
     stored = load_operating_point(args.model)
     patch = stored.get("patch")
     if patch:  # a patch threshold applied to a slice's best window: what `scan` used before slice thresholds
@@ -300,7 +307,8 @@ def main() -> None:
                          f"slices, each patient held out in turn: authentic / real tampered slices flagged | "
                          f"{lopo['authentic_flagged']:.3f} / {lopo['real_tampered_flagged']:.3f} |")
     lines += [
-        f"| seconds per 512x512 slice (stride {args.stride}, 2 CPU cores) | {r['seconds_per_slice']:.2f} |",
+        f"| seconds per 512x512 slice (stride {args.stride}, {args.symmetries} symmetr"
+        f"{'y' if args.symmetries == 1 else 'ies'} per window, 2 CPU cores) | {r['seconds_per_slice']:.2f} |",
         f"| seconds per authentic series, median ({f['series_slices_scanned']} slices scanned, + reading) | "
         f"{f['series_seconds']:.1f} |",
     ]

@@ -9,8 +9,8 @@ import keras
 from tests.conftest import REPO, TINY_MODEL, write_dicom
 from utils.architectures import build_cnn, build_hybrid_vit
 from utils.dicom import DicomError
-from utils.scan import (consensus_peak, consensus_score, merge_locations, Location, predict_windows, scan_series, scan_slice,
-                        shared_stem)
+from utils.scan import (DIHEDRAL, consensus_peak, consensus_score, dihedral, dihedral_corners, merge_locations, Location,
+                        predict_windows, scan_series, scan_slice, shared_stem)
 
 
 class CentreBrightness:
@@ -73,6 +73,41 @@ def test_shared_stem_gives_the_window_by_window_scores(tmp_path, chest_slices):
     np.testing.assert_allclose(off_grid.heatmap, scan_slice(hybrid, hu, profile.spacing, lungs=lungs, stride=12,
                                                             share_stem=False).heatmap, atol=1e-6)
     assert shared_stem(build_cnn((64, 64, 1), TINY_MODEL["filters"], padding="same")) is None  # zero padding
+
+
+def test_dihedral_corners_follow_the_squares():
+    image = np.random.default_rng(0).random((128, 192))
+    corners = np.array([[0, 0], [8, 24], [64, 128], [40, 16]])
+    for k in range(len(DIHEDRAL)):
+        moved = dihedral(image, k)
+        for (r, c), (nr, nc) in zip(corners, dihedral_corners(corners, image.shape, 64, k)):
+            np.testing.assert_array_equal(moved[nr : nr + 64, nc : nc + 64], dihedral(image[r : r + 64, c : c + 64], k))
+    assert len({dihedral(image[:64, :64], k).tobytes() for k in range(8)}) == 8  # eight different symmetries
+
+
+def test_symmetric_scores_average_the_flipped_windows(tmp_path, chest_slices):
+    """`symmetries` averages each window's score over the square's flips and turns: the shared stem reads them from
+    the flipped slice's feature map, and gets what the flipped windows run one by one get."""
+    from utils.patches import patch_input
+
+    slices, profile = chest_slices
+    keras.utils.set_random_seed(1)
+    hybrid = build_hybrid_vit(build_cnn((64, 64, 1), TINY_MODEL["filters"], padding="valid"), TINY_MODEL["dim"], 1,
+                              2, 32)
+    hu = slices[0]
+    lungs = np.zeros(hu.shape, bool)
+    lungs[150:360, 100:420] = True
+    plain = scan_slice(hybrid, hu, profile.spacing, lungs=lungs)
+    for n in (2, 8):
+        shared = scan_slice(hybrid, hu, profile.spacing, lungs=lungs, symmetries=n)
+        one_by_one = scan_slice(hybrid, hu, profile.spacing, lungs=lungs, symmetries=n, share_stem=False)
+        np.testing.assert_allclose(shared.scores, one_by_one.scores, atol=1e-5)
+        np.testing.assert_array_equal(shared.points, plain.points)
+    (y, x), score = shared.points[5], shared.scores[5]
+    win = patch_input(hu, int(x), int(y), 64)
+    flipped = np.stack([dihedral(win, k) for k in range(8)])
+    assert score == pytest.approx(float(hybrid.predict(flipped, verbose=0).mean()), abs=1e-5)
+    assert not np.allclose(shared.scores, plain.scores, atol=1e-4)  # an untrained model is no symmetric one
 
 
 def test_no_lungs_is_a_clear_error():

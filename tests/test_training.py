@@ -208,7 +208,7 @@ def test_calibrate_on_own_authentic_series_stores_the_slice_threshold_scan_uses(
     import shutil
 
     from tests.conftest import write_dicom
-    from utils.operating_point import load_operating_point
+    from utils.operating_point import load_model, load_operating_point, model_symmetries
 
     _, models = trained
     model = tmp_path / "cnn_model.keras"
@@ -217,16 +217,19 @@ def test_calibrate_on_own_authentic_series_stores_the_slice_threshold_scan_uses(
     for i, hu in enumerate(slices[:2]):
         write_dicom(tmp_path / "site" / "series" / f"{i}.dcm", hu, instance=i + 1, z=2.5 * i, spacing=profile.spacing)
     run = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model", str(model), "--data",
-                          str(tiny_corpus), "--stride", "32", "--authentic", str(tmp_path / "site")], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
+                          str(tiny_corpus), "--stride", "32", "--authentic", str(tmp_path / "site"), "--symmetries",
+                          "2"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    point = load_operating_point(model)["slice"]
-    assert point["n_authentic"] == 2 and "authentic slices of" in point["chosen_on"]
+    point = load_operating_point(model)
+    assert point["slice"]["n_authentic"] == 2 and "authentic slices of" in point["slice"]["chosen_on"]
+    assert point["slice"]["symmetries"] == point["relative"]["symmetries"] == 2  # scanned with a mirror
+    assert model_symmetries(load_model(model)) == 2 and "symmetries" not in point["patch"]
     run = subprocess.run([sys.executable, "-m", "utils.cli", "scan", str(tmp_path / "site" / "series"), "--model",
-                          str(model), "--stride", "32", "--out", str(tmp_path / "out")], cwd=REPO,
+                          str(model), "--stride", "32", "--out", str(tmp_path / "out"), "--symmetries", "1"], cwd=REPO,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "slice operating point" in run.stdout and "for a series of 2 slices" in run.stdout
+    assert "averaged over 2 symmetries, scanned with 1" in run.stdout
     leak = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model", str(model), "--data",
                            str(tiny_corpus), "--stride", "32", "--authentic", str(REPO / "data" / "backgrounds")],
                           cwd=REPO, capture_output=True, text=True, timeout=600)

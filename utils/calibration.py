@@ -88,23 +88,25 @@ def site_slices(roots) -> list:
     return slices
 
 
-def slice_scores(models: list, slices, stride: int = 16, progress: bool = False, total: int | None = None):
+def slice_scores(models: list, slices, stride: int = 16, progress: bool = False, total: int | None = None,
+                 symmetries: int = 1):
     """(best window's scores, slice contrasts) of every model over these slices (`scan.scan_each`: each slice
     scanned by every model in turn, so that the slices can be generated one at a time; slices without lungs are
-    left out)."""
+    left out), each window's score averaged over `symmetries` of the square's flips and turns."""
     from .scan import scan_each
 
     top, contrast = [[] for _ in models], [[] for _ in models]
-    for _, results in scan_each(models, slices, stride, progress, "calibration slices", total):
+    for _, results in scan_each(models, slices, stride, progress, "calibration slices", total, symmetries):
         for k, res in enumerate(results):
             top[k].append(res.locations[0].score)
             contrast[k].append(res.contrast())
     return [(np.array(t), np.array(c)) for t, c in zip(top, contrast)]
 
 
-def operating_points(top, contrast, chosen_on: str, rate: float = 0.05) -> dict:
+def operating_points(top, contrast, chosen_on: str, rate: float = 0.05, symmetries: int = 1) -> dict:
     """{'slice': ..., 'relative': ...} operating points (`operating_point.operating_point`) of the best window's
-    scores and slice contrasts of authentic slices; the slice point keeps the scores for series thresholds."""
+    scores and slice contrasts of authentic slices; the slice point keeps the scores for series thresholds. Slices
+    scanned with `symmetries` > 1 record it, and `scan` then scans so (`operating_point.model_symmetries`)."""
     from .operating_point import operating_point
 
     if not len(top):
@@ -112,11 +114,15 @@ def operating_points(top, contrast, chosen_on: str, rate: float = 0.05) -> dict:
     where = f"{len(top)} {chosen_on}"
     slice_point = operating_point(top, where, rate)
     slice_point["authentic_scores"] = sorted(np.asarray(top).tolist())  # `operating_point.series_threshold`
-    return {"slice": slice_point, "relative": operating_point(contrast, where, rate)}
+    points = {"slice": slice_point, "relative": operating_point(contrast, where, rate)}
+    if symmetries > 1:
+        for point in points.values():
+            point["symmetries"] = int(symmetries)
+    return points
 
 
 def store_slice_operating_points(models: dict, corpus_dir, n_slices: int = SLICES, stride: int = 16,
-                                 rate: float = 0.05, progress: bool = False) -> dict:
+                                 rate: float = 0.05, progress: bool = False, symmetries: int = 1) -> dict:
     """Choose the slice operating points of each saved model ({model path: model}) on the same
     `calibration_slices` of a synthetic corpus, generated once and one at a time, and store them beside the model
     file (and on `model.operating_point`). Returns {model path: points}; {} for a corpus without corpus.json (real
@@ -130,10 +136,10 @@ def store_slice_operating_points(models: dict, corpus_dir, n_slices: int = SLICE
                     "--authentic`)", corpus_dir, ", ".join(map(str, models)))
         return {}
     slices, total, chosen_on = calibration_slices(corpus_dir, n_slices)
-    scores = slice_scores(list(models.values()), slices, stride, progress, total)
+    scores = slice_scores(list(models.values()), slices, stride, progress, total, symmetries)
     out = {}
     for (path, model), (top, contrast) in zip(models.items(), scores):
-        out[path] = operating_points(top, contrast, chosen_on, rate)
+        out[path] = operating_points(top, contrast, chosen_on, rate, symmetries)
         for kind, point in out[path].items():
             save_operating_point(path, kind, point)
         model.operating_point = {**(getattr(model, "operating_point", None) or {}), **out[path]}

@@ -165,6 +165,8 @@ def _threshold(args) -> tuple[float, str, dict | None]:
 
 def _scan_options(p) -> None:
     """The model and scanning options that `scan` and `scan-archive` share (read by `_threshold`)."""
+    from .operating_point import SYMMETRY_GROUPS
+
     p.add_argument("--model", default="models/deepfake_detection_model.keras")
     p.add_argument("--stride", type=int, default=16, help="grid step in pixels (default 16)")
     p.add_argument("--threshold", type=float,
@@ -174,6 +176,18 @@ def _scan_options(p) -> None:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--relative", action="store_true",
                    help="verdict from the best slice's contrast (top score minus the slice's median score)")
+    p.add_argument("--symmetries", type=int, choices=SYMMETRY_GROUPS,
+                   help="average each window's score over this many of its flips and quarter turns (default: as "
+                   "many as the model's stored slice operating point was chosen with, else 1; see `calibrate "
+                   "--symmetries`); costs that many times the model's time")
+
+
+def _symmetry_option(p) -> None:
+    from .operating_point import SYMMETRY_GROUPS
+
+    p.add_argument("--symmetries", type=int, choices=SYMMETRY_GROUPS, default=1,
+                   help="score each calibration slice's windows averaged over this many of their flips and quarter "
+                   "turns (default 1); stored with the slice thresholds, and `scan` then scans so")
 
 
 def _scan(args) -> int:
@@ -182,9 +196,13 @@ def _scan(args) -> int:
     threshold, source, point = _threshold(args)
     model = _load_model(args.model)
     result = scan_series(model, args.path, stride=args.stride, threshold=threshold, top_k=args.top_k,
-                         progress=not args.json, relative=args.relative, operating_point=point)
+                         progress=not args.json, relative=args.relative, operating_point=point,
+                         symmetries=args.symmetries)
     if point and len(result.slices) > 1:
         source += f"; for a series of {len(result.slices)} slices"
+    chosen_with = (point or {}).get("symmetries", 1)
+    if point and args.symmetries not in (None, chosen_with):
+        source += f"; chosen on windows averaged over {chosen_with} symmetries, scanned with {args.symmetries}"
     if args.locate == "attention":
         from dataclasses import replace
 
@@ -218,7 +236,7 @@ def _scan_archive(args) -> int:
     threshold, source, point = _threshold(args)
     summary = scan_archive(args.root, args.model, args.out, scheduler=args.scheduler, workers=args.workers,
                            stride=args.stride, threshold=threshold, top_k=args.top_k, relative=args.relative,
-                           operating_point=point)
+                           operating_point=point, symmetries=args.symmetries)
     per_series = " for one slice, higher for longer series (each line's threshold)" if point else ""
     print(f"{summary['scanned']} series scanned, {summary['already_done']} already in {args.out}, "
           f"{summary['errors']} with errors, {summary['skipped_files']} files skipped (not CT DICOM); "
@@ -250,8 +268,9 @@ def _calibrate(args, model=None) -> int:
         total, chosen_on = len(slices), f"authentic slices of {', '.join(args.authentic)}"
     else:
         slices, total, chosen_on = calibration_slices(args.data, args.slices)
-    (top, contrast), = slice_scores([model], slices, args.stride, progress=True, total=total)
-    points = operating_points(top, contrast, chosen_on, args.rate)
+    (top, contrast), = slice_scores([model], slices, args.stride, progress=True, total=total,
+                                    symmetries=args.symmetries)
+    points = operating_points(top, contrast, chosen_on, args.rate, args.symmetries)
     for kind, point in points.items():
         save_operating_point(args.model, kind, point)
     print(f"slice threshold {points['slice']['threshold']:.4f} and relative threshold "
@@ -270,7 +289,7 @@ def _ensemble(args) -> int:
     ensemble.save(out)
     print(f"saved the mean of {len(models)} models as {out}")
     return _calibrate(argparse.Namespace(model=str(out), data=args.data, rate=args.rate, stride=16,
-                                         slices=args.slices, authentic=None), ensemble)
+                                         slices=args.slices, authentic=None, symmetries=args.symmetries), ensemble)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -473,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--authentic", nargs="+", metavar="DIR",
                    help="authentic DICOM series of your own scanners (not training backgrounds): choose the slice "
                    "thresholds on their slices instead, which `scan` then uses for its verdict")
+    _symmetry_option(p)
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("ensemble", help="one model that averages several saved models (e.g. seeds)",
@@ -485,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=0.05, help="false-alarm rate on authentic data (default 0.05)")
     p.add_argument("--slices", type=int, default=SLICES,
                    help=f"authentic synthetic slices to choose the slice thresholds on (default {SLICES})")
+    _symmetry_option(p)
     p.set_defaults(func=_ensemble)
     return parser
 

@@ -6,6 +6,10 @@ A model file `models/NAME.keras` (or `.h5`) has its thresholds in `models/NAME.o
                "n_authentic": 612, "chosen_on": "..."},
      "relative": {...}}
 
+A slice point chosen with `calibrate --symmetries N` also records `"symmetries": N`, the number of the square's
+flips and quarter turns each window's score was averaged over; `scan` then scores that way (`model_symmetries`),
+so that the threshold and the scores it judges are alike.
+
 `patch` is for one patch score (`evaluate`, the notebook), chosen on the validation split's authentic patches.
 `slice` is for `scan`'s verdict, the best window's score of a slice, and `relative` for that of `scan --relative`
 (the best window's score minus the slice's median): a slice is judged by its best of hundreds of windows, a
@@ -23,6 +27,7 @@ import numpy as np
 
 DEFAULT_RATE = 0.05
 RATES = (0.01, 0.05)
+SYMMETRY_GROUPS = (1, 2, 4, 8)  # how many of the square's symmetries a window can be averaged over (`scan.DIHEDRAL`)
 
 
 def sidecar_path(model_path) -> Path:
@@ -106,6 +111,13 @@ def load_model(path, compile: bool = False):
     model = keras.models.load_model(path, compile=compile)
     model.operating_point = load_operating_point(path)
     return model
+
+
+def model_symmetries(model) -> int:
+    """How many of the square's symmetries `scan` averages each window's score over for this model
+    (`scan.DIHEDRAL`): the number its stored slice operating point was chosen with, else 1."""
+    point = (getattr(model, "operating_point", None) or {}).get("slice") or {}
+    return int(point.get("symmetries", 1))
 
 
 def model_threshold(model, kind: str = "patch", default: float = 0.5) -> float:

@@ -20,6 +20,7 @@ from . import layers  # noqa: F401  (registers the custom layers: models load wi
 from .dicom import CTSlice, read_series, read_slice, window
 from .ensemble import members
 from .lungmask import CENTRE_DEPTH_MM, lung_mask, patch_centres
+from .operating_point import SYMMETRY_GROUPS, model_symmetries
 from .patches import AIR_HU, patch_input, reference_candidates
 from .quiet import quiet_logs
 
@@ -80,6 +81,33 @@ def model_patch_size(model) -> int:
     return int(shape[1])
 
 
+# The flips and quarter turns of the square as (quarter turns, mirrored first); the first 1, 2, 4 and 8 are each a
+# group (identity; a mirror; both mirrors and the half turn; all eight), so any prefix averages symmetrically.
+DIHEDRAL = ((0, False), (0, True), (2, True), (2, False), (1, False), (3, False), (1, True), (3, True))
+
+
+def dihedral(a: np.ndarray, k: int, axes=(0, 1)) -> np.ndarray:
+    """The k-th of the square's 8 symmetries (`DIHEDRAL`) applied to the plane `axes` of `a`."""
+    turns, mirrored = DIHEDRAL[k]
+    if mirrored:
+        a = np.flip(a, axis=axes[1])
+    return np.rot90(a, turns, axes)
+
+
+def dihedral_corners(corners, shape, size: int, k: int) -> np.ndarray:
+    """Top-left corners (N, 2) (row, col), in `dihedral(image, k)`, of the `size` px squares whose top-left corners
+    in an image of `shape` are `corners`: a square stays a square, its new corner is the least of its four."""
+    h, w = shape
+    moved = dihedral(np.arange(h * w).reshape(h, w), k)
+    where = np.empty(h * w, np.int64)
+    where[moved.ravel()] = np.arange(h * w)
+    corners = np.asarray(corners)
+    ends = corners + size - 1
+    flat = np.stack([where[r * w + c] for r in (corners[:, 0], ends[:, 0]) for c in (corners[:, 1], ends[:, 1])])
+    rows, cols = np.divmod(flat, moved.shape[1])
+    return np.stack([rows.min(axis=0), cols.min(axis=0)], axis=1)
+
+
 def grid_points(lungs: np.ndarray, stride: int, margin: int = 0) -> np.ndarray:
     """(N, 2) grid points (y, x) every `stride` px that lie inside the lung mask."""
     h, w = lungs.shape
@@ -136,10 +164,13 @@ class SharedStem:
         """True when every window corner lies on the stem's grid relative to the first one."""
         return len(points) > 0 and not ((np.asarray(points) - np.asarray(points)[0]) % self.step).any()
 
-    def scores(self, hu: np.ndarray, points, batch_size: int = 256, quantum: int = 64) -> np.ndarray:
+    def scores(self, hu: np.ndarray, points, batch_size: int = 256, quantum: int = 64,
+               symmetries: int = 1) -> np.ndarray:
         """Scores of the windows centred on `points` (N, 2) (y, x) of a HU slice: the stem once over the
         windows' bounding box (padded with air like `patches.crop_hu`, its sides rounded up to `quantum` px so
-        that a compiling backend sees few shapes), then the head on each window's block of features."""
+        that a compiling backend sees few shapes), then the head on each window's block of features. With
+        `symmetries` > 1, the mean over the first that many of the square's symmetries (`DIHEDRAL`) of each
+        window: the stem runs once over each flipped or turned box."""
         points = np.asarray(points)
         if not self.aligned(points):
             raise ValueError(f"window centres must lie on a {self.step} px grid to share the stem")
@@ -152,15 +183,19 @@ class SharedStem:
         y0, x0 = max(top[0], 0), max(top[1], 0)
         y1, x1 = min(top[0] + extent[0], h), min(top[1] + extent[1], w)
         region[y0 - top[0] : y1 - top[0], x0 - top[1] : x1 - top[1]] = hu[y0:y1, x0:x1]
-        image = window(region).astype(np.float32)[None, ..., None] / 255.0
-        # scanning feeds a few input shapes by design (regions rounded to 64 px, batches to 32 rows)
-        with quiet_logs("tensorflow"):
-            fmap = np.asarray(self.stem.predict_on_batch(image))[0]
-        cells = (points - points.min(axis=0)) // self.step
+        image = window(region).astype(np.float32) / 255.0
+        corners = points - points.min(axis=0)
         offsets = np.arange(self.cells)
-        rows = cells[:, 0, None, None] + offsets[None, :, None]
-        cols = cells[:, 1, None, None] + offsets[None, None, :]
-        return predict_windows(self.head, fmap[rows, cols], batch_size)
+        out = []
+        for k in range(symmetries):
+            # scanning feeds a few input shapes by design (regions rounded to 64 px, batches to 32 rows)
+            with quiet_logs("tensorflow"):
+                fmap = np.asarray(self.stem.predict_on_batch(dihedral(image, k)[None, ..., None].copy()))[0]
+            cells = dihedral_corners(corners, image.shape, self.size, k) // self.step
+            rows = cells[:, 0, None, None] + offsets[None, :, None]
+            cols = cells[:, 1, None, None] + offsets[None, None, :]
+            out.append(predict_windows(self.head, fmap[rows, cols], batch_size))
+        return np.mean(out, axis=0)
 
 
 _SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -185,14 +220,16 @@ def shares_stem(model) -> bool:
 
 
 def window_scores(model, hu, points, lungs, spacing: float, instance: int, name: str, batch_size: int = 256,
-                  references: int = 2, shared: SharedStem | None = None) -> np.ndarray:
+                  references: int = 2, shared: SharedStem | None = None, symmetries: int = 1) -> np.ndarray:
     """Fake score of the window at every (y, x) point. With `shared` (the model's `SharedStem`) and points on
     its grid, the stem runs once over the slice. A comparing model (`architectures.compares`) judges each
     window against `references` reference windows of the same slice (`patches.reference_candidates`, the first
     ones that do not overlap it) and keeps the lowest score: a region consistent with some untouched part of
-    its slice is authentic, so one reference that happens to sit on a tampered region raises no alarm."""
+    its slice is authentic, so one reference that happens to sit on a tampered region raises no alarm. With
+    `symmetries` > 1 a window's score is the mean over the first that many of the square's symmetries
+    (`DIHEDRAL`, the flips and quarter turns training augments with) of the window, its references alike."""
     if shared is not None and shared.aligned(points):
-        return shared.scores(hu, points, batch_size)
+        return shared.scores(hu, points, batch_size, symmetries=symmetries)
     size = model_patch_size(model)
     pair = int(model.inputs[0].shape[-1]) == 2
     candidates = reference_candidates(hu, lungs, spacing, name, instance, size=size) if pair else []
@@ -209,7 +246,9 @@ def window_scores(model, hu, points, lungs, spacing: float, instance: int, name:
     scores = np.full(len(points), np.inf, np.float32)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        out = predict_windows(model, np.stack([x for _, x in chunk]), batch_size)
+        stack = np.stack([x for _, x in chunk])
+        out = np.mean([predict_windows(model, dihedral(stack, k, (1, 2)).copy(), batch_size)
+                       for k in range(symmetries)], axis=0)
         for (i, _), score in zip(chunk, out):
             scores[i] = min(scores[i], score)
     return scores
@@ -233,14 +272,17 @@ def predict_windows(model, x: np.ndarray, batch_size: int = 256, quantum: int = 
 
 def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: int = 256, top_k: int = 5,
                nms_px: float = 32.0, instance: int = 0, name: str = "slice", lungs=None,
-               references: int = 2, share_stem: bool = True) -> SliceResult:
+               references: int = 2, share_stem: bool = True, symmetries: int | None = None) -> SliceResult:
     """Slide the patch model over the lungs of one HU slice (a 2-D array or a `CTSlice`); `lungs`, when given,
     is the slice's lung mask (`lungmask.lung_mask`), else it is computed here. Windows are centred on the grid
     points of `lungmask.patch_centres`, the region training draws its patch centres from. A model whose stem has no padding
     runs its stem once over the slice (`SharedStem`, the same scores as window by window) unless `share_stem` is
     False. A comparing model scores each window against `references` reference windows of the slice
     (`window_scores`). An ensemble (`ensemble.build_ensemble`) scores every window with each member, its stem shared
-    the same way, and takes the mean, as its own output does."""
+    the same way, and takes the mean, as its own output does. `symmetries` > 1 averages each window's score over
+    that many of the square's flips and quarter turns (`window_scores`); None takes the number the model's stored
+    slice operating point was chosen with (`operating_point.model_symmetries`; 1 without one)."""
+
     if isinstance(hu, CTSlice):
         spacing, instance, name = hu.spacing[1], hu.instance, hu.path or name
         hu = hu.hu
@@ -248,6 +290,10 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
     if hu.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D HU slice, got shape {hu.shape}")
     lungs = lung_mask(hu, spacing) if lungs is None else np.asarray(lungs, bool)
+    symmetries = model_symmetries(model) if symmetries is None else int(symmetries)
+    if symmetries not in SYMMETRY_GROUPS:
+        raise ValueError(f"symmetries must be one of {SYMMETRY_GROUPS} (a group of the square's symmetries), got "
+                         f"{symmetries}")
     if not lungs.any():
         raise ValueError(f"{name}: no lungs found in this slice (nothing to scan)")
     points = grid_points(patch_centres(lungs, spacing), stride)
@@ -255,7 +301,8 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
         raise ValueError(f"{name}: the lungs are too small to scan (no window centre lies {CENTRE_DEPTH_MM:g} mm "
                          "inside them)")
     scores = np.mean([window_scores(part, hu, points, lungs, spacing, instance, str(name), batch_size, references,
-                                    shared_stem(part) if share_stem else None) for part in members(model)], axis=0)
+                                    shared_stem(part) if share_stem else None, symmetries)
+                      for part in members(model)], axis=0)
     grid = np.zeros((hu.shape[0] // stride + 1, hu.shape[1] // stride + 1), np.float32)
     grid[points[:, 0] // stride, points[:, 1] // stride] = scores
     heat = cv2.resize(grid, (grid.shape[1] * stride, grid.shape[0] * stride), interpolation=cv2.INTER_LINEAR)
@@ -368,23 +415,23 @@ def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: in
 
 
 def scan_each(models, slices, stride: int = 16, progress: bool = True, desc: str = "slices",
-              total: int | None = None):
+              total: int | None = None, symmetries: int | None = None):
     """Yield (slice, [`scan_slice` result of each model]) for every slice that has lungs (the others are left
     out), each slice scanned by every model in turn, so that the slices may be generated one at a time."""
     from tqdm.auto import tqdm
 
     for sl in tqdm(slices, desc=desc, unit="slice", total=total, disable=not progress):
         try:
-            results = [scan_slice(model, sl, stride=stride) for model in models]
+            results = [scan_slice(model, sl, stride=stride, symmetries=symmetries) for model in models]
         except ValueError:  # no lungs: left out for every model alike
             continue
         yield sl, results
 
 
-def scan_slices(model, slices, stride: int = 16, progress: bool = True,
-                desc: str = "slices") -> list[SliceResult]:
+def scan_slices(model, slices, stride: int = 16, progress: bool = True, desc: str = "slices",
+                symmetries: int | None = None) -> list[SliceResult]:
     """`scan_slice` of every slice that has lungs (the others are left out)."""
-    return [results[0] for _, results in scan_each([model], slices, stride, progress, desc)]
+    return [results[0] for _, results in scan_each([model], slices, stride, progress, desc, symmetries=symmetries)]
 
 
 def draw(hu: np.ndarray, result: SliceResult, path, alpha: float = 0.45) -> Path:
