@@ -1,7 +1,8 @@
 """Whole-slice and whole-series scanning: where in this CT was it tampered?
 
 The patch model slides over the lung region of each 512x512 HU slice on a grid (stride px), in batches, with
-the same crop and lung window as training (`patches.crop_hu`, `dicom.window`). Scores become a heatmap at
+the same crop and lung window as training (`patches.crop_hu`, `dicom.window`), each window scored once or averaged
+over its flips and quarter turns (`DIHEDRAL`, as the model's slice thresholds were chosen). Scores become a heatmap at
 slice resolution and the top suspicious points after non-maximum suppression; a series is reduced to its top
 3-D locations (points of neighbouring slices merged) and a scan-level score (the maximum), as video-level
 scores aggregate frames in deepfake benchmarks.
