@@ -9,8 +9,8 @@ import keras
 from tests.conftest import REPO, TINY_MODEL, write_dicom
 from utils.architectures import build_cnn, build_hybrid_vit
 from utils.dicom import DicomError
-from utils.scan import (DIHEDRAL, consensus_peak, consensus_score, dihedral, dihedral_corners, merge_locations, Location,
-                        predict_windows, scan_series, scan_slice, shared_stem)
+from utils.scan import (DIHEDRAL, Location, consensus_peak, consensus_score, dihedral, dihedral_corners,
+                        merge_locations, predict_windows, scan_series, scan_slice, shared_stem)
 
 
 class CentreBrightness:

@@ -276,9 +276,9 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
                references: int = 2, share_stem: bool = True, symmetries: int | None = None) -> SliceResult:
     """Slide the patch model over the lungs of one HU slice (a 2-D array or a `CTSlice`); `lungs`, when given,
     is the slice's lung mask (`lungmask.lung_mask`), else it is computed here. Windows are centred on the grid
-    points of `lungmask.patch_centres`, the region training draws its patch centres from. A model whose stem has no padding
-    runs its stem once over the slice (`SharedStem`, the same scores as window by window) unless `share_stem` is
-    False. A comparing model scores each window against `references` reference windows of the slice
+    points of `lungmask.patch_centres`, the region training draws its patch centres from. A model whose stem has
+    no padding runs its stem once over the slice (`SharedStem`, the same scores as window by window) unless
+    `share_stem` is False. A comparing model scores each window against `references` reference windows of the slice
     (`window_scores`). An ensemble (`ensemble.build_ensemble`) scores every window with each member, its stem shared
     the same way, and takes the mean, as its own output does. `symmetries` > 1 averages each window's score over
     that many of the square's flips and quarter turns (`window_scores`); None takes the number the model's stored
