@@ -27,8 +27,8 @@ from utils.calibration import calibration_slices
 from utils.dicom import patient_ids, read_slice
 from utils.ensemble import members
 from utils.lungmask import lung_mask
-from utils.operating_point import (SYMMETRY_GROUPS, load_model, load_operating_point, model_symmetries,
-                                   series_threshold, threshold_at_false_alarm_rate)
+from utils.operating_point import (SYMMETRY_GROUPS, load_model, model_symmetries, series_threshold,
+                                   threshold_at_false_alarm_rate)
 from utils.patches import crop_hu
 from utils.scan import attention_peak, consensus_peak, model_patch_size, scan_series, scan_slice, scan_slices
 from utils.slice_evaluation import HIT_PX, ctgan_tampered_slices, within
@@ -217,7 +217,7 @@ def main() -> None:
         "series_slices_scanned": int(np.median(series_slices)), "series_seconds": float(np.median(series_seconds))}
     report["stride"] = args.stride
     report["symmetries"] = args.symmetries
-    stored = load_operating_point(args.model)
+    stored = model.operating_point  # read from the sidecar by `load_model`
     patch = stored.get("patch")
     if patch:  # a patch threshold applied to a slice's best window: what `scan` used before slice thresholds
         report["false_alarms"]["at_patch_threshold"] = {

@@ -85,7 +85,7 @@ def test_dihedral_corners_follow_the_squares():
     assert len({dihedral(image[:64, :64], k).tobytes() for k in range(8)}) == 8  # eight different symmetries
 
 
-def test_symmetric_scores_average_the_flipped_windows(tmp_path, chest_slices):
+def test_symmetric_scores_average_the_flipped_windows(chest_slices):
     """`symmetries` averages each window's score over the square's flips and turns: the shared stem reads them from
     the flipped slice's feature map, and gets what the flipped windows run one by one get."""
     from utils.patches import patch_input

@@ -191,6 +191,7 @@ def _symmetry_option(p) -> None:
 
 
 def _scan(args) -> int:
+    from .operating_point import model_symmetries
     from .scan import draw, scan_series
 
     threshold, source, point = _threshold(args)
@@ -200,7 +201,7 @@ def _scan(args) -> int:
                          symmetries=args.symmetries)
     if point and len(result.slices) > 1:
         source += f"; for a series of {len(result.slices)} slices"
-    chosen_with = (point or {}).get("symmetries", 1)
+    chosen_with = model_symmetries(model)
     if point and args.symmetries not in (None, chosen_with):
         source += f"; chosen on windows averaged over {chosen_with} symmetries, scanned with {args.symmetries}"
     if args.locate == "attention":

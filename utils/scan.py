@@ -98,14 +98,15 @@ def dihedral(a: np.ndarray, k: int, axes=(0, 1)) -> np.ndarray:
 def dihedral_corners(corners, shape, size: int, k: int) -> np.ndarray:
     """Top-left corners (N, 2) (row, col), in `dihedral(image, k)`, of the `size` px squares whose top-left corners
     in an image of `shape` are `corners`: a square stays a square, its new corner is the least of its four."""
+    turns, mirrored = DIHEDRAL[k]
     h, w = shape
-    moved = dihedral(np.arange(h * w).reshape(h, w), k)
-    where = np.empty(h * w, np.int64)
-    where[moved.ravel()] = np.arange(h * w)
-    corners = np.asarray(corners)
-    ends = corners + size - 1
-    flat = np.stack([where[r * w + c] for r in (corners[:, 0], ends[:, 0]) for c in (corners[:, 1], ends[:, 1])])
-    rows, cols = np.divmod(flat, moved.shape[1])
+    first = np.asarray(corners)
+    opposite = np.stack([first, first + size - 1])  # two opposite corners of each square, (row, col)
+    rows, cols = opposite[..., 0], opposite[..., 1]
+    if mirrored:
+        cols = w - 1 - cols
+    for _ in range(turns):  # np.rot90 moves pixel (r, c) of an h x w image to (w - 1 - c, r) of a w x h one
+        rows, cols, h, w = w - 1 - cols, rows, w, h
     return np.stack([rows.min(axis=0), cols.min(axis=0)], axis=1)
 
 
@@ -190,8 +191,9 @@ class SharedStem:
         out = []
         for k in range(symmetries):
             # scanning feeds a few input shapes by design (regions rounded to 64 px, batches to 32 rows)
+            view = np.ascontiguousarray(dihedral(image, k)[None, ..., None])
             with quiet_logs("tensorflow"):
-                fmap = np.asarray(self.stem.predict_on_batch(dihedral(image, k)[None, ..., None].copy()))[0]
+                fmap = np.asarray(self.stem.predict_on_batch(view))[0]
             cells = dihedral_corners(corners, image.shape, self.size, k) // self.step
             rows = cells[:, 0, None, None] + offsets[None, :, None]
             cols = cells[:, 1, None, None] + offsets[None, None, :]
@@ -248,7 +250,7 @@ def window_scores(model, hu, points, lungs, spacing: float, instance: int, name:
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         stack = np.stack([x for _, x in chunk])
-        out = np.mean([predict_windows(model, dihedral(stack, k, (1, 2)).copy(), batch_size)
+        out = np.mean([predict_windows(model, np.ascontiguousarray(dihedral(stack, k, (1, 2))), batch_size)
                        for k in range(symmetries)], axis=0)
         for (i, _), score in zip(chunk, out):
             scores[i] = min(scores[i], score)
@@ -283,7 +285,6 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
     the same way, and takes the mean, as its own output does. `symmetries` > 1 averages each window's score over
     that many of the square's flips and quarter turns (`window_scores`); None takes the number the model's stored
     slice operating point was chosen with (`operating_point.model_symmetries`; 1 without one)."""
-
     if isinstance(hu, CTSlice):
         spacing, instance, name = hu.spacing[1], hu.instance, hu.path or name
         hu = hu.hu
