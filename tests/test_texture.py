@@ -1,6 +1,7 @@
 import numpy as np
 
-from utils.texture import REFERENCE, band_levels, bands, normalise
+from utils.tamper import TOUCHUP_PX, resample_roundtrip
+from utils.texture import REFERENCE, band_levels, bands, box_edge_ratio, high_band_share, normalise
 
 
 def _phantom(noise_hu: float, seed: int = 0) -> np.ndarray:
@@ -43,3 +44,30 @@ def test_slice_without_parenchyma_is_unchanged():
     hu = np.full((128, 128), 40.0, np.float32)
     assert band_levels(hu) is None
     assert np.array_equal(normalise(hu), hu)
+
+
+def _lung_field(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A 256 px square of parenchyma (-850 HU and white noise) and its all-lung mask."""
+    rng = np.random.default_rng(seed)
+    return (-850.0 + 20.0 * rng.standard_normal((256, 256))).astype(np.float32), np.ones((256, 256), bool)
+
+
+def test_an_unresampled_box_in_a_resampled_slice_shows_at_its_edge():
+    hu, lungs = _lung_field()
+    resampled = resample_roundtrip(hu, 0.65)
+    half = TOUCHUP_PX // 2
+    boxed = resampled.copy()
+    boxed[128 - half : 128 + half, 128 - half : 128 + half] = hu[128 - half : 128 + half, 128 - half : 128 + half]
+    assert box_edge_ratio(boxed, 128, 128, half, 0.65, lungs) > 1.2
+    for one_history in (hu, resampled):
+        assert abs(box_edge_ratio(one_history, 128, 128, half, 0.65, lungs) - 1) < 0.1
+    assert box_edge_ratio(hu, 128, 128, half, 0.65, np.zeros_like(lungs)) is None  # no parenchyma to measure
+
+
+def test_a_round_trip_to_1_mm_removes_the_power_near_nyquist():
+    hu, lungs = _lung_field()
+    stored = high_band_share(hu, 0.65, lungs)
+    again = high_band_share(resample_roundtrip(hu, 0.65), 0.65, lungs)
+    assert stored > 0.5  # white noise: about as much power near Nyquist as at mid frequencies
+    assert again < 0.25 * stored
+    assert high_band_share(hu, 0.65, lungs, avoid=[(x, y) for x in range(0, 256, 32) for y in range(0, 256, 32)]) is None

@@ -12,6 +12,10 @@ sigma_band is a robust (MAD) spread of the band over parenchyma (eroded lung mas
 resampled one up; a tampered region stays as different from the rest of its slice as it was. Not in the patch
 path: applied before every crop (one seed, README "How far scanners differ in texture") it lowered the
 development-set ROC-AUC, so `band_levels` serves as a measurement (`benchmarks.texture_levels`) only.
+
+Two more measurements of where a slice was resampled (`benchmarks.resampling_traces`): `box_edge_ratio`, the fine
+band just inside a touch-up box against just outside it, and `high_band_share`, how much power a slice's lung keeps
+near the Nyquist frequency, which CT-GAN's 1 mm round trip removes.
 """
 from __future__ import annotations
 
@@ -77,3 +81,47 @@ def normalise(hu: np.ndarray, spacing: float = 0.7, lungs: np.ndarray | None = N
     for band, ref, level in zip(detail, REFERENCE, levels):
         out = out + band * float(np.clip(ref / max(level, 1e-3), *GAIN_RANGE))
     return out.astype(np.float32)
+
+
+def box_edge_ratio(hu: np.ndarray, x: int, y: int, half: int, spacing: float = 0.7,
+                   lungs: np.ndarray | None = None, ring: int = 12) -> float | None:
+    """The fine band's level (robust spread over parenchyma) in a ring just inside the square of half side `half`
+    around (x, y), divided by its level in a ring just outside: about 1 where the box and its surroundings share a
+    resampling history, above 1 where the box holds unresampled texture in a resampled slice. None when either
+    ring holds too little parenchyma."""
+    hu = np.asarray(hu, np.float32)
+    lungs = lung_mask(hu, spacing) if lungs is None else lungs
+    base, (fine, _) = bands(hu)
+    where = parenchyma(base, lungs, spacing)
+    yy, xx = np.ogrid[: hu.shape[0], : hu.shape[1]]
+    cheb = np.maximum(np.abs(xx - x), np.abs(yy - y))
+    inside = where & (cheb >= half - 2 - ring) & (cheb <= half - 2)
+    outside = where & (cheb >= half + 2) & (cheb <= half + 2 + ring)
+    if inside.sum() < 50 or outside.sum() < 50:
+        return None
+    return robust_sigma(fine[inside]) / max(robust_sigma(fine[outside]), 1e-3)
+
+
+def high_band_share(hu: np.ndarray, spacing: float = 0.7, lungs: np.ndarray | None = None, avoid=(),
+                    clear: int = 48, size: int = 32, band=(0.4, 0.5), reference=(0.1, 0.2)) -> float | None:
+    """Mean power in `band` (cycles/px) relative to `reference`, over Hann-windowed `size` px squares of lung
+    parenchyma (every 16 px, more than `clear` px, Chebyshev, from every point of `avoid`). A 1 mm spline round trip
+    of a slice finer than 1 mm removes most power above 0.5 * spacing cycles/px. None with fewer than 4 squares."""
+    hu = np.asarray(hu, np.float32)
+    lungs = lung_mask(hu, spacing) if lungs is None else lungs
+    core = erode(lungs, size / 2 + 4)
+    window = np.outer(np.hanning(size), np.hanning(size))
+    freq = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij"))
+    power, n = np.zeros((size, size)), 0
+    for y, x in np.argwhere(core[::16, ::16]) * 16:
+        if any(max(abs(x - ax), abs(y - ay)) <= clear for ax, ay in avoid):
+            continue
+        square = hu[y - size // 2 : y + size // 2, x - size // 2 : x + size // 2]
+        if square.shape != (size, size) or square.max() > -500:  # parenchyma only, no vessel or wall
+            continue
+        power += np.abs(np.fft.fft2((square - square.mean()) * window)) ** 2
+        n += 1
+    if n < 4:
+        return None
+    mean = lambda lo, hi: float(power[(freq >= lo) & (freq < hi)].mean())  # noqa: E731
+    return mean(*band) / max(mean(*reference), 1e-9)
