@@ -356,3 +356,25 @@ def test_a_corpus_written_before_the_rib_cage_reads_back_without_it(tmp_path):
     saved = {k: v for k, v in CorpusConfig().to_dict().items() if k != "rib_cage"}
     (tmp_path / "corpus.json").write_text(json.dumps(saved))
     assert CorpusConfig.from_dir(tmp_path).rib_cage is False
+
+
+def test_a_resampling_history_comes_before_the_attack_in_both_classes(chest_slices):
+    """resample_history: the scan was resampled before CT-GAN saw it, so its tampered box blends into resampled
+    lung, and authentic scans carry the same history as often."""
+    from utils.dicom import CTSlice
+    from utils.scans import Scan
+    from utils.synthetic import _resampled, emulate_scan
+
+    slices, profile = chest_slices
+    cfg = CorpusConfig(**dict(TINY, tampers_per_slice=1, resample_tampered=0.0, resample_authentic=0.0,
+                              resample_history=1.0))
+    fresh = lambda: CTSlice(slices[0].copy(), (profile.spacing,) * 2, 1, 0.0, None, {})  # noqa: E731
+    history = _resampled(fresh()).hu
+    tampered = emulate_scan(Scan("SYN", "x", "synthetic", "FM"), [fresh()], np.random.default_rng(0), cfg)
+    authentic = emulate_scan(Scan("SYN", "y", "synthetic", "TB"), [fresh()], np.random.default_rng(0), cfg)
+    assert tampered.resampled and authentic.resampled
+    np.testing.assert_array_equal(authentic.slice(1).hu, history)  # resampled once, not twice
+    assert _change_far_from_the_tamper(tampered, history) <= 1  # the attack itself resamples only its cube
+    none = CorpusConfig(**dict(TINY, tampers_per_slice=1, resample_tampered=0.0, resample_authentic=0.0))
+    assert not emulate_scan(Scan("SYN", "y", "synthetic", "TB"), [fresh()], np.random.default_rng(0), none).resampled
+    assert CorpusConfig().resample_history == 0.0

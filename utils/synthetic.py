@@ -54,6 +54,10 @@ class CorpusConfig:
         resample_tampered: share of tampered (FB/FM) scans resampled as a whole, as CT-GAN's reference code does;
             the others resample only the in-painted cubes, the faster variant its code mentions, so that an
             unresampled scan is no proof of authenticity either.
+        resample_history: share of scans of every kind (backgrounds' copies too) resampled as a whole *before*
+            any tampering: a history the scan had (a reformat, a hospital's resampling) that the attack then finds
+            and blends its touch-ups into. Both classes carry it alike, so resampling is no label in either
+            direction.
         shipped_backgrounds: also tamper the real authentic slices shipped in `data/backgrounds` (real anatomy,
             texture and scanner noise in both classes); their patches join the train split.
         backgrounds: further folders of authentic DICOM (or a CT-GAN data set's untouched parts) treated alike.
@@ -90,6 +94,7 @@ class CorpusConfig:
     workers: int = 2
     resample_authentic: float = 0.5
     resample_tampered: float = 1.0
+    resample_history: float = 0.0
     shipped_backgrounds: bool = True
     backgrounds: tuple = ()
     background_variants: int = 16
@@ -181,19 +186,22 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
     avoid = avoid or {}
     tampering = scan.kind in ("FB", "FM")
     if tampering:  # (no draw at the default 1.0: the default corpus keeps its random stream)
-        scan.resampled = cfg.resample_tampered >= 1 or bool(rng.random() < cfg.resample_tampered)
+        round_trip = cfg.resample_tampered >= 1 or bool(rng.random() < cfg.resample_tampered)
     else:
-        scan.resampled = bool(rng.random() < cfg.resample_authentic)
+        round_trip = bool(rng.random() < cfg.resample_authentic)
+    history = cfg.resample_history > 0 and bool(rng.random() < cfg.resample_history)  # (no draw at the default 0)
+    if history:
+        slices = [_resampled(sl) for sl in slices]
+    scan.resampled = round_trip or history
 
     def whole(sl):  # a slice left untampered, resampled with its scan or not
-        return _resampled(sl) if scan.resampled else sl
+        return _resampled(sl) if round_trip else sl
 
     for sl in slices:
         spacing = sl.spacing[1]
         scan.slices[sl.instance] = sl
         if not tampering:
-            if scan.resampled:
-                scan.slices[sl.instance] = _resampled(sl)
+            scan.slices[sl.instance] = whole(sl)
             continue
         lungs = cached_lung_mask(sl)
         if lungs.sum() * spacing**2 < MIN_LUNG_MM2:
@@ -211,7 +219,7 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
         action = "inject" if scan.kind == "FM" else "remove"
         hu, records = tamper_slice(sl.hu, spacing, [(x, y, action) for x, y in points], rng,
                                    difficulty=cfg.difficulty, lungs=lungs,
-                                   resample_whole=scan.resampled and not sl.meta.get("ctgan_output", False),
+                                   resample_whole=round_trip and not sl.meta.get("ctgan_output", False),
                                    noise_mode_p=cfg.noise_mode_p, removal_haze=cfg.removal_haze)
         scan.slices[sl.instance] = CTSlice(hu, sl.spacing, sl.instance, sl.z, None, dict(sl.meta, tampered=True))
         for rec in records:
