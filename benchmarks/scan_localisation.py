@@ -59,7 +59,7 @@ def localise(model, items, stride, symmetries: int = 1):
         py, px = consensus_peak(res.points, res.scores, res.stride)[1]
         peak_hits.append(within(px, py, targets))
         if attends:
-            attention_hits.append(within(*attention_peak(model, hu, top.x, top.y), targets))
+            attention_hits.append(within(*attention_peak(model, hu, top.x, top.y, spacing), targets))
         lung_px = lung_mask(hu, spacing).sum()
         chance.append(min(1.0, len(targets) * np.pi * HIT_PX**2 / max(lung_px, 1)))
         for name, get in AGGREGATORS.items():

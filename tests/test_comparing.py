@@ -146,7 +146,7 @@ def test_training_the_comparing_design(trained_comparing, tiny_corpus):
 
 def test_rollout_gradcam_and_scan_read_the_comparing_model(trained_comparing, chest_slices):
     from explainability.maps import AttentionRollout, GradCAM
-    from utils.scan import scan_slice
+    from utils.scan import attention_peak, scan_slice
 
     model = trained_comparing[0]["hybrid"]
     x = np.random.default_rng(1).uniform(size=(2, 64, 64, 2)).astype("float32")
@@ -162,3 +162,8 @@ def test_rollout_gradcam_and_scan_read_the_comparing_model(trained_comparing, ch
     slices, _ = chest_slices
     res = scan_slice(model, slices[0], stride=32, references=2)
     assert res.n_patches > 0 and res.locations and np.isfinite(res.heatmap).all()
+    top = res.locations[0]  # the attention peak reads the window beside a reference of its slice
+    x, y = attention_peak(model, res.hu_source, top.x, top.y, res.spacing)
+    assert abs(x - top.x) <= 32 and abs(y - top.y) <= 32
+    with pytest.raises(ValueError, match="spacing"):
+        attention_peak(model, res.hu_source, top.x, top.y)

@@ -210,8 +210,8 @@ def _scan(args) -> int:
 
         from .scan import attention_peak
 
-        result.locations = [replace(loc, **dict(zip("xy", attention_peak(model, result.slices[loc.slice].hu_source,
-                                                                          loc.x, loc.y))))
+        peak = lambda loc, sl: attention_peak(model, sl.hu_source, loc.x, loc.y, sl.spacing)  # noqa: E731
+        result.locations = [replace(loc, **dict(zip("xy", peak(loc, result.slices[loc.slice]))))
                             for loc in result.locations]
     out = Path(args.out)
     best = sorted({loc.slice for loc in result.locations}, key=lambda s: -result.slices[s].locations[0].score)

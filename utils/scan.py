@@ -22,7 +22,7 @@ from .dicom import CTSlice, read_series, read_slice, window
 from .ensemble import members
 from .lungmask import CENTRE_DEPTH_MM, lung_mask, patch_centres
 from .operating_point import SYMMETRY_GROUPS, model_symmetries
-from .patches import AIR_HU, patch_input, reference_candidates
+from .patches import AIR_HU, patch_input, pick_reference, reference_candidates
 from .quiet import quiet_logs
 
 
@@ -48,6 +48,7 @@ class SliceResult:
     points: np.ndarray | None = None  # (N, 2) window centres (y, x) on the scan grid
     scores: np.ndarray | None = None  # (N,) their fake scores
     stride: int = 16
+    spacing: float | None = None  # pixel spacing of the slice, mm
 
     def contrast(self) -> float:
         """Top score minus the slice's median: tampering is local, a scanner's texture lifts every patch."""
@@ -311,22 +312,35 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
     heatmap = heat[: hu.shape[0], : hu.shape[1]] * lungs
     best = nms(points, scores, nms_px, top_k)
     locations = [Location(instance, int(points[i][1]), int(points[i][0]), float(scores[i])) for i in best]
-    return SliceResult(heatmap, locations, len(points), hu, float(np.median(scores)), points, scores, stride)
+    return SliceResult(heatmap, locations, len(points), hu, float(np.median(scores)), points, scores, stride, spacing)
 
 
 _READERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def attention_peak(model, hu: np.ndarray, x: int, y: int) -> tuple[int, int]:
+def attention_peak(model, hu: np.ndarray, x: int, y: int, spacing: float | None = None) -> tuple[int, int]:
     """Where inside the window centred on (x, y) (column, row) of a HU slice the model's attention rollout
     peaks, in slice pixels (x, y): a location finer than the window grid, for a model that calls a window fake
-    wherever inside it the tampered region lies (a wide view). Needs a hybrid (transformer) model."""
+    wherever inside it the tampered region lies (a wide view). Needs a hybrid (transformer) model; a comparing
+    model reads the window beside the first reference window of the slice that does not overlap it, for which
+    it needs the slice's pixel `spacing` (mm)."""
     from explainability import AttentionRollout
+
+    from .architectures import compares
 
     if model not in _READERS:
         _READERS[model] = AttentionRollout(model)
     size = model_patch_size(model)
-    mask = _READERS[model](patch_input(hu, int(x), int(y), size))
+    image = patch_input(hu, int(x), int(y), size)
+    if compares(model):
+        if spacing is None:
+            raise ValueError("a comparing model's attention peak needs the slice's pixel spacing")
+        candidates = reference_candidates(hu, lung_mask(hu, spacing), spacing, "attention", 0, size=size)
+        ref = pick_reference(candidates, int(x), int(y), size) or (candidates[0] if candidates else None)
+        if ref is None:
+            raise ValueError("no room in the lungs for a reference window (a comparing model needs one)")
+        image = np.concatenate([image, patch_input(hu, *ref, size)], axis=-1)
+    mask = _READERS[model](image)
     py, px = np.unravel_index(int(np.argmax(mask)), mask.shape)
     return int(x) - size // 2 + int(px), int(y) - size // 2 + int(py)
 
