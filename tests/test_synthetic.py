@@ -378,3 +378,27 @@ def test_a_resampling_history_comes_before_the_attack_in_both_classes(chest_slic
     none = CorpusConfig(**dict(TINY, tampers_per_slice=1, resample_tampered=0.0, resample_authentic=0.0))
     assert not emulate_scan(Scan("SYN", "y", "synthetic", "TB"), [fresh()], np.random.default_rng(0), none).resampled
     assert CorpusConfig().resample_history == 0.0
+
+
+def test_twins_are_the_tampered_points_as_the_attack_found_them(chest_slices):
+    from utils.dicom import CTSlice
+    from utils.patches import extract_patches
+    from utils.scans import Scan
+    from utils.synthetic import emulate_scan
+
+    slices, profile = chest_slices
+    cfg = CorpusConfig(**dict(TINY, tampers_per_slice=2, twins=True))
+    sl = CTSlice(slices[0].copy(), (profile.spacing,) * 2, 1, 0.0, None, {})
+    scan = emulate_scan(Scan("SYN", "x", "synthetic", "FB"), [sl], np.random.default_rng(0), cfg)
+    patches = extract_patches(scan, np.random.default_rng(1), jitter=4)
+    fakes = [p for p in patches if p.label == 1]
+    twins = [p for p in patches if p.kind == "twin"]
+    assert fakes and [(p.x, p.y) for p in twins] == [(p.x, p.y) for p in fakes]
+    assert all(t.label == 0 and t.resampled == 0 for t in twins)  # the slice before the attack's round trip
+    from utils.dicom import window
+    from utils.patches import crop_hu
+    np.testing.assert_array_equal(twins[0].image, window(crop_hu(slices[0], twins[0].x, twins[0].y, 64)))
+    assert not any(p.kind == "twin" for p in extract_patches(
+        emulate_scan(Scan("SYN", "x", "synthetic", "FB"), [CTSlice(slices[0].copy(), (profile.spacing,) * 2, 1, 0.0,
+                                                                    None, {})], np.random.default_rng(0),
+                     CorpusConfig(**dict(TINY, tampers_per_slice=2))), np.random.default_rng(1)))

@@ -18,7 +18,8 @@ def _synth(args) -> int:
                        noise_mode_p=tuple(args.noise_mode_p or CorpusConfig.noise_mode_p),
                        removal_haze=tuple(args.removal_haze or CorpusConfig.removal_haze),
                        resample_tampered=args.resample_tampered, resample_authentic=args.resample_authentic,
-                       resample_history=args.resample_history, fine_vessels=not args.coarse_vessels,
+                       resample_history=args.resample_history, twins=args.twins,
+                       fine_vessels=not args.coarse_vessels,
                        patch_size=args.patch_size, jitter=args.jitter, tampers_per_slice=args.tampers_per_slice,
                        **{k: getattr(args, k)
                           for k in ("matched_nodules", "lookalikes", "edge_enhancement", "rib_cage")
@@ -338,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "resample only the in-painted cubes (default 1.0)")
     p.add_argument("--resample-authentic", type=float, default=0.5,
                    help="share of authentic scans put through CT-GAN's round trip as a whole (default %(default)s)")
+    p.add_argument("--twins", action="store_true",
+                   help="for every tampered patch, an authentic twin at the same point of the slice as the attack "
+                   "found it, so that only the tampering separates the classes")
     p.add_argument("--resample-history", type=float, default=0.0,
                    help="share of scans of every kind resampled as a whole before any tampering, a history the "
                    "attack finds, so that resampling is no label in either class (default %(default)s)")

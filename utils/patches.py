@@ -132,6 +132,8 @@ def extract_patches(scan: Scan, rng: np.random.Generator, size: int = PATCH_SIZE
 
     - a fake patch at every FB/FM point (with `neighbours`, also on the scan's other slices within the
       in-painted region's z-extent, +-10 mm);
+    - for a tampered slice the scan keeps as the attack found it (`Scan.originals`), an authentic "twin" at the
+      same point of that slice;
     - an authentic patch at every TM point;
     - with `controls`, one matched control per fake: an untouched lung point of the same slice (else scan) whose
       share of pixels above -500 HU is closest to the fake's;
@@ -169,6 +171,11 @@ def extract_patches(scan: Scan, rng: np.random.Generator, size: int = PATCH_SIZE
         patch, share = _make(sl, r.x + dx, r.y + dy, size, 1, r.type, scan, (r.x, r.y, radius), references)
         patches.append(patch)
         fakes.append((r.slice, share))
+        if r.slice in scan.originals:  # the same point before the attack: authentic, same anatomy and history
+            before = scan.originals[r.slice]
+            twin = _make(before, r.x + dx, r.y + dy, size, 0, "twin", scan, references=references)[0]
+            twin.resampled = int(bool(before.meta.get("resampled", False)))
+            patches.append(twin)
         if neighbours and sl.z is not None:
             for inst in scan.slices:
                 if inst == r.slice:

@@ -41,6 +41,8 @@ class Scan:
         radii: (slice, x, y) -> radius in pixels of each tampered region, where known.
         resampled: whether the whole scan went through CT-GAN's 1 mm round trip (every slice of a tampered scan
             does; authentic scans may too, as hospitals resample and reformat); None when unknown.
+        originals: InstanceNumber -> the slice as the attack found it, for tampered slices of an emulated scan
+            whose corpus cuts pre-attack twins (`CorpusConfig.twins`); empty otherwise.
     """
 
     experiment: str
@@ -51,6 +53,7 @@ class Scan:
     labels: list = field(default_factory=list)
     radii: dict = field(default_factory=dict)
     resampled: bool | None = None
+    originals: dict = field(default_factory=dict)
 
     @property
     def key(self) -> str:

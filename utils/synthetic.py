@@ -54,6 +54,9 @@ class CorpusConfig:
         resample_tampered: share of tampered (FB/FM) scans resampled as a whole, as CT-GAN's reference code does;
             the others resample only the in-painted cubes, the faster variant its code mentions, so that an
             unresampled scan is no proof of authenticity either.
+        twins: for every tampered patch, an authentic patch at the same point of the slice as the attack found it
+            (kind 'twin'): the same anatomy and texture history on both sides, so that only the tampering itself
+            separates them.
         resample_history: share of scans of every kind (backgrounds' copies too) resampled as a whole *before*
             any tampering: a history the scan had (a reformat, a hospital's resampling) that the attack then finds
             and blends its touch-ups into. Both classes carry it alike, so resampling is no label in either
@@ -95,6 +98,7 @@ class CorpusConfig:
     resample_authentic: float = 0.5
     resample_tampered: float = 1.0
     resample_history: float = 0.0
+    twins: bool = False
     shipped_backgrounds: bool = True
     backgrounds: tuple = ()
     background_variants: int = 16
@@ -222,6 +226,9 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
                                    resample_whole=round_trip and not sl.meta.get("ctgan_output", False),
                                    noise_mode_p=cfg.noise_mode_p, removal_haze=cfg.removal_haze)
         scan.slices[sl.instance] = CTSlice(hu, sl.spacing, sl.instance, sl.z, None, dict(sl.meta, tampered=True))
+        if cfg.twins:
+            scan.originals[sl.instance] = CTSlice(sl.hu, sl.spacing, sl.instance, sl.z, None,
+                                                  dict(sl.meta, resampled=history))
         for rec in records:
             scan.labels.append(LabelRow(scan.kind, scan.uuid, sl.instance, rec.x, rec.y, scan.experiment))
             scan.radii[(sl.instance, rec.x, rec.y)] = rec.radius
