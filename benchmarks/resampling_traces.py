@@ -101,7 +101,8 @@ def model_rows(model_path: str, data: str, tampered, stride: int) -> list[str]:
             return None
 
     real = np.array([top(t.slice.hu, t.slice.spacing[1]) for t in tampered], float)
-    real_again = np.array([top(_roundtrip(t.slice.hu, t.slice.spacing[1]), t.slice.spacing[1]) for t in tampered], float)
+    real_again = np.array([top(_roundtrip(t.slice.hu, t.slice.spacing[1]), t.slice.spacing[1]) for t in tampered],
+                          float)
     plain, resampled = [], []
     for a in authentic_slices(SHARED / "authentic-ct", corpus_background_patients(data)):
         hu, spacing = np.asarray(a.slice.hu, np.float32), a.slice.spacing[1]
@@ -144,7 +145,8 @@ def main() -> None:
         for kind, ratios in emulated(whole, args.synthetic).items():
             lines.append(f"| emulated, {name}: {kind} " + _stats(ratios))
     lines += ["", "Power at 0.40-0.50 cycles/px relative to 0.10-0.20, lung parenchyma away from tampered points:", "",
-              "| slices | measured | as stored, median [quartiles] | after one more 1 mm round trip |", "|---|---|---|---|"]
+              "| slices | measured | as stored, median [quartiles] | after one more 1 mm round trip |",
+              "|---|---|---|---|"]
     sources = [("development set (real CT-GAN tampered)", [(t.slice, t.targets) for t in tampered])]
     if (SHARED / "authentic-ct").is_dir():
         sources.append(("authentic CT of other scanners (every third slice)",
