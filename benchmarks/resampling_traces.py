@@ -22,8 +22,8 @@ import numpy as np
 
 from utils.lungmask import lung_mask
 from utils.slice_evaluation import authentic_slices, ctgan_tampered_slices
-from utils.synthetic import SHIPPED_BACKGROUNDS, CorpusConfig, background_sources, synthetic_scan
-from utils.tamper import TOUCHUP_PX, pick_targets, resample_roundtrip, tamper_slice
+from utils.synthetic import SHIPPED_BACKGROUNDS, CorpusConfig, background_sources, resampled_hu, synthetic_scan
+from utils.tamper import TOUCHUP_PX, pick_targets, tamper_slice
 from utils.texture import box_edge_ratio, high_band_share
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -49,12 +49,6 @@ def _ratios(hu, spacing, points) -> list:
     hu = np.asarray(hu, np.float32)
     lungs = lung_mask(hu, spacing)
     return [box_edge_ratio(hu, int(x), int(y), TOUCHUP_PX // 2, spacing, lungs) for x, y in points]
-
-
-def _roundtrip(hu, spacing) -> np.ndarray:
-    """CT-GAN's 1 mm round trip as the corpus applies it (padding outside the field of view kept)."""
-    hu = np.asarray(hu, np.float32)
-    return np.where(hu <= -1500, hu, np.rint(np.clip(resample_roundtrip(hu, spacing), -1000, 3071))).astype(np.float32)
 
 
 def emulated(resample_whole: bool, n_synthetic: int):
@@ -101,7 +95,7 @@ def model_rows(model_path: str, data: str, tampered, stride: int) -> list[str]:
             return None
 
     real = np.array([top(t.slice.hu, t.slice.spacing[1]) for t in tampered], float)
-    real_again = np.array([top(_roundtrip(t.slice.hu, t.slice.spacing[1]), t.slice.spacing[1]) for t in tampered],
+    real_again = np.array([top(resampled_hu(t.slice.hu, t.slice.spacing[1]), t.slice.spacing[1]) for t in tampered],
                           float)
     plain, resampled = [], []
     for a in authentic_slices(SHARED / "authentic-ct", corpus_background_patients(data)):
@@ -109,7 +103,7 @@ def model_rows(model_path: str, data: str, tampered, stride: int) -> list[str]:
         p = top(hu, spacing)
         if p is not None:
             plain.append(p)
-            resampled.append(top(_roundtrip(hu, spacing), spacing))
+            resampled.append(top(resampled_hu(hu, spacing), spacing))
     plain, resampled = np.array(plain), np.array(resampled, float)
     auc = lambda t, a: roc_auc_score(np.r_[np.ones(len(t)), np.zeros(len(a))], np.r_[t, a])  # noqa: E731
     return [f"Model {model_path}: the best window's score of {len(real)} real tampered slices and {len(plain)} "
@@ -153,7 +147,8 @@ def main() -> None:
                         [(a.slice, ()) for a in authentic_slices(SHARED / "authentic-ct")][::3]))
     for name, items in sources:
         stored = _measured(high_band_share(s.hu, s.spacing[1], avoid=pts) for s, pts in items)
-        again = _measured(high_band_share(_roundtrip(s.hu, s.spacing[1]), s.spacing[1], avoid=pts) for s, pts in items)
+        again = _measured(high_band_share(resampled_hu(s.hu, s.spacing[1]), s.spacing[1], avoid=pts)
+                          for s, pts in items)
         lines.append(f"| {name} | {len(stored)} | {_quartiles(stored)} | {_quartiles(again)} |")
     if args.model:
         lines += [""] + model_rows(args.model, args.data, tampered, args.stride)

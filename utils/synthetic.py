@@ -237,14 +237,21 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
     return scan
 
 
+def resampled_hu(hu: np.ndarray, spacing: float) -> np.ndarray:
+    """A HU slice after CT-GAN's whole-scan 1 mm round trip, stored as DICOM stores it (whole HU, -1000..3071),
+    the padding outside the field of view kept."""
+    hu = np.asarray(hu, np.float32)
+    out = resample_roundtrip(hu, spacing)
+    return np.where(hu <= -1500, hu, np.rint(np.clip(out, -1000, 3071))).astype(np.float32)
+
+
 def _resampled(sl: CTSlice) -> CTSlice:
-    """The slice after CT-GAN's whole-scan 1 mm round trip (padding outside the field of view kept); a slice that
-    CT-GAN itself wrote has had it already and is returned as it is."""
+    """The slice after CT-GAN's whole-scan 1 mm round trip (`resampled_hu`); a slice that CT-GAN itself wrote has
+    had it already and is returned as it is."""
     if sl.meta.get("ctgan_output"):
         return sl
-    out = resample_roundtrip(sl.hu, sl.spacing[1])
-    out = np.where(sl.hu <= -1500, sl.hu, np.rint(np.clip(out, -1000, 3071))).astype(np.float32)
-    return CTSlice(out, sl.spacing, sl.instance, sl.z, None, dict(sl.meta))  # the lung mask stays valid
+    return CTSlice(resampled_hu(sl.hu, sl.spacing[1]), sl.spacing, sl.instance, sl.z, None,
+                   dict(sl.meta))  # the lung mask stays valid
 
 
 def synthetic_scan(index: int, cfg: CorpusConfig) -> Scan:
