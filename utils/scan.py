@@ -22,7 +22,7 @@ from .dicom import CTSlice, read_series, read_slice, window
 from .ensemble import members
 from .lungmask import CENTRE_DEPTH_MM, lung_mask, patch_centres
 from .operating_point import SYMMETRY_GROUPS, model_symmetries
-from .patches import AIR_HU, patch_input, pick_reference, reference_candidates
+from .patches import AIR_HU, patch_input, reference_candidates
 from .quiet import quiet_logs
 
 
@@ -223,6 +223,19 @@ def shares_stem(model) -> bool:
             and stem_padding(model) == "valid")
 
 
+def _reference_points(hu, lungs, spacing: float, name: str, instance: int, size: int) -> list:
+    """Where a comparing model's reference windows may sit in this slice (`patches.reference_candidates`)."""
+    candidates = reference_candidates(hu, lungs, spacing, name, instance, size=size)
+    if not candidates:
+        raise ValueError(f"{name}: no room in the lungs for a reference window (a comparing model needs one)")
+    return candidates
+
+
+def _references_of(candidates, x, y, size: int, n: int) -> list:
+    """The first `n` candidates whose windows do not overlap the window at (x, y), else the first candidate."""
+    return [c for c in candidates if max(abs(c[0] - x), abs(c[1] - y)) >= size][:n] or candidates[:1]
+
+
 def window_scores(model, hu, points, lungs, spacing: float, instance: int, name: str, batch_size: int = 256,
                   references: int = 2, shared: SharedStem | None = None, symmetries: int = 1) -> np.ndarray:
     """Fake score of the window at every (y, x) point. With `shared` (the model's `SharedStem`) and points on
@@ -236,17 +249,15 @@ def window_scores(model, hu, points, lungs, spacing: float, instance: int, name:
         return shared.scores(hu, points, batch_size, symmetries=symmetries)
     size = model_patch_size(model)
     pair = int(model.inputs[0].shape[-1]) == 2
-    candidates = reference_candidates(hu, lungs, spacing, name, instance, size=size) if pair else []
-    if pair and not candidates:
-        raise ValueError(f"{name}: no room in the lungs for a reference window (a comparing model needs one)")
+    candidates = _reference_points(hu, lungs, spacing, name, instance, size) if pair else []
     items = []  # (point index, model input)
     for i, (py, px) in enumerate(points):
         win = patch_input(hu, int(px), int(py), size)
         if not pair:
             items.append((i, win))
             continue
-        refs = [c for c in candidates if max(abs(c[0] - px), abs(c[1] - py)) >= size][:references] or candidates[:1]
-        items += [(i, np.concatenate([win, patch_input(hu, cx, cy, size)], axis=-1)) for cx, cy in refs]
+        items += [(i, np.concatenate([win, patch_input(hu, cx, cy, size)], axis=-1))
+                  for cx, cy in _references_of(candidates, px, py, size, references)]
     scores = np.full(len(points), np.inf, np.float32)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
@@ -335,11 +346,9 @@ def attention_peak(model, hu: np.ndarray, x: int, y: int, spacing: float | None 
     if compares(model):
         if spacing is None:
             raise ValueError("a comparing model's attention peak needs the slice's pixel spacing")
-        candidates = reference_candidates(hu, lung_mask(hu, spacing), spacing, "attention", 0, size=size)
-        ref = pick_reference(candidates, int(x), int(y), size) or (candidates[0] if candidates else None)
-        if ref is None:
-            raise ValueError("no room in the lungs for a reference window (a comparing model needs one)")
-        image = np.concatenate([image, patch_input(hu, *ref, size)], axis=-1)
+        candidates = _reference_points(hu, lung_mask(hu, spacing), spacing, "attention", 0, size)
+        rx, ry = _references_of(candidates, int(x), int(y), size, 1)[0]
+        image = np.concatenate([image, patch_input(hu, rx, ry, size)], axis=-1)
     mask = _READERS[model](image)
     py, px = np.unravel_index(int(np.argmax(mask)), mask.shape)
     return int(x) - size // 2 + int(px), int(y) - size // 2 + int(py)
