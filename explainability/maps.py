@@ -71,8 +71,8 @@ class AttentionRollout:
         self.model, self.head_fusion, self.discard_ratio = model, head_fusion, discard_ratio
         parts = members(model)
         self.parts = [AttentionRollout(m, head_fusion, discard_ratio) for m in parts] if len(parts) > 1 else []
-        if self.parts:  # an ensemble: its members' maps, averaged
-            first = self.parts[0]
+        if self.parts:  # an ensemble: its members' maps, averaged (a patch member's on the patch's tokens only)
+            first = max(self.parts, key=lambda part: part.members)
             self.blocks, self.size, self.channels, self.grid = first.blocks, first.size, first.channels, first.grid
             self.geometry, self.cells, self.members, self.reader = first.geometry, first.cells, first.members, None
             return
@@ -97,7 +97,7 @@ class AttentionRollout:
         """Attention scores per block, each (B, heads, T, T), and the model's scores (B,). An ensemble's are one
         such list per member, and the mean score."""
         if self.parts:
-            outs = [part.attentions(batch) for part in self.parts]
+            outs = [part.attentions(np.asarray(batch)[..., : part.channels]) for part in self.parts]
             return [atts for atts, _ in outs], np.mean([scores for _, scores in outs], axis=0)
         outs = [to_numpy(o) for o in self.reader([np.asarray(batch, np.float32)], training=False)]
         return outs[:-1], outs[-1].reshape(-1)
@@ -108,16 +108,24 @@ class AttentionRollout:
         fusion = head_fusion or self.head_fusion
         ratio = self.discard_ratio if discard_ratio is None else discard_ratio
         if self.parts:
-            return np.mean([part.cls_maps(atts, fusion, ratio) for part, atts in zip(self.parts, attentions)], axis=0)
+            return np.mean([self._as_tokens(part.cls_maps(atts, fusion, ratio))
+                            for part, atts in zip(self.parts, attentions)], axis=0)
         return rollout(attentions, fusion, ratio)
 
     def gradient_maps(self, batch) -> tuple[np.ndarray, np.ndarray]:
         """Gradient rollout (B, T - 1) and the scores (B,) of a batch (TensorFlow); an ensemble's are means."""
         if self.parts:
-            outs = [part.gradient_maps(batch) for part in self.parts]
-            return np.mean([maps for maps, _ in outs], axis=0), np.mean([scores for _, scores in outs], axis=0)
+            outs = [part.gradient_maps(np.asarray(batch)[..., : part.channels]) for part in self.parts]
+            return (np.mean([self._as_tokens(maps) for maps, _ in outs], axis=0),
+                    np.mean([scores for _, scores in outs], axis=0))
         atts, grads, scores = attention_gradients(self.reader, batch)
         return gradient_rollout(atts, grads), scores
+
+    def _as_tokens(self, maps: np.ndarray) -> np.ndarray:
+        """A member's (B, tokens) maps on this reader's tokens: a patch member of an ensemble that compares gives
+        the reference's tokens nothing."""
+        maps = np.asarray(maps)
+        return np.pad(maps, ((0, 0), (0, self.cells * self.members - maps.shape[1])))
 
     def token_map(self, image) -> np.ndarray:
         """The raw rolled-out CLS attention on the token grid, (gh, gw) or (B, gh, gw); not rescaled."""

@@ -158,3 +158,46 @@ def test_training_curves_of_an_ensemble_get_a_row_per_member(tmp_path, monkeypat
     labels = [line.get_label() for line in shapes[0][0].lines if not line.get_label().startswith("_")]
     assert labels == ["cnn train", "cnn val", "vit train", "vit val"]
     plt.close("all")
+
+
+@pytest.mark.filterwarnings("ignore:.*maps are flat")
+def test_an_ensemble_of_patch_and_comparing_models_reads_the_pair(hybrids, chest_slices, tmp_path):
+    """Its patch members read the pair's patch; save -> load (safe_mode) keeps the scores; the scanner, rollout and
+    Grad-CAM take each member's own input."""
+    from tests.test_comparing import _tiny_comparing
+    from utils.architectures import compares
+    from utils.scan import attention_peak
+
+    comparing = _tiny_comparing(normalise="centre")[1]
+    mixed = build_ensemble([hybrids[0], comparing])
+    assert compares(mixed) and mixed.inputs[0].shape[1:] == (64, 64, 2)
+    mixed.save(tmp_path / "mixed.keras")
+    loaded = keras.saving.load_model(tmp_path / "mixed.keras", safe_mode=True)
+    x = np.random.default_rng(2).random((3, 64, 64, 2), dtype=np.float32)
+    expected = (hybrids[0].predict(x[..., :1], verbose=0) + comparing.predict(x, verbose=0)) / 2
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, atol=1e-6)
+    assert compares(build_ensemble([comparing, comparing])) and not compares(build_ensemble(hybrids))
+
+    slices, profile = chest_slices
+    lungs = np.zeros(slices[0].shape, bool)
+    lungs[150:350, 100:420] = True
+    res = scan_slice(loaded, slices[0], profile.spacing, lungs=lungs, stride=32)
+    alone = [scan_slice(m, slices[0], profile.spacing, lungs=lungs, stride=32).scores for m in (hybrids[0], comparing)]
+    np.testing.assert_allclose(res.scores, np.mean(alone, axis=0), atol=1e-5)
+    top = res.locations[0]
+    px, py = attention_peak(loaded, res.hu_source, top.x, top.y, res.spacing)
+    assert abs(px - top.x) <= 32 and abs(py - top.y) <= 32
+
+    reader = AttentionRollout(loaded)
+    atts, scores = reader.attentions(x)
+    np.testing.assert_allclose(scores, expected.ravel(), atol=1e-5)
+    patch_part, pair_part = AttentionRollout(hybrids[0]), AttentionRollout(comparing)
+    patch_map = patch_part.cls_maps(patch_part.attentions(x[..., :1])[0])
+    pair_map = pair_part.cls_maps(pair_part.attentions(x)[0])
+    np.testing.assert_allclose(reader.cls_maps(atts)[:, :16], (patch_map + pair_map[:, :16]) / 2, atol=1e-6)
+    assert reader(x).shape == (3, 64, 64) and 0.0 < reader.reference_share(x[0]) < 1.0
+    cams, cam_scores = GradCAM(loaded).explain(x)
+    assert cams.shape == (3, 64, 64)
+    np.testing.assert_allclose(cam_scores, expected.ravel(), atol=1e-5)
+    with pytest.raises(ValueError, match="different inputs"):
+        build_ensemble([comparing, build_cnn((48, 48, 1), TINY_MODEL["filters"])])

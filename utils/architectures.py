@@ -108,11 +108,13 @@ def build_comparing_vit(cnn, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.1,
 
 
 def compares(model) -> bool:
-    """True for a model that reads a patch and its reference window (input (H, W, 2)).
+    """True for a model that reads a patch and its reference window (input (H, W, 2)): a comparing model, or an
+    ensemble with one among its members.
 
     Objects without Keras layers (any model with ``inputs`` and ``predict``) read patches alone.
     """
-    return any(isinstance(layer, PairToBatch) for layer in getattr(model, "layers", ()))
+    return any(isinstance(layer, PairToBatch) or (isinstance(layer, keras.Model) and compares(layer))
+               for layer in getattr(model, "layers", ()))
 
 
 def stem_filters(model) -> tuple[int, ...]:

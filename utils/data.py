@@ -62,6 +62,8 @@ def to_model_input(img: np.ndarray, image_size: int | tuple | None = None, chann
     if channels == 2 and img.shape[-1] != 2:
         raise ValueError(f"a comparing model reads a patch and its reference window as (H, W, 2), got {img.shape} "
                          "(`data.read_pair` reads both)")
+    if img.shape[-1] == 2 and channels == 1:  # a patch model reads the patch of a (patch, reference) pair
+        img = img[..., :1]
     if img.shape[-1] == 4:
         img = img[..., :3]
     if img.shape[-1] == 3 and channels == 1:

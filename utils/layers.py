@@ -248,6 +248,29 @@ class PairToBatch(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class LeadingChannels(layers.Layer):
+    """The first `channels` channels of an image batch: (B, H, W, C) -> (B, H, W, channels). In an ensemble of a
+    patch model and a comparing model, the patch model reads the patch of the (patch, reference) pair.
+
+    Args:
+        channels: channels kept.
+    """
+
+    def __init__(self, channels=1, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+
+    def call(self, x):
+        return x[..., : self.channels]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.channels)
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class BatchToTokens(layers.Layer):
     """Undoes `PairToBatch` on token sequences: (2B, T, D) -> (B, 2T, D), the patch's T tokens first, then the
     reference's, so that attention runs across both.
