@@ -201,3 +201,18 @@ def test_an_ensemble_of_patch_and_comparing_models_reads_the_pair(hybrids, chest
     np.testing.assert_allclose(cam_scores, expected.ravel(), atol=1e-5)
     with pytest.raises(ValueError, match="different inputs"):
         build_ensemble([comparing, build_cnn((48, 48, 1), TINY_MODEL["filters"])])
+
+
+def test_cli_ensemble_calibrates_a_mixed_ensemble_on_pairs(hybrids, tiny_corpus, tmp_path):
+    """`calibrate` reads the validation patches with their reference windows when the model compares."""
+    from tests.test_comparing import _tiny_comparing
+    from utils.operating_point import load_operating_point
+
+    hybrids[0].save(tmp_path / "patch.keras")
+    _tiny_comparing(normalise="centre")[1].save(tmp_path / "pair.keras")
+    out = tmp_path / "mixed.keras"
+    proc = subprocess.run([sys.executable, "-m", "utils.cli", "ensemble", str(tmp_path / "patch.keras"),
+                           str(tmp_path / "pair.keras"), "--out", str(out), "--data", str(tiny_corpus), "--slices", "3"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {"patch", "slice", "relative"} <= set(load_operating_point(out))

@@ -248,6 +248,7 @@ def _scan_archive(args) -> int:
 
 
 def _calibrate(args, model=None) -> int:
+    from .architectures import compares
     from .calibration import calibration_slices, operating_points, site_slices, slice_scores
     from .data import load_split
     from .operating_point import save_operating_point, sidecar_path
@@ -262,7 +263,7 @@ def _calibrate(args, model=None) -> int:
             raise ValueError(f"{', '.join(args.authentic)}: patients {sorted(leaked)} are training backgrounds of "
                              f"{args.data}; calibrate on authentic series the model never saw")
     model = _load_model(args.model) if model is None else model
-    x, y, _ = load_split(Path(args.data) / "val", int(model.inputs[0].shape[1]))
+    x, y, _ = load_split(Path(args.data) / "val", int(model.inputs[0].shape[1]), reference=compares(model))
     patch = store_patch_operating_point(model, (x, y), args.model, args.rate, f" of {args.data}")
     print(f"patch threshold {patch['threshold']:.4f} ({args.rate:.0%} of {patch['n_authentic']} validation "
           f"authentic patches flagged); wrote {sidecar_path(args.model)}")
@@ -507,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("ensemble", help="one model that averages several saved models (e.g. seeds)",
-                       description="Save the seed ensemble of saved patch models of one design (the mean of their "
+                       description="Save the ensemble of saved patch models (the mean of their "
                        "fake probabilities; one .keras file that `scan`, `evaluate` and `explain` read like any "
                        "model), then choose and store its operating points as `calibrate` does.")
     p.add_argument("models", nargs="+", help="two or more .keras models")
