@@ -216,3 +216,9 @@ def test_cli_ensemble_calibrates_a_mixed_ensemble_on_pairs(hybrids, tiny_corpus,
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert {"patch", "slice", "relative"} <= set(load_operating_point(out))
+    scored = [json.loads(subprocess.run([sys.executable, "-m", "utils.cli", "evaluate", str(model),
+                                         str(tiny_corpus / "test"), "--json", "--bootstrap", "10", *extra],
+                                        capture_output=True, text=True, cwd=REPO, check=True).stdout)
+              for model, extra in ((out, ()), (tmp_path / "patch.keras", ("--reference-only",)))]
+    assert scored[0]["without_reference"] == scored[1]["without_reference"]
+    assert scored[0]["counts"] == scored[1]["counts"]

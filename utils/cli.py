@@ -96,7 +96,8 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate_on_testset
 
     model = _load_model(args.model)  # carries its stored operating point, used unless --threshold is given
-    metrics = evaluate_on_testset(model, args.test_dir, threshold=args.threshold, bootstrap=args.bootstrap)
+    metrics = evaluate_on_testset(model, args.test_dir, threshold=args.threshold, bootstrap=args.bootstrap,
+                                  reference_only=args.reference_only or None)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -444,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float,
                    help="decision threshold (default: the model's stored operating point, else 0.5)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    p.add_argument("--reference-only", action="store_true",
+                   help="score only the patches that have a reference window, as a comparing model is scored, so "
+                   "that a patch model and a comparing model are measured on the same patches")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_evaluate)
 
