@@ -164,6 +164,7 @@ class SliceView:
     size: int
     name: str = "slice"
     labels: tuple = ()  # known tampered points (x, y, r) in slice pixels, drawn and used as regions
+    model: object = None  # the model scanned with: a comparing model's patches come with a reference window
 
     @cached_property
     def base(self) -> np.ndarray:
@@ -173,11 +174,14 @@ class SliceView:
         return window(self.hu).astype(np.float32) / 255.0
 
     def patch_at(self, x: int, y: int) -> tuple[np.ndarray, tuple | None]:
-        """The model's patch centred on (x, y) (the crop and window of training) and the tampered region inside
-        it, when a known tampered point lies within it."""
+        """The model's patch centred on (x, y) (the crop and window of training; for a comparing model with its
+        reference window, `scan.window_input`) and the tampered region inside it, when a known tampered point lies
+        within it."""
         from utils.patches import patch_input
+        from utils.scan import window_input
 
-        image = patch_input(self.hu, x, y, self.size)
+        image = (patch_input(self.hu, x, y, self.size) if self.model is None
+                 else window_input(self.model, self.hu, x, y, self.result.spacing))
         half = self.size / 2
         for tx, ty, r in self.labels:
             if abs(tx - x) < half and abs(ty - y) < half:
@@ -195,7 +199,7 @@ def scan_one_slice(model, source, labels=(), stride: int = 16, top_k: int = 5) -
     sl = source if isinstance(source, CTSlice) else read_slice(source)
     result = scan_slice(model, sl, stride=stride, top_k=top_k)
     labels = tuple((x, y, HOLE_MM / 2 / sl.spacing[1] if r is None else r) for x, y, r in labels)
-    return SliceView(sl.hu, result, model_patch_size(model), str(sl.path or "slice"), labels)
+    return SliceView(sl.hu, result, model_patch_size(model), str(sl.path or "slice"), labels, model)
 
 
 def tampered_slices(root, limit: int | None = None) -> dict:

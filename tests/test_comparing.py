@@ -167,3 +167,18 @@ def test_rollout_gradcam_and_scan_read_the_comparing_model(trained_comparing, ch
     assert abs(x - top.x) <= 32 and abs(y - top.y) <= 32
     with pytest.raises(ValueError, match="spacing"):
         attention_peak(model, res.hu_source, top.x, top.y)
+
+
+def test_the_explorers_slice_view_cuts_pairs_for_a_comparing_model(trained_comparing, chest_slices):
+    """`explain --slice` and the explorer explain a scanned slice's top windows with their reference windows."""
+    from explainability.page import slice_items
+    from explainability.views import Explainer, scan_one_slice
+    from utils.dicom import CTSlice
+
+    model = trained_comparing[0]["hybrid"]
+    slices, profile = chest_slices
+    view = scan_one_slice(model, CTSlice(slices[0], (profile.spacing, profile.spacing), 3), stride=32, top_k=2)
+    items = slice_items(view)
+    assert [item.image.shape for item in items] == [(64, 64, 2)] * 2
+    patch = Explainer(model).patch(items[0].image)
+    assert patch.score == pytest.approx(float(model.predict(items[0].image[None], verbose=0)[0, 0]), abs=1e-5)

@@ -329,27 +329,34 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
 _READERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def window_input(model, hu: np.ndarray, x: int, y: int, spacing: float | None = None) -> np.ndarray:
+    """The model's input for the window centred on (x, y) (column, row) of a HU slice, cut as in training: the
+    window, or for a comparing model (`architectures.compares`) the window beside the first reference window of
+    its slice that does not overlap it, for which it needs the slice's pixel `spacing` (mm)."""
+    from .architectures import compares
+
+    size = model_patch_size(model)
+    image = patch_input(hu, int(x), int(y), size)
+    if not compares(model):
+        return image
+    if spacing is None:
+        raise ValueError("a comparing model's window needs the slice's pixel spacing (to find its reference window)")
+    candidates = _reference_points(hu, lung_mask(hu, spacing), spacing, "attention", 0, size)
+    rx, ry = _references_of(candidates, int(x), int(y), size, 1)[0]
+    return np.concatenate([image, patch_input(hu, rx, ry, size)], axis=-1)
+
+
 def attention_peak(model, hu: np.ndarray, x: int, y: int, spacing: float | None = None) -> tuple[int, int]:
     """Where inside the window centred on (x, y) (column, row) of a HU slice the model's attention rollout
     peaks, in slice pixels (x, y): a location finer than the window grid, for a model that calls a window fake
     wherever inside it the tampered region lies (a wide view). Needs a hybrid (transformer) model; a comparing
-    model reads the window beside the first reference window of the slice that does not overlap it, for which
-    it needs the slice's pixel `spacing` (mm)."""
+    model reads the window with its reference (`window_input`), for which it needs the slice's pixel `spacing`."""
     from explainability import AttentionRollout
-
-    from .architectures import compares
 
     if model not in _READERS:
         _READERS[model] = AttentionRollout(model)
     size = model_patch_size(model)
-    image = patch_input(hu, int(x), int(y), size)
-    if compares(model):
-        if spacing is None:
-            raise ValueError("a comparing model's attention peak needs the slice's pixel spacing")
-        candidates = _reference_points(hu, lung_mask(hu, spacing), spacing, "attention", 0, size)
-        rx, ry = _references_of(candidates, int(x), int(y), size, 1)[0]
-        image = np.concatenate([image, patch_input(hu, rx, ry, size)], axis=-1)
-    mask = _READERS[model](image)
+    mask = _READERS[model](window_input(model, hu, x, y, spacing))
     py, px = np.unravel_index(int(np.argmax(mask)), mask.shape)
     return int(x) - size // 2 + int(px), int(y) - size // 2 + int(py)
 
