@@ -512,9 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("ensemble", help="one model that averages several saved models (e.g. seeds)",
-                       description="Save the ensemble of saved patch models (the mean of their "
-                       "fake probabilities; one .keras file that `scan`, `evaluate` and `explain` read like any "
-                       "model), then choose and store its operating points as `calibrate` does.")
+                       description="Save the ensemble of saved patch models, comparing models among them or not (the "
+                       "mean of their fake probabilities; one .keras file that `scan`, `evaluate` and `explain` read "
+                       "like any model), then choose and store its operating points as `calibrate` does.")
     p.add_argument("models", nargs="+", help="two or more .keras models")
     p.add_argument("--out", required=True, help="the ensemble's .keras file")
     p.add_argument("--data", default="data", help="the synthetic corpus the models were trained on (default: data)")
