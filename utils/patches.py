@@ -13,6 +13,7 @@ import shutil
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 
 import cv2
@@ -91,13 +92,17 @@ def reference_candidates(hu: np.ndarray, lungs: np.ndarray, spacing: float, key:
                               clear_boxes=clear)
 
 
+def clear_references(candidates, x: int, y: int, size: int = PATCH_SIZE, n: int | None = None) -> list:
+    """The first `n` (None: all) candidates whose windows do not overlap the window at (x, y) (Chebyshev distance
+    >= size), in order."""
+    clear = ((int(cx), int(cy)) for cx, cy in candidates if max(abs(cx - x), abs(cy - y)) >= size)
+    return list(islice(clear, n))
+
+
 def pick_reference(candidates, x: int, y: int, size: int = PATCH_SIZE):
-    """The first candidate whose window does not overlap the window at (x, y) (Chebyshev distance >= size),
-    else None."""
-    for cx, cy in candidates:
-        if max(abs(cx - x), abs(cy - y)) >= size:
-            return int(cx), int(cy)
-    return None
+    """The first candidate whose window does not overlap the window at (x, y), else None."""
+    found = clear_references(candidates, x, y, size, 1)
+    return found[0] if found else None
 
 
 def attach_reference(patch: Patch, hu: np.ndarray, candidates, size: int = PATCH_SIZE) -> Patch:

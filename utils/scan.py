@@ -22,7 +22,7 @@ from .dicom import CTSlice, read_series, read_slice, window
 from .ensemble import members
 from .lungmask import CENTRE_DEPTH_MM, lung_mask, patch_centres
 from .operating_point import SYMMETRY_GROUPS, model_symmetries
-from .patches import AIR_HU, patch_input, reference_candidates
+from .patches import AIR_HU, clear_references, patch_input, reference_candidates
 from .quiet import quiet_logs
 
 
@@ -232,8 +232,9 @@ def _reference_points(hu, lungs, spacing: float, name: str, instance: int, size:
 
 
 def _references_of(candidates, x, y, size: int, n: int) -> list:
-    """The first `n` candidates whose windows do not overlap the window at (x, y), else the first candidate."""
-    return [c for c in candidates if max(abs(c[0] - x), abs(c[1] - y)) >= size][:n] or candidates[:1]
+    """The first `n` candidates whose windows do not overlap the window at (x, y)
+    (`patches.clear_references`), else the first candidate."""
+    return clear_references(candidates, int(x), int(y), size, n) or candidates[:1]
 
 
 def window_scores(model, hu, points, lungs, spacing: float, instance: int, name: str, batch_size: int = 256,
@@ -341,6 +342,7 @@ def window_input(model, hu: np.ndarray, x: int, y: int, spacing: float | None = 
         return image
     if spacing is None:
         raise ValueError("a comparing model's window needs the slice's pixel spacing (to find its reference window)")
+    # keyed "attention" as `attention_peak` always was, so that its reference (and its figures) stay the same
     candidates = _reference_points(hu, lung_mask(hu, spacing), spacing, "attention", 0, size)
     rx, ry = _references_of(candidates, int(x), int(y), size, 1)[0]
     return np.concatenate([image, patch_input(hu, rx, ry, size)], axis=-1)
