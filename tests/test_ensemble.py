@@ -160,15 +160,20 @@ def test_training_curves_of_an_ensemble_get_a_row_per_member(tmp_path, monkeypat
     plt.close("all")
 
 
+@pytest.fixture(scope="module")
+def comparing():
+    from tests.test_comparing import _tiny_comparing
+
+    return _tiny_comparing(normalise="centre")[1]
+
+
 @pytest.mark.filterwarnings("ignore:.*maps are flat")
-def test_an_ensemble_of_patch_and_comparing_models_reads_the_pair(hybrids, chest_slices, tmp_path):
+def test_an_ensemble_of_patch_and_comparing_models_reads_the_pair(hybrids, comparing, chest_slices, tmp_path):
     """Its patch members read the pair's patch; save -> load (safe_mode) keeps the scores; the scanner, rollout and
     Grad-CAM take each member's own input."""
-    from tests.test_comparing import _tiny_comparing
     from utils.architectures import compares
     from utils.scan import attention_peak
 
-    comparing = _tiny_comparing(normalise="centre")[1]
     mixed = build_ensemble([hybrids[0], comparing])
     assert compares(mixed) and mixed.inputs[0].shape[1:] == (64, 64, 2)
     mixed.save(tmp_path / "mixed.keras")
@@ -203,13 +208,12 @@ def test_an_ensemble_of_patch_and_comparing_models_reads_the_pair(hybrids, chest
         build_ensemble([comparing, build_cnn((48, 48, 1), TINY_MODEL["filters"])])
 
 
-def test_cli_ensemble_calibrates_a_mixed_ensemble_on_pairs(hybrids, tiny_corpus, tmp_path):
+def test_cli_ensemble_calibrates_a_mixed_ensemble_on_pairs(hybrids, comparing, tiny_corpus, tmp_path):
     """`calibrate` reads the validation patches with their reference windows when the model compares."""
-    from tests.test_comparing import _tiny_comparing
     from utils.operating_point import load_operating_point
 
     hybrids[0].save(tmp_path / "patch.keras")
-    _tiny_comparing(normalise="centre")[1].save(tmp_path / "pair.keras")
+    comparing.save(tmp_path / "pair.keras")
     out = tmp_path / "mixed.keras"
     proc = subprocess.run([sys.executable, "-m", "utils.cli", "ensemble", str(tmp_path / "patch.keras"),
                            str(tmp_path / "pair.keras"), "--out", str(out), "--data", str(tiny_corpus), "--slices", "3"],
