@@ -61,6 +61,7 @@ def run_one(detector: str, seed: int, data: Path, work: Path, quick: bool, pretr
     reference_only = reference_only or design != "patch"
     if quick:
         cfg.cnn_epochs = cfg.vit_epochs = cfg.finetune_epochs = 1
+        cfg.slice_calibration = 20
     keras.utils.set_random_seed(seed)
     train = load_training_data(cfg)
     x_test, _, _ = load_split(data / "test", reference=design != "patch")

@@ -191,3 +191,15 @@ def test_detection_at_stored_thresholds():
     assert out["0.05"] == {"threshold": 0.85, "detected": 0.5, "false_alarms": 0.25, "detected_FM": 1.0,
                            "detected_FB": 0.0}
     assert out["0.01"]["detected"] == 0.25 and out["0.01"]["false_alarms"] == 0.0
+
+
+def test_rank_auc_is_roc_auc_score_with_ties_and_any_labels():
+    from utils.evaluate import rank_auc
+
+    rng = np.random.default_rng(3)
+    for n in (2, 7, 300):
+        y = rng.integers(0, 2, n)
+        y[:2] = (0, 1)
+        s = np.round(rng.random(n), 1)  # many ties
+        assert rank_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert rank_auc(y.astype(float), s.astype(np.float32)) == pytest.approx(roc_auc_score(y, s), abs=1e-6)
