@@ -7,7 +7,10 @@ Reads `benchmarks.scan_localisation` reports (`scan.json`), pairs the i-th folde
 (e.g. the same seed), checks that both scanned the same slices, and prints per pair and slice score (top-1,
 relative, consensus) B minus A of the slice-level ROC-AUC, real tampered vs authentic slices of other scanners,
 with a 95% paired bootstrap interval over slices; beside them each side's localisation within 24 px (top-1
-window, consensus peak, attention peak), authentic slices with a window above 0.5, and seconds per slice.
+window, consensus peak, attention peak), authentic slices with a window above 0.5, and seconds per slice. Last, per
+side, the real tampered slices found at the stored slice thresholds (chosen on synthetic slices) and at equal
+false-alarm rates on the authentic slices themselves (thresholds set on them: a comparison of separation at the top
+of the authentic scores, not an operating point anyone could choose without those slices).
 """
 from __future__ import annotations
 
@@ -44,6 +47,25 @@ def paired_slices(a: dict, b: dict, n: int = 1000) -> dict:
     return out
 
 
+EQUAL_RATE_COUNTS = (2, 4, 6)  # authentic slices flagged, of 112 in the development comparison: 1.8%, 3.6%, 5.4%
+
+
+def found_at_equal_false_alarms(tampered, authentic, counts=EQUAL_RATE_COUNTS) -> dict:
+    """{false-alarm rate: share of tampered slices found} for thresholds that flag exactly k of the authentic
+    slices (k in `counts`; strictly above the (k+1)-th highest authentic score, so ties are not flagged)."""
+    tampered, ranked = np.asarray(tampered, float), np.sort(np.asarray(authentic, float))[::-1]
+    return {round(k / len(ranked), 4): float(np.mean(tampered > ranked[k])) for k in counts if k < len(ranked)}
+
+
+def _operating(report: dict) -> str:
+    stored = report.get("slice_operating_point", {}).get("at_rates", {})
+    cells = [f"{stored[r]['authentic_flagged']:.3f} / {stored[r]['real_tampered_flagged']:.3f}" if r in stored else "–"
+             for r in ("0.01", "0.05")]
+    top = report["slice_scores"]["top-1"]
+    equal = found_at_equal_false_alarms(top["real_tampered"], top["authentic"])
+    return " | ".join(cells + [" / ".join(f"{v:.3f}" for v in equal.values())])
+
+
 def _side(report: dict) -> str:
     r, s, f = report["real"], report["synthetic"], report["false_alarms"]
     def hits(part: dict) -> str:
@@ -77,6 +99,13 @@ def main() -> None:
     for name in SCORES:
         lines.append(f"| {name} | " + " | ".join(f"{d[name]['diff']:+.3f} [{d[name]['ci'][0]:+.3f}, "
                                                  f"{d[name]['ci'][1]:+.3f}]" for d in diffs) + " |")
+    lines += ["", "Real tampered slices found (top-1 score): at the stored slice thresholds (authentic / real tampered "
+              "flagged), and at thresholds set on the authentic slices themselves so that both sides flag the same "
+              f"{' / '.join(str(k) for k in EQUAL_RATE_COUNTS)} of them (equal false-alarm rates):", "",
+              "| pair | detector | stored 1% threshold | stored 5% threshold | found at equal false-alarm rates |",
+              "|---|---|---|---|---|"]
+    for i, (fa, fb) in enumerate(zip(args.a, args.b)):
+        lines += [f"| {i} | {na} | {_operating(_load(fa))} |", f"| {i} | {nb} | {_operating(_load(fb))} |"]
     text = "\n".join(lines)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

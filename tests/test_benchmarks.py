@@ -196,3 +196,11 @@ def test_seed_ensembles_average_fixed_groups_of_seeds_and_pair_them_with_their_m
     assert "ensembles of 3 (over groups) | 2 |" in table(loaded, ensembles, 3)
     with pytest.raises(ValueError, match="no rows of model"):
         load_rows([tmp_path / "a.json"], "CNN")
+
+
+def test_found_at_equal_false_alarms_flags_exactly_k_authentic_slices():
+    from benchmarks.paired_scans import found_at_equal_false_alarms
+
+    authentic = np.linspace(0, 0.99, 100)  # highest 0.99, 0.98, ...
+    found = found_at_equal_false_alarms([0.995, 0.985, 0.975, 0.5], authentic, counts=(0, 2, 200))
+    assert found == {0.0: 0.25, 0.02: 0.75}  # above 0.99 one of four; above 0.97 (the 3rd highest) three
