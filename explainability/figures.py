@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.architectures import FEATURES
 from utils.data import read_image
 from utils.patches import read_manifest
 
@@ -14,14 +15,17 @@ from .rollout import HEAD_FUSIONS
 from .overlay import explanation_grid
 
 
-def compute_maps(model, images) -> tuple[dict, np.ndarray]:
-    """Masks (N, H, W) in [0, 1] per method, and the model's scores, for a batch of images."""
+def compute_maps(model, images, tokens: bool = False) -> tuple[dict, np.ndarray]:
+    """Masks (N, H, W) in [0, 1] per method, and the model's scores, for a batch of images. `tokens`: also Grad-CAM
+    on the 4x4 token map (`FEATURES`), as coarse as rollout, for the faithfulness tables."""
     reader = AttentionRollout(model, discard_ratio=0.9)
     batch, size, _ = _as_batch(images, reader.size, reader.channels)
     atts, scores = reader.attentions(batch)  # one forward pass serves every head fusion
     maps = {f"rollout {fusion}": reader.to_masks(reader.cls_maps(atts, fusion, 0.9), size) for fusion in HEAD_FUSIONS}
     maps["gradient rollout"], _ = reader.explain(images, method="gradient")
     maps["Grad-CAM"], _ = GradCAM(model).explain(images)
+    if tokens:
+        maps["Grad-CAM on the tokens"], _ = GradCAM(model, FEATURES).explain(images)
     return maps, scores
 
 
@@ -67,7 +71,7 @@ def score_views(model, images, regions, region_scale: int = 64, seed: int = 0, s
     """`score_maps` of every map type and the two baselines; regions (cx, cy, r) in pixels of a
     `region_scale` px patch."""
     size = tuple(int(v) for v in model.inputs[0].shape[1:3])
-    maps, _ = compute_maps(model, images)
+    maps, _ = compute_maps(model, images, tokens=True)
     rng = np.random.default_rng(seed + 1)
     maps["baseline: random"] = rng.uniform(size=(len(images), *size))
     maps["baseline: centre prior"] = np.repeat(centre_prior(size)[None], len(images), axis=0)

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from utils.architectures import FEATURES, encoder_blocks, feature_geometry
+from utils.architectures import FEATURES, encoder_blocks, feature_geometry, last_conv_activation
 from utils.data import to_model_input
 from utils.ensemble import members
 
@@ -204,10 +204,18 @@ def attention_gradients(reader, batch):
 
 
 class GradCAM:
-    """Grad-CAM (Selvaraju et al., 2017) on the CNN's last feature map ('cnn_features'), for comparison with
-    rollout. Works on the CNN alone or on the hybrid. Call returns masks in [0, 1] at the image's size."""
+    """Grad-CAM (Selvaraju et al., 2017) on a map of the CNN stem, for comparison with rollout. Works on the CNN
+    alone, the hybrid, comparing models and ensembles (the members' masks averaged). Call returns masks in [0, 1]
+    at the image's size.
 
-    def __init__(self, model, layer: str = FEATURES):
+    Args:
+        model: a Keras model with the CNN stem (`architectures.cnn_stem`).
+        layer: the map to weight by its gradients. None (default): the last convolution's activation before the
+            final pooling (`architectures.last_conv_activation`; 9x9 cells for a 64 px patch, 4 px apart), as Grad-CAM
+            is defined; `FEATURES` for the pooled 4x4 map the transformer reads as tokens, as coarse as rollout.
+    """
+
+    def __init__(self, model, layer: str | None = None):
         import keras
 
         self.model = model
@@ -217,6 +225,7 @@ class GradCAM:
         self.parts = [GradCAM(m, layer) for m in parts] if len(parts) > 1 else []  # an ensemble: masks averaged
         if self.parts:
             return
+        layer = layer or last_conv_activation(model)
         self.reader = keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]])
         self.geometry = feature_geometry(model, layer)
 

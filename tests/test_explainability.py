@@ -35,6 +35,20 @@ def test_token_map_and_user_model_untouched(hybrid):
     assert len(hybrid.layers) == n_layers and len(hybrid.outputs) == outputs
 
 
+def test_grad_cam_reads_the_last_convolution_at_twice_the_token_resolution(hybrid):
+    from utils.architectures import FEATURES, feature_geometry, last_conv_activation
+
+    assert last_conv_activation(hybrid) == "relu3_2"
+    fine, tokens = GradCAM(hybrid), GradCAM(hybrid, FEATURES)
+    grid, token_grid = fine.reader.outputs[0].shape[1:3], tokens.reader.outputs[0].shape[1:3]
+    assert (grid, token_grid) in {((16, 16), (8, 8)), ((9, 9), (4, 4))}  # 'same' / 'valid' padding
+    stride, offset = feature_geometry(hybrid, "relu3_2")
+    assert stride == 4 and 0 <= offset and offset + stride * (grid[0] - 1) <= 63  # cells centred inside the patch
+    img = np.random.default_rng(2).uniform(size=(2, 64, 64, 1)).astype(np.float32)
+    masks, scores = fine.explain(img)
+    assert masks.shape == (2, 64, 64) and np.allclose(scores, hybrid.predict(img, verbose=0).ravel(), atol=1e-5)
+
+
 def test_bad_arguments(hybrid):
     with pytest.raises(ValueError, match="head_fusion"):
         AttentionRollout(hybrid, head_fusion="median")

@@ -145,6 +145,12 @@ def feature_geometry(model, feature_layer=FEATURES) -> tuple[float, float]:
     return stride, offset
 
 
+def last_conv_activation(model, feature_layer=FEATURES) -> str:
+    """Name of the layer the CNN's final pooling reads: the activation of its last convolution, the map Grad-CAM
+    is defined on, at twice the feature map's resolution (9x9 for a 64 px patch without padding, 16x16 with)."""
+    return cnn_layer_names(model, feature_layer)[-2]  # the stem is a chain: the layer before the pooling feeds it
+
+
 def encoder_blocks(model) -> list:
     """The TransformerEncoderBlock layers of a model, in order."""
     return [layer for layer in model.layers if isinstance(layer, TransformerEncoderBlock)]
