@@ -47,6 +47,10 @@ def test_grad_cam_reads_the_last_convolution_at_twice_the_token_resolution(hybri
     img = np.random.default_rng(2).uniform(size=(2, 64, 64, 1)).astype(np.float32)
     masks, scores = fine.explain(img)
     assert masks.shape == (2, 64, 64) and np.allclose(scores, hybrid.predict(img, verbose=0).ravel(), atol=1e-5)
+    from explainability.figures import compute_maps
+
+    maps, _ = compute_maps(hybrid, img, tokens=True)
+    assert {"Grad-CAM", "Grad-CAM on the tokens"} <= set(maps) and np.allclose(maps["Grad-CAM"], masks)
 
 
 def test_bad_arguments(hybrid):
