@@ -51,10 +51,15 @@ EQUAL_RATE_COUNTS = (2, 4, 6)  # authentic slices flagged, of 112 in the develop
 
 
 def found_at_equal_false_alarms(tampered, authentic, counts=EQUAL_RATE_COUNTS) -> dict:
-    """{false-alarm rate: share of tampered slices found} for thresholds that flag exactly k of the authentic
-    slices (k in `counts`; strictly above the (k+1)-th highest authentic score, so ties are not flagged)."""
-    tampered, ranked = np.asarray(tampered, float), np.sort(np.asarray(authentic, float))[::-1]
-    return {round(k / len(ranked), 4): float(np.mean(tampered > ranked[k])) for k in counts if k < len(ranked)}
+    """{false-alarm rate: share of tampered slices found} for thresholds that flag at most k of the authentic
+    slices (k in `counts`; `operating_point.threshold_at_false_alarm_rate`, so ties at the (k+1)-th highest
+    authentic score are not flagged)."""
+    from utils.operating_point import threshold_at_false_alarm_rate
+
+    tampered, n = np.asarray(tampered, float), len(authentic)
+    # (k + 0.5) / n: a rate whose floor(rate * n) is k whatever the rounding of k / n
+    return {round(k / n, 4): float(np.mean(tampered >= threshold_at_false_alarm_rate(authentic, (k + 0.5) / n)))
+            for k in counts if k < n}
 
 
 def _operating(report: dict) -> str:
