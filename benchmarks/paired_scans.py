@@ -93,9 +93,9 @@ def main() -> None:
     na, nb = args.names
     lines = [f"| pair | detector | slice AUC (top-1) | real: top-1 / consensus peak / attention peak within 24 px | "
              f"synthetic: the same | authentic slices with a window >= 0.5 | s per slice |", "|---|---|---|---|---|---|---|"]
+    reports = [(_load(fa), _load(fb)) for fa, fb in zip(args.a, args.b)]
     diffs = []
-    for i, (fa, fb) in enumerate(zip(args.a, args.b)):
-        a, b = _load(fa), _load(fb)
+    for i, (a, b) in enumerate(reports):
         lines += [f"| {i} | {na} | {_side(a)} |", f"| {i} | {nb} | {_side(b)} |"]
         diffs.append(paired_slices(a, b))
     lines += ["", f"Slice-level ROC-AUC, {nb} minus {na} [95% paired interval over slices], per pair:", "",
@@ -109,8 +109,8 @@ def main() -> None:
               f"{' / '.join(str(k) for k in EQUAL_RATE_COUNTS)} of them (equal false-alarm rates):", "",
               "| pair | detector | stored 1% threshold | stored 5% threshold | found at equal false-alarm rates |",
               "|---|---|---|---|---|"]
-    for i, (fa, fb) in enumerate(zip(args.a, args.b)):
-        lines += [f"| {i} | {na} | {_operating(_load(fa))} |", f"| {i} | {nb} | {_operating(_load(fb))} |"]
+    for i, (a, b) in enumerate(reports):
+        lines += [f"| {i} | {na} | {_operating(a)} |", f"| {i} | {nb} | {_operating(b)} |"]
     text = "\n".join(lines)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
