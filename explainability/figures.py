@@ -29,6 +29,13 @@ def compute_maps(model, images, tokens: bool = False) -> tuple[dict, np.ndarray]
     return maps, scores
 
 
+def random_cell_maps(model, n: int, size, rng) -> np.ndarray:
+    """Uniform random token maps drawn onto pixels as rollout draws its maps: what the drawing alone (each cell
+    spread over what it sees, the border seen by fewer cells) scores, the baseline beside the centre prior."""
+    reader = AttentionRollout(model)
+    return reader.to_masks(rng.uniform(size=(n, reader.cells * reader.members)), size)
+
+
 def _pick(rows, label, n, rng, require_region=False):
     rows = [r for r in rows if r["label"] == str(label) and (r["tamper_r"] or not require_region)]
     idx = rng.choice(len(rows), size=min(n, len(rows)), replace=False) if rows else []
@@ -74,6 +81,7 @@ def score_views(model, images, regions, region_scale: int = 64, seed: int = 0, s
     maps, _ = compute_maps(model, images, tokens=True)
     rng = np.random.default_rng(seed + 1)
     maps["baseline: random"] = rng.uniform(size=(len(images), *size))
+    maps["baseline: random cells"] = random_cell_maps(model, len(images), size, rng)
     maps["baseline: centre prior"] = np.repeat(centre_prior(size)[None], len(images), axis=0)
     scale = size[0] / region_scale
     masks = np.stack([region_mask(size, cx * scale, cy * scale, r * scale) for cx, cy, r in regions])

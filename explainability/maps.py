@@ -5,11 +5,11 @@ import warnings
 
 import numpy as np
 
-from utils.architectures import FEATURES, encoder_blocks, feature_geometry, last_conv_activation
+from utils.architectures import FEATURES, encoder_blocks, feature_geometry, last_conv_activation, receptive_field
 from utils.data import to_model_input
 from utils.ensemble import members
 
-from .rollout import HEAD_FUSIONS, flat_maps, gradient_rollout, grid_to_pixels, rollout, to_unit_range
+from .rollout import ERF_SIGMA_PER_RF, HEAD_FUSIONS, flat_maps, gradient_rollout, grid_to_pixels, rollout, to_unit_range
 
 
 def to_numpy(tensor) -> np.ndarray:
@@ -75,6 +75,7 @@ class AttentionRollout:
             first = max(self.parts, key=lambda part: part.members)
             self.blocks, self.size, self.channels, self.grid = first.blocks, first.size, first.channels, first.grid
             self.geometry, self.cells, self.members, self.reader = first.geometry, first.cells, first.members, None
+            self.spread = first.spread
             return
         self.blocks = encoder_blocks(model)
         if not self.blocks:
@@ -86,6 +87,7 @@ class AttentionRollout:
         feat = model.get_layer(FEATURES).output.shape if FEATURES in [lyr.name for lyr in model.layers] else None
         self.grid = (int(feat[1]), int(feat[2])) if feat is not None else (int(np.sqrt(tokens)),) * 2
         self.geometry = feature_geometry(model) if feat is not None else None
+        self.spread = ERF_SIGMA_PER_RF * receptive_field(model) if feat is not None else None
         self.cells = self.grid[0] * self.grid[1]
         if tokens % self.cells:
             raise ValueError(f"{tokens} patch tokens do not form the {self.grid} feature grid")
@@ -161,22 +163,24 @@ class AttentionRollout:
     def to_masks(self, cls_maps: np.ndarray, size) -> np.ndarray:
         """(B, T - 1) rolled-out maps -> (B, H, W) masks in [0, 1] at the image size (flat maps: all ones)."""
         grid = self.patch_tokens(cls_maps).reshape(len(cls_maps), *self.grid)
-        return unit_masks(grid, size, "attention", self.geometry, self.size)
+        return unit_masks(grid, size, "attention", self.geometry, self.size, self.spread)
 
     def __call__(self, image) -> np.ndarray:
         """Mask in [0, 1]: (H, W) for an image given as (H, W) or (H, W, C); (B, H, W) for a batch (B, H, W, C)."""
         return self.explain(image)[0]
 
 
-def unit_masks(grid: np.ndarray, size, what: str, geometry=None, input_size=None) -> np.ndarray:
-    """(B, gh, gw) maps -> (B, H, W) in [0, 1], tokens placed by `geometry` (`rollout.grid_to_pixels`); a flat
-    map is returned as all ones, with a warning, instead of rounding error rescaled into a confident-looking
-    heatmap."""
+def unit_masks(grid: np.ndarray, size, what: str, geometry=None, input_size=None, spread=None) -> np.ndarray:
+    """(B, gh, gw) maps -> (B, H, W) in [0, 1], cells placed by `geometry` and spread over what they see
+    (`rollout.grid_to_pixels`); a flat map is returned as all ones, with a warning, instead of rounding error (or
+    the cells' footprint) rescaled into a confident-looking heatmap."""
     flat = flat_maps(grid)
     if flat.any():
         warnings.warn(f"{int(flat.sum())} of {len(grid)} {what} maps are flat (no variation beyond rounding): "
                       "shown as uniform; the model's map does not single out any region", stacklevel=3)
-    return to_unit_range(grid_to_pixels(to_unit_range(grid), tuple(size), geometry, input_size))
+    masks = to_unit_range(grid_to_pixels(to_unit_range(grid), tuple(size), geometry, input_size, spread))
+    masks[flat] = 1.0
+    return masks
 
 
 def _require_tensorflow(what: str):
@@ -228,6 +232,7 @@ class GradCAM:
         layer = layer or last_conv_activation(model)
         self.reader = keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]])
         self.geometry = feature_geometry(model, layer)
+        self.spread = ERF_SIGMA_PER_RF * receptive_field(model, layer)
 
     def explain(self, image):
         if self.parts:
@@ -244,7 +249,7 @@ class GradCAM:
         grads, features = grads[::step], features[::step]
         weights = grads.mean(axis=(1, 2), keepdims=True)
         cam = np.maximum((weights * features).sum(axis=-1), 0)
-        masks = unit_masks(cam, original, "Grad-CAM", self.geometry, self.size)
+        masks = unit_masks(cam, original, "Grad-CAM", self.geometry, self.size, self.spread)
         scores = score.numpy().reshape(-1)
         return (masks if batched else masks[0]), (scores if batched else scores[0])
 

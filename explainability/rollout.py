@@ -8,6 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 HEAD_FUSIONS = ("mean", "max", "min")
+# a cell's effective receptive field as a Gaussian: sigma = RF / 5 (a trained stem's measured sigma over its
+# theoretical receptive field: `python -m benchmarks.receptive_field`)
+ERF_SIGMA_PER_RF = 0.2
 
 
 def fuse_heads(attention: np.ndarray, head_fusion: str = "mean") -> np.ndarray:
@@ -100,21 +103,29 @@ def to_unit_range(maps: np.ndarray, rtol: float = FLAT_RTOL) -> np.ndarray:
 
 
 def grid_to_pixels(grid_maps: np.ndarray, size: tuple[int, int], geometry: tuple[float, float] | None = None,
-                   input_size: tuple[int, int] | None = None) -> np.ndarray:
-    """(B, gh, gw) token maps -> (B, H, W), bilinear between token centres, edges held. `geometry` (stride,
-    offset) places token i at input pixel offset + stride * i of a model input of `input_size` (default: `size`;
-    `architectures.feature_geometry`); without it each token sits at the centre of its equal share of the image
+                   input_size: tuple[int, int] | None = None, spread: float | None = None) -> np.ndarray:
+    """(B, gh, gw) cell maps -> (B, H, W). `geometry` (stride, offset) places cell i at input pixel
+    offset + stride * i of a model input of `input_size` (default: `size`; `architectures.feature_geometry`).
+
+    With `spread` (input px), every cell's value is spread over the pixels it sees, a Gaussian of that sigma around
+    its centre (its effective receptive field; `ERF_SIGMA_PER_RF` of `architectures.receptive_field`), and the
+    contributions summed: a pixel that few cells see, as at the border of a padding-free stem, gets little, and a
+    high cell draws a blob where it looks, not a band out to the border. Without it, bilinear between cell centres
+    with the edges held; without `geometry` either, each cell sits at the centre of its equal share of the image
     (a 'same'-padded stem: 8x8 px cells of a 64 px input)."""
     maps = np.asarray(grid_maps, np.float64)
     (h, w), (gh, gw) = size, maps.shape[1:]
     ih, iw = input_size or size
-
-    def weights(n_out, n_tokens, n_in, stride, offset):
-        centres = (offset + stride * np.arange(n_tokens) + 0.5) * n_out / n_in - 0.5
-        return np.stack([np.interp(np.arange(n_out), centres, e) for e in np.eye(n_tokens)], axis=1)
-
+    stride, offset = geometry if geometry is not None else (1.0, 0.0)
     if geometry is None:
-        wy, wx = weights(h, gh, gh, 1.0, 0.0), weights(w, gw, gw, 1.0, 0.0)
-    else:
-        wy, wx = weights(h, gh, ih, *geometry), weights(w, gw, iw, *geometry)
-    return np.einsum("yi,bij,xj->byx", wy, maps, wx).astype(np.float32)
+        ih, iw = gh, gw
+
+    def weights(n_out, n_tokens, n_in):
+        centres = offset + stride * np.arange(n_tokens)  # input pixel coordinates
+        if spread is not None:
+            pixels = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+            return np.exp(-((pixels[:, None] - centres[None]) ** 2) / (2 * spread**2))
+        at = (centres + 0.5) * n_out / n_in - 0.5
+        return np.stack([np.interp(np.arange(n_out), at, e) for e in np.eye(n_tokens)], axis=1)
+
+    return np.einsum("yi,bij,xj->byx", weights(h, gh, ih), maps, weights(w, gw, iw)).astype(np.float32)

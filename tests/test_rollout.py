@@ -109,6 +109,27 @@ def test_tokens_sit_where_the_stem_looks():
     assert abs(y - 51.5) <= 0.5 and abs(x - 83.5) <= 0.5
 
 
+def test_cells_spread_over_what_they_see():
+    """With `spread`, a high cell on the edge of a padding-free stem's 4x4 grid draws a blob centred where it looks,
+    fading towards the border, not a band held out to it; sigma comes from the cell's receptive field."""
+    from explainability.rollout import ERF_SIGMA_PER_RF
+    from utils.architectures import build_cnn, feature_geometry, receptive_field
+
+    cnn = build_cnn((64, 64, 1), (4, 4, 4), padding="valid")
+    stride, offset = feature_geometry(cnn)
+    assert receptive_field(cnn) == 36 and offset == (36 - 1) / 2  # the first cell sees pixels 0..35
+    grid = np.zeros((1, 4, 4))
+    grid[0, 1, 3] = 1.0
+    held = grid_to_pixels(grid, (64, 64), (stride, offset))[0]
+    spread = grid_to_pixels(grid, (64, 64), (stride, offset), spread=ERF_SIGMA_PER_RF * 36)[0]
+    assert np.ptp(held[25, 42:]) == 0 and held[25, 63] > 0.8 * held.max()  # held: a band out to the border
+    assert np.unravel_index(np.argmax(spread), spread.shape) in {(25, 41), (25, 42), (26, 41), (26, 42)}
+    assert spread[25, 63] < 0.2 * spread.max() and spread[63, 41] < 0.01 * spread.max()
+    big = grid_to_pixels(grid, (128, 128), (stride, offset), (64, 64), spread=7.2)[0]
+    y, x = np.unravel_index(np.argmax(big), big.shape)
+    assert abs(y - 51.5) <= 0.5 and abs(x - 83.5) <= 0.5
+
+
 def test_rounding_noise_is_flat_not_a_heatmap():
     from explainability.rollout import flat_maps
 

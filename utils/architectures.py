@@ -145,6 +145,18 @@ def feature_geometry(model, feature_layer=FEATURES) -> tuple[float, float]:
     return stride, offset
 
 
+def receptive_field(model, feature_layer=FEATURES) -> int:
+    """Side in input pixels of the square a cell of the feature map sees (its theoretical receptive field): 36 px
+    for the 4x4 tokens of a 64 px patch without padding, 32 px for the 9x9 map before the last pooling."""
+    size, jump = 1, 1
+    for name in cnn_layer_names(model, feature_layer):
+        layer = model.get_layer(name)
+        if isinstance(layer, (layers.Conv2D, layers.MaxPooling2D)):
+            size += ((layer.kernel_size if isinstance(layer, layers.Conv2D) else layer.pool_size)[0] - 1) * jump
+            jump *= layer.strides[0]
+    return size
+
+
 def last_conv_activation(model, feature_layer=FEATURES) -> str:
     """Name of the layer the CNN's final pooling reads: the activation of its last convolution, the map Grad-CAM
     is defined on, at twice the feature map's resolution (9x9 for a 64 px patch without padding, 16x16 with)."""
