@@ -31,7 +31,7 @@ def test_help_of_every_benchmark():
     for name in ("compare", "transfer", "faithfulness", "scan_localisation", "corpus_speed", "startup",
                  "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed",
                  "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives", "paired_scans", "removal_haze",
-                 "ensembles"):
+                 "ensembles", "receptive_field"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name
@@ -204,3 +204,13 @@ def test_found_at_equal_false_alarms_flags_exactly_k_authentic_slices():
     authentic = np.linspace(0, 0.99, 100)  # highest 0.99, 0.98, ...
     found = found_at_equal_false_alarms([0.995, 0.985, 0.975, 0.5], authentic, counts=(0, 2, 200))
     assert found == {0.0: 0.25, 0.02: 0.75}  # above 0.99 one of four; above 0.97 (the 3rd highest) three
+
+
+def test_effective_receptive_field_is_narrower_than_the_theoretical_one():
+    from benchmarks.receptive_field import footprint_sigma
+    from utils.architectures import FEATURES, build_cnn, receptive_field
+
+    cnn = build_cnn((64, 64, 1), (4, 4, 4), padding="valid")
+    images = np.random.default_rng(0).uniform(size=(4, 64, 64, 1)).astype(np.float32)
+    sigma = footprint_sigma(cnn, FEATURES, images, draws=2)
+    assert receptive_field(cnn) == 36 and 2.0 < sigma < 36 / 2
