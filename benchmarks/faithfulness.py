@@ -4,8 +4,9 @@
 
 Needs the main job's model and corpora (data/test, and data/ctgan from the notebook or
 `python -m utils.cli prepare-ctgan ../shared/data/ctgan-sample --out data/ctgan --protocol test`).
-For every map type and two baselines (uniform random map, centre-prior Gaussian): pointing game (share of
-maps whose peak lies in the tampered region), energy ratio (share of the map inside the region over the
+For every map type, three baselines (uniform random pixels; uniform random cells drawn as the maps are drawn;
+the centre-prior Gaussian) and a reference that knows the answer (a Gaussian on the tampered point): pointing game
+(share of maps whose peak lies in the tampered region), energy ratio (share of the map inside the region over the
 region's area share) and deletion / insertion AUC of the fake score (16 steps, mean-value replacement).
 Writes reports/faithfulness.md and .json.
 

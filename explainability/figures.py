@@ -75,8 +75,9 @@ def faithfulness(model, data_dir, split: str = "test", n: int = 200, seed: int =
 
 
 def score_views(model, images, regions, region_scale: int = 64, seed: int = 0, steps: int = 16) -> dict:
-    """`score_maps` of every map type and the two baselines; regions (cx, cy, r) in pixels of a
-    `region_scale` px patch."""
+    """`score_maps` of every map type, three baselines (random pixels, random cells, the centre prior) and a
+    reference that knows the answer (a Gaussian of the region's radius on the tampered point: what pointing perfectly
+    scores on insertion and deletion); regions (cx, cy, r) in pixels of a `region_scale` px patch."""
     size = tuple(int(v) for v in model.inputs[0].shape[1:3])
     maps, _ = compute_maps(model, images, tokens=True)
     rng = np.random.default_rng(seed + 1)
@@ -85,6 +86,9 @@ def score_views(model, images, regions, region_scale: int = 64, seed: int = 0, s
     maps["baseline: centre prior"] = np.repeat(centre_prior(size)[None], len(images), axis=0)
     scale = size[0] / region_scale
     masks = np.stack([region_mask(size, cx * scale, cy * scale, r * scale) for cx, cy, r in regions])
+    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
+    maps["reference: the tampered point first"] = np.stack(  # what a map that knows the answer scores
+        [np.exp(-((xx - cx * scale) ** 2 + (yy - cy * scale) ** 2) / (2 * (r * scale) ** 2)) for cx, cy, r in regions])
     return score_maps(maps, masks, model, images, steps)
 
 

@@ -103,6 +103,17 @@ def test_faithfulness_scores():
     assert scores["peak"]["pointing"] == 1.0 and scores["flat"]["energy_ratio"] == pytest.approx(1.0)
 
 
+def test_score_views_reports_baselines_and_a_reference_that_knows_the_answer(hybrid):
+    from explainability.figures import score_views
+
+    img = np.random.default_rng(4).uniform(size=(2, 64, 64, 1)).astype(np.float32)
+    scores = score_views(hybrid, img, [(20.0, 40.0, 8.0), (44.0, 30.0, 8.0)], steps=4)
+    assert {"baseline: random", "baseline: random cells", "baseline: centre prior", "rollout mean",
+            "Grad-CAM"} <= set(scores)
+    reference = scores["reference: the tampered point first"]
+    assert reference["pointing"] == 1.0 and reference["energy_ratio"] > 3 and 0 <= reference["insertion_auc"] <= 1
+
+
 def test_cli_explain(hybrid, tmp_path):
     import subprocess
     import sys
