@@ -115,10 +115,10 @@ def grid_to_pixels(grid_maps: np.ndarray, size: tuple[int, int], geometry: tuple
     (a 'same'-padded stem: 8x8 px cells of a 64 px input)."""
     maps = np.asarray(grid_maps, np.float64)
     (h, w), (gh, gw) = size, maps.shape[1:]
-    ih, iw = input_size or size
-    stride, offset = geometry if geometry is not None else (1.0, 0.0)
-    if geometry is None:
-        ih, iw = gh, gw
+    if geometry is None:  # cell i at the centre of the i-th equal share of the image
+        (stride, offset), (ih, iw) = (1.0, 0.0), (gh, gw)
+    else:
+        (stride, offset), (ih, iw) = geometry, input_size or size
 
     def weights(n_out, n_tokens, n_in):
         centres = offset + stride * np.arange(n_tokens)  # input pixel coordinates

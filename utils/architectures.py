@@ -128,20 +128,27 @@ def stem_padding(model) -> str:
     return "valid" if convs and all(layer.padding == "valid" for layer in convs) else "same"
 
 
+def _windows(model, feature_layer=FEATURES) -> list:
+    """(layer, window side, step) of every convolution and pooling from the input up to the feature map, in order."""
+    out = []
+    for name in cnn_layer_names(model, feature_layer):
+        layer = model.get_layer(name)
+        if isinstance(layer, (layers.Conv2D, layers.MaxPooling2D)):
+            side = (layer.kernel_size if isinstance(layer, layers.Conv2D) else layer.pool_size)[0]
+            out.append((layer, side, layer.strides[0]))
+    return out
+
+
 def feature_geometry(model, feature_layer=FEATURES) -> tuple[float, float]:
     """(stride, offset) of the feature map in input pixels: feature cell i is centred on input pixel
     offset + stride * i (pixel centres at integer coordinates). 'same' padding, three 2x2 poolings: (8, 3.5);
     'valid': (8, 17.5), every cell's view shifted by the borders the unpadded convolutions leave out."""
     stride, offset = 1.0, 0.0
-    for name in reversed(cnn_layer_names(model, feature_layer)):
-        layer = model.get_layer(name)
-        if isinstance(layer, (layers.Conv2D, layers.MaxPooling2D)):
-            size = (layer.kernel_size if isinstance(layer, layers.Conv2D) else layer.pool_size)[0]
-            step = layer.strides[0]
-            shift = (size - 1) / 2 if layer.padding == "valid" else 0.0
-            if layer.padding != "valid" and step != 1:
-                raise ValueError(f"{name}: a strided layer with 'same' padding has no fixed centre here")
-            stride, offset = stride * step, offset * step + shift
+    for layer, side, step in reversed(_windows(model, feature_layer)):
+        shift = (side - 1) / 2 if layer.padding == "valid" else 0.0
+        if layer.padding != "valid" and step != 1:
+            raise ValueError(f"{layer.name}: a strided layer with 'same' padding has no fixed centre here")
+        stride, offset = stride * step, offset * step + shift
     return stride, offset
 
 
@@ -149,11 +156,8 @@ def receptive_field(model, feature_layer=FEATURES) -> int:
     """Side in input pixels of the square a cell of the feature map sees (its theoretical receptive field): 36 px
     for the 4x4 tokens of a 64 px patch without padding, 32 px for the 9x9 map before the last pooling."""
     size, jump = 1, 1
-    for name in cnn_layer_names(model, feature_layer):
-        layer = model.get_layer(name)
-        if isinstance(layer, (layers.Conv2D, layers.MaxPooling2D)):
-            size += ((layer.kernel_size if isinstance(layer, layers.Conv2D) else layer.pool_size)[0] - 1) * jump
-            jump *= layer.strides[0]
+    for _, side, step in _windows(model, feature_layer):
+        size, jump = size + (side - 1) * jump, jump * step
     return size
 
 
