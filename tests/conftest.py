@@ -18,8 +18,10 @@ SHARED = REPO.parent / "shared" / "data"
 
 def write_dicom(path: Path, hu: np.ndarray, instance: int = 1, z: float = 0.0, intercept: float = -1024.0,
                 slope: float = 1.0, spacing: float = 0.7, rescale: bool = True, modality: str = "CT",
-                series_uid: str | None = None, patient: str | None = None) -> Path:
-    """A minimal CT slice storing (hu - intercept) / slope as int16."""
+                series_uid: str | None = None, patient: str | None = None, orientation=None, image_type=None,
+                syntax=None) -> Path:
+    """A minimal CT slice storing (hu - intercept) / slope as int16; `syntax`: a compressed transfer syntax
+    to store the pixels with (e.g. pydicom.uid.JPEG2000Lossless)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -34,6 +36,10 @@ def write_dicom(path: Path, hu: np.ndarray, instance: int = 1, z: float = 0.0, i
         ds.PatientID = patient
     ds.InstanceNumber = instance
     ds.ImagePositionPatient = [-175.0, -175.0, float(z)]
+    if orientation is not None:
+        ds.ImageOrientationPatient = list(orientation)
+    if image_type is not None:
+        ds.ImageType = list(image_type)
     ds.PixelSpacing = [spacing, spacing]
     ds.SliceThickness = 2.5
     stored = np.rint((np.asarray(hu, np.float64) - intercept) / slope).astype(np.int16)
@@ -48,6 +54,8 @@ def write_dicom(path: Path, hu: np.ndarray, instance: int = 1, z: float = 0.0, i
         ds.RescaleIntercept = intercept
         ds.RescaleSlope = slope
     ds.PixelData = stored.tobytes()
+    if syntax is not None:
+        ds.compress(syntax)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(str(path), enforce_file_format=True)
     return path

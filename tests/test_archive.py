@@ -13,7 +13,7 @@ from utils.scan import scan_series
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory, chest_slices):
     """A small PACS export: three CT series in nested study folders (files without extension), a non-CT
-    object, a text file and a broken DICOM."""
+    object, a text file, a broken DICOM, a localizer and a coronal reformat."""
     slices, profile = chest_slices
     root = tmp_path_factory.mktemp("pacs")
     for study in range(3):
@@ -24,6 +24,10 @@ def pacs(tmp_path_factory, chest_slices):
     write_dicom(root / "study0" / "report" / "sr.dcm", slices[0][:16, :16], modality="SR")
     (root / "study1" / "notes.txt").write_text("not an image")
     (root / "study2" / "series1" / "broken.dcm").write_bytes(b"\0" * 64)
+    write_dicom(root / "study0" / "scout" / "topogram", slices[0], image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
+                series_uid=generate_uid())
+    write_dicom(root / "study1" / "mpr" / "coronal", slices[0], orientation=(1, 0, 0, 0, 0, -1),
+                series_uid=generate_uid())
     model = build_cnn((64, 64, 1), filters=(4, 8, 8))
     path = root.parent / "archive_model.keras"
     model.save(path)
@@ -38,8 +42,9 @@ def test_series_are_found_and_other_files_skipped_with_a_reason(pacs):
     jobs, skipped = find_series(pacs[0])
     assert len(jobs) == 3 and all(len(j.files) == 2 for j in jobs)
     reasons = {p.split("/")[-1]: r for p, r in ((s["path"], s["reason"]) for s in skipped)}
-    assert set(reasons) == {"sr.dcm", "notes.txt", "broken.dcm"}
+    assert set(reasons) == {"sr.dcm", "notes.txt", "broken.dcm", "topogram", "coronal"}
     assert "not CT" in reasons["sr.dcm"] and "not a readable DICOM" in reasons["notes.txt"]
+    assert "localizer" in reasons["topogram"] and "coronal" in reasons["coronal"]
 
 
 def test_archive_matches_serial_scan_and_a_killed_run_resumes(pacs, tmp_path):
@@ -48,7 +53,7 @@ def test_archive_matches_serial_scan_and_a_killed_run_resumes(pacs, tmp_path):
     summary = scan_archive(root, model_path, report, workers=1, progress=False, stride=32)
     assert summary["scanned"] == 3 and summary["errors"] == 0
     series = [line for line in _lines(report) if line["kind"] == "series"]
-    assert len(series) == 3 and len([line for line in _lines(report) if line["kind"] == "skipped"]) == 3
+    assert len(series) == 3 and len([line for line in _lines(report) if line["kind"] == "skipped"]) == 5
     jobs, _ = find_series(root)
     serial = scan_series(load_model(model_path), jobs[0].files, stride=32, progress=False)
     line = next(s for s in series if s["series_uid"] == jobs[0].uid)
@@ -63,5 +68,5 @@ def test_archive_matches_serial_scan_and_a_killed_run_resumes(pacs, tmp_path):
     summary = scan_archive(root, model_path, report, workers=1, progress=False, stride=32)
     assert summary["already_done"] == 1 and summary["scanned"] == 2
     done, skipped = read_report(report)
-    assert done == {j.uid for j in jobs} and len(skipped) == 3
-    assert len(_lines(report)) == 6  # no duplicates
+    assert done == {j.uid for j in jobs} and len(skipped) == 5
+    assert len(_lines(report)) == 8  # no duplicates

@@ -1,4 +1,5 @@
 import numpy as np
+import pydicom
 import pytest
 
 from tests.conftest import write_dicom
@@ -115,3 +116,43 @@ def test_shipped_rle_backgrounds_decode_and_their_patient_leaves_the_false_alarm
     assert {p.image.shape for p in authentic_patches(root / "B40f", per_slice=1, size=96)} == {(96, 96)}
     with pytest.raises(FileNotFoundError):
         authentic_patches(root, per_slice=1, exclude_patients={shipped.meta["patient_id"]})
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.80"],
+                         ids=["rle", "jpeg2000", "jpeg-ls"])
+def test_compressed_slices_decode_to_the_same_hu(tmp_path, syntax):
+    """Clinical archives store CT compressed: RLE, JPEG 2000 and JPEG-LS (lossless) read back bit for bit."""
+    hu = np.random.default_rng(0).integers(-1024, 600, (48, 40)).astype(np.float32)
+    plain = read_slice(write_dicom(tmp_path / "plain.dcm", hu))
+    packed = read_slice(write_dicom(tmp_path / "packed.dcm", hu, syntax=syntax))
+    np.testing.assert_array_equal(packed.hu, plain.hu)
+    np.testing.assert_array_equal(packed.hu, hu)
+
+
+def test_localizers_and_reformats_are_refused_by_name(tmp_path):
+    hu = np.full((32, 32), -850.0)
+    scout = write_dicom(tmp_path / "scout.dcm", hu, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
+    with pytest.raises(DicomError, match="scout.dcm: a localizer"):
+        read_slice(scout)
+    for name, orientation, plane in [("cor.dcm", (1, 0, 0, 0, 0, -1), "coronal"),
+                                     ("sag.dcm", (0, 1, 0, 0, 0, -1), "sagittal")]:
+        with pytest.raises(DicomError, match=f"{name}: a {plane} image"):
+            read_slice(write_dicom(tmp_path / name, hu, orientation=orientation))
+    axial = read_slice(write_dicom(tmp_path / "ax.dcm", hu, z=-120.0, orientation=(1, 0, 0, 0, 1, 0)))
+    assert axial.z == -120.0
+
+
+def test_tilted_gantry_orders_slices_along_the_normal(tmp_path):
+    """A tilted gantry moves each slice's origin in y as well as z; positions are read along the slice normal."""
+    tilt = np.deg2rad(20)
+    orientation = (1, 0, 0, 0, np.cos(tilt), -np.sin(tilt))  # rows tilted about x
+    normal = np.cross(orientation[:3], orientation[3:])
+    for i, step in enumerate((0.0, 5.0, 10.0)):
+        path = write_dicom(tmp_path / "s" / f"{i}.dcm", np.full((16, 16), -850.0), instance=3 - i,
+                           orientation=orientation)
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient = list(np.array([-175.0, -175.0, 0.0]) + step * normal)
+        ds.save_as(path)
+    series = read_series(tmp_path / "s")
+    assert [s.instance for s in series] == [3, 2, 1]
+    np.testing.assert_allclose(np.diff([s.z for s in series]), [5.0, 5.0])

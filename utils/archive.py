@@ -31,9 +31,11 @@ class SeriesJob:
 
 def find_series(root) -> tuple[list[SeriesJob], list[dict]]:
     """Every CT series under root (files grouped by SeriesInstanceUID, any file name), and the files skipped,
-    each with its reason (not DICOM, another modality, no image)."""
+    each with its reason (not DICOM, another modality, no image, a localizer or a non-axial reformat)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
+
+    from .dicom import not_axial_reason
 
     root = Path(root)
     if not root.is_dir():
@@ -54,6 +56,9 @@ def find_series(root) -> tuple[list[SeriesJob], list[dict]]:
             continue
         if "Rows" not in ds:
             skipped.append({"path": str(path), "reason": "no image (no Rows)"})
+            continue
+        if reason := not_axial_reason(ds):
+            skipped.append({"path": str(path), "reason": reason})
             continue
         uid = str(ds.get("SeriesInstanceUID", "") or f"folder:{path.parent}")
         job = series.setdefault(uid, SeriesJob(uid, [], str(path.parent), str(ds.get("SeriesDescription", ""))))

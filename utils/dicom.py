@@ -13,7 +13,8 @@ LUNG_WINDOW = (-1000.0, 400.0)
 
 
 class DicomError(ValueError):
-    """A DICOM file or series that cannot be turned into Hounsfield units; the message names the file."""
+    """A DICOM file or series that cannot be turned into axial slices in Hounsfield units (unreadable, missing
+    tags, a localizer or a reformat in another plane); the message names the file."""
 
 
 def window(hu: np.ndarray, lo: float = LUNG_WINDOW[0], hi: float = LUNG_WINDOW[1]) -> np.ndarray:
@@ -35,7 +36,8 @@ class CTSlice:
         hu: (rows, cols) float32 Hounsfield units.
         spacing: pixel spacing in mm, (row, col).
         instance: DICOM InstanceNumber (the slice number of the CT-GAN label files).
-        z: patient z position in mm (ImagePositionPatient[2]), or None.
+        z: position in mm along the slice normal, pointing to the head (ImagePositionPatient[2] without gantry
+            tilt), or None.
         path: file it came from, or None for generated slices.
     """
 
@@ -53,20 +55,52 @@ def _require(ds, tag: str, path: Path):
     return ds[tag].value
 
 
+AXIAL_MIN_COSINE = 0.8  # a slice normal this close to the patient's z axis is axial (gantry tilt up to ~37 deg)
+
+
+def slice_normal(ds) -> np.ndarray | None:
+    """The unit normal of a slice's plane from ImageOrientationPatient (row x column direction), or None."""
+    orientation = ds.get("ImageOrientationPatient", None)
+    if orientation is None or len(orientation) != 6:
+        return None
+    normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:], float))
+    norm = np.linalg.norm(normal)
+    return normal / norm if norm > 0 else None
+
+
+def not_axial_reason(ds) -> str | None:
+    """Why a CT image is not an axial slice the detector can read (a localizer, a coronal / sagittal / oblique
+    reformat), or None. Headers only: archives are sorted with it before any pixel is decoded."""
+    if "LOCALIZER" in [str(v).upper() for v in (ds.get("ImageType", None) or [])]:
+        return "a localizer (scout) image, not an axial slice"
+    normal = slice_normal(ds)
+    if normal is not None and abs(normal[2]) < AXIAL_MIN_COSINE:
+        plane = "sagittal" if abs(normal[0]) >= AXIAL_MIN_COSINE else \
+            "coronal" if abs(normal[1]) >= AXIAL_MIN_COSINE else "oblique"
+        return f"a {plane} image (slice normal {np.round(normal, 2).tolist()}), not an axial slice"
+    return None
+
+
 def read_slice(path: str | Path) -> CTSlice:
-    """Read one DICOM slice and convert it to HU with RescaleSlope / RescaleIntercept."""
+    """Read one axial DICOM slice and convert it to HU with RescaleSlope / RescaleIntercept. Compressed pixel
+    data (JPEG, JPEG-LS, JPEG 2000, RLE) decodes through pydicom's plugins; a localizer or a reformat in another
+    plane raises `DicomError`, since the detector reads axial slices only."""
     path = Path(path)
     try:
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, AttributeError, OSError, ValueError, TypeError, KeyError) as err:
         raise DicomError(f"{path}: not a readable DICOM file ({type(err).__name__}: {err})") from err
+    reason = not_axial_reason(ds)
+    if reason:
+        raise DicomError(f"{path}: {reason}; the detector reads axial slices only")
     try:
         pixels = ds.pixel_array
     except Exception as err:  # noqa: BLE001 - pydicom raises many types for a bad or undecodable payload
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         if syntax is not None and syntax.is_compressed and "missing dependencies" in str(err):
             raise DicomError(f"{path}: pixel data is compressed ({syntax.name}) and no decoder plugin is "
-                             "installed: pip install pylibjpeg pylibjpeg-libjpeg (or python-gdcm)") from err
+                             "installed: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (or "
+                             "python-gdcm)") from err
         raise DicomError(f"{path}: unreadable pixel data ({type(err).__name__}: {err})") from err
     if pixels.ndim != 2:
         raise DicomError(f"{path}: expected a single 2-D slice, got pixel data of shape {pixels.shape}")
@@ -76,12 +110,14 @@ def read_slice(path: str | Path) -> CTSlice:
     spacing = ds.get("PixelSpacing", None)
     if spacing is None:
         raise DicomError(f"{path}: DICOM tag PixelSpacing is missing")
-    position = ds.get("ImagePositionPatient", None)
+    position, normal, z = ds.get("ImagePositionPatient", None), slice_normal(ds), None
+    if position is not None:  # along the slice normal: a tilted gantry's positions move in y as well as z
+        z = float(position[2]) if normal is None else float(np.dot(position, normal * np.sign(normal[2])))
     return CTSlice(
         hu=hu,
         spacing=(float(spacing[0]), float(spacing[1])),
         instance=int(ds.get("InstanceNumber", 0) or 0),
-        z=float(position[2]) if position is not None else None,
+        z=z,
         path=str(path),
         meta={
             "thickness": float(ds.get("SliceThickness", 0) or 0),
