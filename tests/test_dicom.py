@@ -156,3 +156,26 @@ def test_tilted_gantry_orders_slices_along_the_normal(tmp_path):
     series = read_series(tmp_path / "s")
     assert [s.instance for s in series] == [3, 2, 1]
     np.testing.assert_allclose(np.diff([s.z for s in series]), [5.0, 5.0])
+
+
+def test_bare_data_set_without_preamble_reads(tmp_path):
+    """Older archives write the data set alone (no preamble, no file meta): read as implicit VR little endian."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from utils.archive import find_series
+
+    hu = np.random.default_rng(1).integers(-1000, 200, (24, 24)).astype(np.float32)
+    ds = pydicom.dcmread(write_dicom(tmp_path / "with_meta.dcm", hu))
+    ds.Modality, ds.SeriesInstanceUID = "CT", "1.2.3.4"
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, True
+    write_dataset(buf, pydicom.Dataset(ds))
+    (tmp_path / "bare" / "IM0").parent.mkdir()
+    (tmp_path / "bare" / "IM0").write_bytes(buf.getvalue())
+    np.testing.assert_array_equal(read_slice(tmp_path / "bare" / "IM0").hu, hu)
+    jobs, skipped = find_series(tmp_path / "bare")
+    assert [j.uid for j in jobs] == ["1.2.3.4"] and not skipped
+    (tmp_path / "bare" / "notes").write_text("not DICOM at all")
+    with pytest.raises(DicomError, match="notes: not a readable DICOM"):
+        read_slice(tmp_path / "bare" / "notes")

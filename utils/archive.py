@@ -32,10 +32,9 @@ class SeriesJob:
 def find_series(root) -> tuple[list[SeriesJob], list[dict]]:
     """Every CT series under root (files grouped by SeriesInstanceUID, any file name), and the files skipped,
     each with its reason (not DICOM, another modality, no image, a localizer or a non-axial reformat)."""
-    import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from .dicom import not_axial_reason
+    from .dicom import dcmread, not_axial_reason
 
     root = Path(root)
     if not root.is_dir():
@@ -46,7 +45,7 @@ def find_series(root) -> tuple[list[SeriesJob], list[dict]]:
         try:
             with warnings.catch_warnings():  # archives hold non-conformant headers (e.g. UUIDs as UIDs): read anyway
                 warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(path, stop_before_pixels=True)
+                ds = dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, EOFError) as err:
             skipped.append({"path": str(path), "reason": f"not a readable DICOM file ({type(err).__name__})"})
             continue

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 LUNG_WINDOW = (-1000.0, 400.0)
 
@@ -55,6 +57,25 @@ def _require(ds, tag: str, path: Path):
     return ds[tag].value
 
 
+def dcmread(path, **kwargs):
+    """`pydicom.dcmread`, also for a bare data set without the 128-byte preamble and file meta (as older archives
+    write them), provided it holds an image; anything else raises pydicom's `InvalidDicomError`."""
+    try:
+        return pydicom.dcmread(path, **kwargs)
+    except InvalidDicomError as err:
+        try:
+            ds = pydicom.dcmread(path, force=True, **kwargs)
+        except Exception:  # noqa: BLE001 - other bytes fail a forced read in many ways: report the first error
+            raise err from None
+        if "Rows" not in ds:
+            raise
+        implicit, little = ds.original_encoding
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else \
+            ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        return ds
+
+
 AXIAL_MIN_COSINE = 0.8  # a slice normal this close to the patient's z axis is axial (gantry tilt up to ~37 deg)
 
 
@@ -87,7 +108,7 @@ def read_slice(path: str | Path) -> CTSlice:
     plane raises `DicomError`, since the detector reads axial slices only."""
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path)
+        ds = dcmread(path)
     except (InvalidDicomError, AttributeError, OSError, ValueError, TypeError, KeyError) as err:
         raise DicomError(f"{path}: not a readable DICOM file ({type(err).__name__}: {err})") from err
     reason = not_axial_reason(ds)
@@ -149,7 +170,7 @@ def written_by_ctgan(ds) -> bool:
 
 def patient_ids(roots) -> set[str]:
     """PatientIDs of every .dcm file under the given folders (headers only)."""
-    return {str(pydicom.dcmread(p, stop_before_pixels=True).get("PatientID", ""))
+    return {str(dcmread(p, stop_before_pixels=True).get("PatientID", ""))
             for root in roots for p in Path(root).rglob("*.dcm")} - {""}
 
 
