@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, EnhancedCTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -56,6 +56,38 @@ def write_dicom(path: Path, hu: np.ndarray, instance: int = 1, z: float = 0.0, i
     ds.PixelData = stored.tobytes()
     if syntax is not None:
         ds.compress(syntax)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+def write_enhanced_ct(path, volume, zs, intercept=-1024.0, spacing=0.6, orientation=(1, 0, 0, 0, 1, 0)):
+    """An enhanced (multi-frame) CT image: rescale, spacing and orientation shared, one position per frame."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = EnhancedCTImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = EnhancedCTImageStorage, meta.MediaStorageSOPInstanceUID, "CT"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    ds.NumberOfFrames, (ds.Rows, ds.Columns) = len(volume), volume.shape[1:]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    measures, transform, plane = Dataset(), Dataset(), Dataset()
+    measures.PixelSpacing, measures.SliceThickness = [spacing, spacing], 1.0
+    transform.RescaleIntercept, transform.RescaleSlope, transform.RescaleType = intercept, 1.0, "HU"
+    plane.ImageOrientationPatient = list(orientation)
+    shared = Dataset()
+    shared.PixelMeasuresSequence, shared.PixelValueTransformationSequence = [measures], [transform]
+    shared.PlaneOrientationSequence = [plane]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for z in zs:
+        position, frame = Dataset(), Dataset()
+        position.ImagePositionPatient = [-150.0, -150.0, float(z)]
+        frame.PlanePositionSequence = [position]
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    ds.PixelData = np.rint(np.asarray(volume) - intercept).astype(np.int16).tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(str(path), enforce_file_format=True)
     return path

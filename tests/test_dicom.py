@@ -2,7 +2,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from tests.conftest import write_dicom
+from tests.conftest import write_dicom, write_enhanced_ct
 from utils.dicom import DicomError, read_dicom_tree, read_series, read_slice, unwindow, window
 
 
@@ -179,3 +179,22 @@ def test_bare_data_set_without_preamble_reads(tmp_path):
     (tmp_path / "bare" / "notes").write_text("not DICOM at all")
     with pytest.raises(DicomError, match="notes: not a readable DICOM"):
         read_slice(tmp_path / "bare" / "notes")
+
+
+def test_enhanced_multi_frame_ct_reads_as_slices_in_patient_order(tmp_path):
+    """Enhanced CT keeps rescale, spacing and positions in functional groups: each frame becomes a slice."""
+    from utils.dicom import read_slices
+
+    volume = np.random.default_rng(2).integers(-1000, 300, (3, 20, 24)).astype(np.float32)
+    path = write_enhanced_ct(tmp_path / "vol" / "enhanced.dcm", volume, zs=[-100.0, -110.0, -105.0])
+    slices = read_slices(path)
+    assert [s.z for s in slices] == [-110.0, -105.0, -100.0] and [s.instance for s in slices] == [1, 2, 3]
+    for sl, f in zip(slices, (1, 2, 0)):
+        np.testing.assert_array_equal(sl.hu, volume[f])
+        assert sl.spacing == (0.6, 0.6) and sl.meta["frame"] == f and sl.meta["thickness"] == 1.0
+    assert [len(s) for _, s in read_dicom_tree(tmp_path)] == [3]
+    with pytest.raises(DicomError, match="enhanced.dcm: an enhanced CT image of 3 frames"):
+        read_slice(path)
+    coronal = write_enhanced_ct(tmp_path / "cor.dcm", volume, zs=[0, 1, 2], orientation=(1, 0, 0, 0, 0, -1))
+    with pytest.raises(DicomError, match="cor.dcm: a coronal image"):
+        read_slices(coronal)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import keras
-from tests.conftest import REPO, TINY_MODEL, write_dicom
+from tests.conftest import REPO, TINY_MODEL, write_dicom, write_enhanced_ct
 from utils.architectures import build_cnn, build_hybrid_vit
 from utils.dicom import DicomError
 from utils.scan import (DIHEDRAL, Location, consensus_peak, consensus_score, dihedral, dihedral_corners,
@@ -145,6 +145,18 @@ def test_series_bad_inputs(tmp_path, chest_slices):
     text.write_text("hello")
     with pytest.raises(DicomError, match="notes.dcm"):
         scan_series(CentreBrightness(), text, progress=False)
+
+
+def test_enhanced_ct_file_scans_as_its_series(tmp_path, chest_slices):
+    slices, profile = chest_slices
+    for i, hu in enumerate(slices[:2]):
+        write_dicom(tmp_path / "classic" / f"{i}.dcm", hu, instance=i + 1, z=2.5 * i, spacing=profile.spacing)
+    enhanced = write_enhanced_ct(tmp_path / "enhanced.dcm", np.stack(slices[:2]), zs=[0.0, 2.5],
+                                 spacing=profile.spacing)
+    classic = scan_series(CentreBrightness(), tmp_path / "classic", stride=32, progress=False)
+    frames = scan_series(CentreBrightness(), enhanced, stride=32, progress=False)
+    assert frames.score == pytest.approx(classic.score) and len(frames.slices) == 2
+    assert [(p.slice, p.x, p.y) for p in frames.locations] == [(p.slice, p.x, p.y) for p in classic.locations]
 
 
 def test_consensus_prefers_a_region_to_a_lone_window():

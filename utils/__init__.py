@@ -20,7 +20,7 @@ _LAZY = {
     "load_split": "data", "read_image": "data",
     "CorpusConfig": "synthetic", "build_synthetic_corpus": "synthetic",
     "load_dataset": "ctgan", "prepare_ctgan": "ctgan",
-    "read_slice": "dicom", "read_series": "dicom", "window": "dicom",
+    "read_slice": "dicom", "read_slices": "dicom", "read_series": "dicom", "window": "dicom",
 }
 __all__ = sorted(_LAZY)
 

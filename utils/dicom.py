@@ -37,7 +37,8 @@ class CTSlice:
     Args:
         hu: (rows, cols) float32 Hounsfield units.
         spacing: pixel spacing in mm, (row, col).
-        instance: DICOM InstanceNumber (the slice number of the CT-GAN label files).
+        instance: DICOM InstanceNumber (the slice number of the CT-GAN label files); the frame number 1..n for a
+            frame of an enhanced multi-frame image, in patient order.
         z: position in mm along the slice normal, pointing to the head (ImagePositionPatient[2] without gantry
             tilt), or None.
         path: file it came from, or None for generated slices.
@@ -49,12 +50,6 @@ class CTSlice:
     z: float | None = None
     path: str | None = None
     meta: dict = field(default_factory=dict)
-
-
-def _require(ds, tag: str, path: Path):
-    if tag not in ds:
-        raise DicomError(f"{path}: DICOM tag {tag} is missing; cannot convert to Hounsfield units")
-    return ds[tag].value
 
 
 def dcmread(path, **kwargs):
@@ -79,9 +74,33 @@ def dcmread(path, **kwargs):
 AXIAL_MIN_COSINE = 0.8  # a slice normal this close to the patient's z axis is axial (gantry tilt up to ~37 deg)
 
 
-def slice_normal(ds) -> np.ndarray | None:
+# Where an enhanced (multi-frame) CT image keeps what a classic one holds at the top level: the functional group
+# sequence of each attribute, looked up per frame, then shared, then at the top level.
+FUNCTIONAL_GROUP = {
+    "RescaleSlope": "PixelValueTransformationSequence", "RescaleIntercept": "PixelValueTransformationSequence",
+    "PixelSpacing": "PixelMeasuresSequence", "SliceThickness": "PixelMeasuresSequence",
+    "ImagePositionPatient": "PlanePositionSequence", "ImageOrientationPatient": "PlaneOrientationSequence",
+    "ConvolutionKernel": "CTReconstructionSequence",
+}
+
+
+def frame_value(ds, keyword: str, frame: int = 0, default=None):
+    """An attribute of one frame: from its per-frame functional group, the shared one, or the top level."""
+    group = FUNCTIONAL_GROUP.get(keyword)
+    if group:
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence", None)
+        candidates = ([per_frame[frame]] if per_frame is not None and frame < len(per_frame) else []) + \
+            list(ds.get("SharedFunctionalGroupsSequence", None) or [])[:1]
+        for item in candidates:
+            inner = item.get(group, None)
+            if inner and keyword in inner[0]:
+                return inner[0][keyword].value
+    return ds[keyword].value if keyword in ds else default
+
+
+def slice_normal(ds, frame: int = 0) -> np.ndarray | None:
     """The unit normal of a slice's plane from ImageOrientationPatient (row x column direction), or None."""
-    orientation = ds.get("ImageOrientationPatient", None)
+    orientation = frame_value(ds, "ImageOrientationPatient", frame)
     if orientation is None or len(orientation) != 6:
         return None
     normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:], float))
@@ -102,8 +121,9 @@ def not_axial_reason(ds) -> str | None:
     return None
 
 
-def read_slice(path: str | Path) -> CTSlice:
-    """Read one axial DICOM slice and convert it to HU with RescaleSlope / RescaleIntercept. Compressed pixel
+def read_slices(path: str | Path) -> list[CTSlice]:
+    """Every axial slice one DICOM file holds, in HU (RescaleSlope / RescaleIntercept): one for a classic CT
+    image, one per frame for an enhanced multi-frame CT image (in patient order, numbered 1..n). Compressed pixel
     data (JPEG, JPEG-LS, JPEG 2000, RLE) decodes through pydicom's plugins; a localizer or a reformat in another
     plane raises `DicomError`, since the detector reads axial slices only."""
     path = Path(path)
@@ -123,15 +143,30 @@ def read_slice(path: str | Path) -> CTSlice:
                              "installed: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (or "
                              "python-gdcm)") from err
         raise DicomError(f"{path}: unreadable pixel data ({type(err).__name__}: {err})") from err
-    if pixels.ndim != 2:
-        raise DicomError(f"{path}: expected a single 2-D slice, got pixel data of shape {pixels.shape}")
-    slope = float(_require(ds, "RescaleSlope", path))
-    intercept = float(_require(ds, "RescaleIntercept", path))
-    hu = pixels.astype(np.float32) * slope + intercept
-    spacing = ds.get("PixelSpacing", None)
-    if spacing is None:
-        raise DicomError(f"{path}: DICOM tag PixelSpacing is missing")
-    position, normal, z = ds.get("ImagePositionPatient", None), slice_normal(ds), None
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if pixels.ndim != 2 + (frames > 1) or (frames > 1 and len(pixels) != frames):
+        raise DicomError(f"{path}: expected {frames} 2-D frame(s) of one channel, got pixel data of shape "
+                         f"{pixels.shape}")
+    slices = [_frame_slice(ds, path, f, pixels[f] if frames > 1 else pixels, frames) for f in range(frames)]
+    if frames > 1:
+        if all(s.z is not None for s in slices):
+            slices.sort(key=lambda s: s.z)
+        for number, sl in enumerate(slices, start=1):
+            sl.instance = number
+    return slices
+
+
+def _frame_slice(ds, path: Path, frame: int, pixels: np.ndarray, frames: int) -> CTSlice:
+    def required(keyword):
+        value = frame_value(ds, keyword, frame)
+        if value is None:
+            raise DicomError(f"{path}: DICOM tag {keyword} is missing" + (f" for frame {frame + 1}" if frames > 1
+                             else "") + "; cannot read the slice in Hounsfield units")
+        return value
+
+    hu = pixels.astype(np.float32) * float(required("RescaleSlope")) + float(required("RescaleIntercept"))
+    spacing = required("PixelSpacing")
+    position, normal, z = frame_value(ds, "ImagePositionPatient", frame), slice_normal(ds, frame), None
     if position is not None:  # along the slice normal: a tilted gantry's positions move in y as well as z
         z = float(position[2]) if normal is None else float(np.dot(position, normal * np.sign(normal[2])))
     return CTSlice(
@@ -141,14 +176,25 @@ def read_slice(path: str | Path) -> CTSlice:
         z=z,
         path=str(path),
         meta={
-            "thickness": float(ds.get("SliceThickness", 0) or 0),
-            "kernel": str(ds.get("ConvolutionKernel", "")),
+            "thickness": float(frame_value(ds, "SliceThickness", frame, 0) or 0),
+            "kernel": str(frame_value(ds, "ConvolutionKernel", frame, "")),
             "manufacturer": str(ds.get("Manufacturer", "")),
             "sop_instance_uid": str(ds.get("SOPInstanceUID", "")),
+            "frame": frame if frames > 1 else None,
             "patient_id": str(ds.get("PatientID", "")),
             "ctgan_output": written_by_ctgan(ds),
         },
     )
+
+
+def read_slice(path: str | Path) -> CTSlice:
+    """Read one axial DICOM slice in HU (`read_slices` of a single-frame file); a multi-frame file raises
+    `DicomError` naming it (read it with `read_slices`, or scan it as a series)."""
+    slices = read_slices(path)
+    if len(slices) != 1:
+        raise DicomError(f"{path}: an enhanced CT image of {len(slices)} frames, not a single slice; read it with "
+                         "read_slices or scan it as a series")
+    return slices[0]
 
 
 # CT-GAN's reference code saves every tampered scan with one fixed header copied from a reference scan (LIDC-IDRI-
@@ -185,17 +231,18 @@ def list_dicom_files(folder: str | Path) -> list[Path]:
 
 def read_dicom_tree(root) -> list[tuple[Path, list[CTSlice]]]:
     """Every series under `root`, read: (folder, its slices in patient order) for a folder of several DICOM files,
-    (file, [its slice]) for a lone file (alone in its folder, or `root` itself)."""
+    (file, its slices) for a lone file (alone in its folder, or `root` itself: one slice, or an enhanced CT's
+    frames)."""
     root = Path(root)
     if root.is_file():
-        return [(root, [read_slice(root)])]
+        return [(root, read_slices(root))]
     out = []
     for folder in sorted({p.parent for p in root.rglob("*.dcm")}):
         files = list_dicom_files(folder)
         if len(files) > 1:
             out.append((folder, read_series(folder)))
         else:
-            out += [(f, [read_slice(f)]) for f in files]
+            out += [(f, read_slices(f)) for f in files]
     return out
 
 
@@ -218,7 +265,7 @@ def read_series(folder, skip_corrupt: bool = False) -> list[CTSlice]:
     slices, bad = [], []
     for path in files:
         try:
-            slices.append(read_slice(path))
+            slices += read_slices(path)
         except DicomError as err:
             if not skip_corrupt:
                 raise

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from . import layers  # noqa: F401  (registers the custom layers: models load with safe_mode)
-from .dicom import CTSlice, read_series, read_slice, window
+from .dicom import CTSlice, read_series, read_slices, window
 from .ensemble import members
 from .lungmask import CENTRE_DEPTH_MM, lung_mask, patch_centres
 from .operating_point import SYMMETRY_GROUPS, model_symmetries
@@ -421,8 +421,8 @@ def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: in
         path, files = Path(path[0]).parent, list(path)
     else:
         path, files = Path(path), None
-    if path.is_file():
-        slices = [read_slice(path)]
+    if path.is_file():  # one slice, or the frames of an enhanced CT image
+        slices = read_slices(path)
     else:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
