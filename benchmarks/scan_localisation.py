@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from utils.architectures import encoder_blocks
 from utils.calibration import calibration_slices
-from utils.dicom import patient_ids, read_slice
+from utils.dicom import patient_ids, read_slices
 from utils.ensemble import members
 from utils.lungmask import lung_mask
 from utils.operating_point import (SYMMETRY_GROUPS, load_model, model_symmetries, series_threshold,
@@ -161,7 +161,7 @@ def main() -> None:
     excluded = corpus_background_patients(args.data) | patient_ids(args.exclude)
     folders = sorted({p.parent for p in (SHARED / "authentic-ct").rglob("*.dcm")})
     for folder in folders:  # other scanners (COVID-CT-MD with disease, TCIA, LIDC), minus training backgrounds
-        first = read_slice(next(folder.glob("*.dcm")))
+        first = read_slices(next(folder.glob("*.dcm")))[0]
         if first.meta["patient_id"] in excluded:
             continue
         start = time.perf_counter()

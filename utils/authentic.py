@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dicom import read_slice, window
+from .dicom import read_slices, window
 from .lungmask import cached_lung_mask, sample_lung_points
 from .patches import PATCH_SIZE, Patch, attach_reference, crop_hu, reference_candidates, write_dataset
 
@@ -42,8 +42,7 @@ def authentic_patches(root: str | Path, per_slice: int = 4, seed: int = 0, exclu
     boxes = tumour_boxes(root)
     rng = np.random.default_rng(seed)
     patches = []
-    for path in sorted(root.rglob("*.dcm")):
-        sl = read_slice(path)
+    for path, sl in ((path, sl) for path in sorted(root.rglob("*.dcm")) for sl in read_slices(path)):
         if sl.meta["patient_id"] in exclude_patients:
             continue
         series = path.parent.relative_to(root).as_posix().replace("/", "_") or path.stem
