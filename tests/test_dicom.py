@@ -198,3 +198,10 @@ def test_enhanced_multi_frame_ct_reads_as_slices_in_patient_order(tmp_path):
     coronal = write_enhanced_ct(tmp_path / "cor.dcm", volume, zs=[0, 1, 2], orientation=(1, 0, 0, 0, 0, -1))
     with pytest.raises(DicomError, match="cor.dcm: a coronal image"):
         read_slices(coronal)
+
+
+def test_a_folder_of_two_series_is_refused(tmp_path):
+    for i, uid in enumerate(("1.2.3.1", "1.2.3.2")):
+        write_dicom(tmp_path / "mixed" / f"{i}.dcm", np.full((16, 16), -850.0), instance=1, series_uid=uid)
+    with pytest.raises(DicomError, match="mixed: the folder holds 2 series"):
+        read_series(tmp_path / "mixed")

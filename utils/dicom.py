@@ -180,6 +180,7 @@ def _frame_slice(ds, path: Path, frame: int, pixels: np.ndarray, frames: int) ->
             "kernel": str(frame_value(ds, "ConvolutionKernel", frame, "")),
             "manufacturer": str(ds.get("Manufacturer", "")),
             "sop_instance_uid": str(ds.get("SOPInstanceUID", "")),
+            "series_uid": str(ds.get("SeriesInstanceUID", "")),
             "frame": frame if frames > 1 else None,
             "patient_id": str(ds.get("PatientID", "")),
             "ctgan_output": written_by_ctgan(ds),
@@ -250,9 +251,9 @@ def read_series(folder, skip_corrupt: bool = False) -> list[CTSlice]:
     """Read every slice of a series, in patient order: a folder of DICOM slices, or a list of their paths
     (e.g. the files of one SeriesInstanceUID in a folder that holds several).
 
-    Slices are ordered by ImagePositionPatient z, falling back to InstanceNumber. All slices must have the
-    same size. With `skip_corrupt`, unreadable files are reported with a warning and skipped; otherwise the
-    first one raises `DicomError` naming it.
+    Slices are ordered by their position along the slice normal, falling back to InstanceNumber. All slices must
+    have the same size and belong to one SeriesInstanceUID. With `skip_corrupt`, unreadable files are reported
+    with a warning and skipped; otherwise the first one raises `DicomError` naming it.
     """
     if isinstance(folder, (list, tuple)):
         files = sorted(Path(p) for p in folder)
@@ -274,6 +275,10 @@ def read_series(folder, skip_corrupt: bool = False) -> list[CTSlice]:
         warnings.warn(f"skipped {len(bad)} unreadable slice(s) in {folder}: " + "; ".join(bad), stacklevel=2)
     if not slices:
         raise DicomError(f"{folder}: no readable DICOM slices")
+    series = {s.meta["series_uid"] for s in slices} - {""}
+    if len(series) > 1:  # e.g. a lung and a soft-tissue reconstruction exported into one folder
+        raise DicomError(f"{folder}: the folder holds {len(series)} series (SeriesInstanceUID); scan one at a time, "
+                         "e.g. with scan-archive, which groups files by series")
     shapes = {s.hu.shape for s in slices}
     if len(shapes) > 1:
         raise DicomError(f"{folder}: the series mixes slice sizes {sorted(shapes)}; scan one size at a time")
