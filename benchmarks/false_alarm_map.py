@@ -11,7 +11,9 @@ model's stored operating point and at 0.5, and the mean score. A property whose 
 cue the model reads that is not tampering: the training data must cover that range in both classes.
 
 Properties: reconstruction kernel (softer: Gaussian blur; sharper: unsharp mask), added scanner noise (ramp-
-spectrum correlated noise, `anatomy.correlated_noise`), CT-GAN's 1 mm resampling round trip, an HU offset.
+spectrum correlated noise, `anatomy.correlated_noise`), CT-GAN's 1 mm resampling round trip, an HU offset, and
+the reconstruction's field of view: the slice resampled to another pixel size (the points moved with it), beside
+a control that resamples there and back, so that the pixel size's effect is told from the resampling's.
 Slice thickness is not swept: the authentic series here are not contiguous slices.
 Writes reports/false_alarm_map.md and .json.
 """
@@ -54,6 +56,36 @@ def settings() -> dict:
     return out
 
 
+PIXEL_SIZES_MM = (0.5, 0.95)  # a smaller and a larger reconstruction field than these scanners' (0.59-0.86 mm)
+
+
+def field_of_view_settings() -> dict:
+    """name -> (pixel size in mm, round trip): the slice shown at another pixel size, or resampled there and
+    back to its own (the control)."""
+    out = {}
+    for mm in PIXEL_SIZES_MM:
+        out[f"field of view: {mm:.2f} mm pixels"] = (mm, False)
+        out[f"control: resampled via {mm:.2f} mm and back"] = (mm, True)
+    return out
+
+
+def at_pixel_size(hu: np.ndarray, spacing: float, mm: float, round_trip: bool = False) -> tuple[np.ndarray, float]:
+    """The slice resampled to `mm` pixels (area averaging to coarser pixels, cubic to finer ones; padding outside
+    the field of view set to air first), or there and back; and the factor that maps pixel coordinates."""
+    import cv2
+
+    def resize(img, shape):
+        finer = shape[0] > img.shape[0]
+        return cv2.resize(img, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC if finer else cv2.INTER_AREA)
+
+    hu = np.where(hu <= -1500, -1024.0, hu).astype(np.float32)
+    factor = spacing / mm
+    out = resize(hu, (round(hu.shape[0] * factor), round(hu.shape[1] * factor)))
+    if round_trip:
+        out, factor = resize(out, hu.shape), 1.0
+    return np.clip(np.rint(out), -1024, 3071).astype(np.float32), factor
+
+
 def grouped_slices(root: Path, exclude_patients=()):
     """(group, slice) of every authentic slice under root, in file order; groups: COVID-CT-MD, TCIA B40f, LIDC."""
     from utils.slice_evaluation import authentic_slices
@@ -82,7 +114,7 @@ def main() -> None:
     import keras
 
     import utils.layers  # noqa: F401  (registers the custom layers)
-    from utils.lungmask import cached_lung_mask, sample_lung_points
+    from utils.lungmask import cached_lung_mask, lung_mask, sample_lung_points
     from utils.operating_point import stored_threshold
     from utils.patches import PATCH_SIZE
     from utils.scan import window_scores
@@ -103,12 +135,20 @@ def main() -> None:
             groups.append(group)
             lungs_of.append(lungs)
     rows, report = [], {"model": args.model, "threshold": threshold, "threshold_source": source, "settings": {}}
-    for name, change in settings().items():
+    changes = {name: (change, None) for name, change in settings().items()}
+    changes.update({name: (None, fov) for name, fov in field_of_view_settings().items()})
+    for name, (change, fov) in changes.items():
         scores, by_group = [], []
         for i, (sl, pts, group) in enumerate(zip(slices, points, groups)):
-            hu = change(sl.hu, sl.spacing[1], np.random.default_rng([args.seed, i]))
-            yx = np.array([(y, x) for x, y in pts])
-            scores += list(window_scores(model, hu, yx, lungs_of[i], sl.spacing[1], sl.instance, str(sl.path),
+            spacing, lungs, yx = sl.spacing[1], lungs_of[i], np.array([(y, x) for x, y in pts])
+            if fov is None:
+                hu = change(sl.hu, spacing, np.random.default_rng([args.seed, i]))
+            else:
+                hu, factor = at_pixel_size(sl.hu, spacing, *fov)
+                if factor != 1.0:
+                    spacing, lungs = fov[0], lung_mask(hu, fov[0])
+                    yx = np.rint((yx + 0.5) * factor - 0.5).astype(int)
+            scores += list(window_scores(model, hu, yx, lungs, spacing, sl.instance, str(sl.path),
                                          references=args.references))
             by_group += [group] * len(pts)
         scores, by_group = np.asarray(scores), np.asarray(by_group)

@@ -214,3 +214,19 @@ def test_effective_receptive_field_is_narrower_than_the_theoretical_one():
     images = np.random.default_rng(0).uniform(size=(4, 64, 64, 1)).astype(np.float32)
     sigma = footprint_sigma(cnn, FEATURES, images, draws=2)
     assert receptive_field(cnn) == 36 and 2.0 < sigma < 36 / 2
+
+
+def test_field_of_view_resamples_the_slice_and_moves_its_points():
+    from benchmarks.false_alarm_map import at_pixel_size
+
+    hu = np.full((100, 120), -850.0, np.float32)
+    hu[:5] = -3024.0  # padding outside the field of view reads as air
+    hu[40:44, 60:64] = 50.0  # a 4 px dot centred on (x, y) = (61.5, 41.5)
+    finer, factor = at_pixel_size(hu, 0.7, 0.5)
+    assert finer.shape == (140, 168) and factor == pytest.approx(1.4) and finer.min() >= -1024
+    y, x = np.argwhere(finer > -400).mean(axis=0)  # the dot's centre
+    assert abs(x - ((61.5 + 0.5) * factor - 0.5)) <= 1 and abs(y - ((41.5 + 0.5) * factor - 0.5)) <= 1
+    coarser, factor = at_pixel_size(hu, 0.7, 0.95)
+    assert coarser.shape == (74, 88) and factor == pytest.approx(0.7 / 0.95)
+    back, factor = at_pixel_size(hu, 0.7, 0.5, round_trip=True)
+    assert back.shape == hu.shape and factor == 1.0 and abs(back[42, 62] - 50) < 60
