@@ -31,7 +31,7 @@ def test_help_of_every_benchmark():
     for name in ("compare", "transfer", "faithfulness", "scan_localisation", "corpus_speed", "startup",
                  "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed",
                  "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives", "paired_scans", "removal_haze",
-                 "ensembles", "receptive_field"):
+                 "ensembles", "receptive_field", "noise_matched"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name
@@ -230,3 +230,15 @@ def test_field_of_view_resamples_the_slice_and_moves_its_points():
     assert coarser.shape == (74, 88) and factor == pytest.approx(0.7 / 0.95)
     back, factor = at_pixel_size(hu, 0.7, 0.5, round_trip=True)
     assert back.shape == hu.shape and factor == 1.0 and abs(back[42, 62] - 50) < 60
+
+
+def test_noise_matching_brings_a_slice_to_the_target_level(chest_slices):
+    from benchmarks.noise_matched import fine_gain, matched
+    from utils.texture import band_levels
+
+    slices, profile = chest_slices
+    hu = slices[0]
+    own = band_levels(hu, profile.spacing)[0]
+    louder = matched(hu, profile.spacing, own * 2, np.random.default_rng(0), fine_gain())
+    assert band_levels(louder, profile.spacing)[0] == pytest.approx(own * 2, rel=0.15)
+    assert matched(hu, profile.spacing, own / 2, np.random.default_rng(0), fine_gain()) is hu
