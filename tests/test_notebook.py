@@ -14,6 +14,7 @@ def test_notebook_quick_mode(tmp_path, monkeypatch, chest_slices):
     write_dicom(tmp_path / "site" / "0.dcm", slices[0], spacing=profile.spacing)
     monkeypatch.setenv("DEEPFAKE_BACKGROUNDS", str(tmp_path / "site"))
     monkeypatch.setenv("DEEPFAKE_QUICK", "1")
+    monkeypatch.setenv("DEEPFAKE_CORPUS", '{"background_noise": 20}')
     for name in ("DATA", "MODELS", "REPORTS"):
         monkeypatch.setenv(f"DEEPFAKE_{name}", str(tmp_path / name.lower()))
     nb = nbformat.read(REPO / "deepfake-detection.ipynb", as_version=4)
@@ -26,7 +27,8 @@ def test_notebook_quick_mode(tmp_path, monkeypatch, chest_slices):
     assert "hybrid CNN-ViT" in (reports / "results.md").read_text()
     import json
 
-    assert json.loads((tmp_path / "data" / "corpus.json").read_text())["backgrounds"] == [str(tmp_path / "site")]
+    corpus = json.loads((tmp_path / "data" / "corpus.json").read_text())
+    assert corpus["backgrounds"] == [str(tmp_path / "site")] and corpus["background_noise"] == 20
     explorer = [c for c in nb.cells if c.cell_type == "code" and "Explorer(" in c.source]
     assert explorer and any("application/vnd.jupyter.widget-view+json" in out.get("data", {})
                             for out in explorer[0].outputs), "the explorer cell shows no widget"
