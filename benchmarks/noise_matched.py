@@ -171,8 +171,8 @@ def markdown(report: dict, draws: int) -> str:
             f"authentic as stored {level('as stored')}, noise-matched {np.median(matched_levels[:, 0]):.1f} "
             f"(draw medians), calibration slices {level('calibration')}; noise-conditional slope "
             f"{report['slope']:.2f} logit per log HU ({report['calibration_slices']} calibration slices).\n\n")
-    lines = ["| slice score | authentic slices | slice ROC-AUC | at 5%: authentic / tampered flagged | at 1%: the same |",
-             "|---|---|---|---|---|"]
+    lines = ["| slice score | authentic slices | slice ROC-AUC | at 5%: authentic / tampered flagged | "
+             "at 1%: the same |", "|---|---|---|---|---|"]
     for name, by in report["scores"].items():
         for which, v in (("as stored", by["as stored"]), (f"noise-matched ({draws} draws)", by["noise-matched"])):
             lines.append(f"| {name} | {which} | {cell(v['slice_auc'])} | "
