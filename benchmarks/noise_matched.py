@@ -2,8 +2,8 @@
 
     python -m benchmarks.noise_matched [--model models/deepfake_detection_model.keras] [--data data] [--draws 3]
 
-The development set's tampered slices come from CT-GAN's scans (LIDC-IDRI, many of them low-dose), whose fine
-texture band is louder than that of the authentic slices of other scanners they are compared with
+The development set's tampered slices come from CT-GAN's scans, whose fine texture band is louder than that of
+the authentic slices of other scanners they are compared with
 (`benchmarks.texture_levels`). A detector that reads noise as tampering (`benchmarks.false_alarm_map`) then
 separates the two sets partly by scanner. Here every authentic slice of another scanner
 (`slice_evaluation.authentic_slices`, the training backgrounds' patients left out) is given the fine-band level of
