@@ -6,9 +6,10 @@ Authentic slices of scanners never used in training (`../shared/data/authentic-c
 Lung-PET-CT-Dx B40f series, the LIDC slice; patients whose slices are training backgrounds are left out) are
 changed one property at a time on the whole HU slice, as a scanner or a hospital's processing would change them,
 and the same random lung points are cut after each change (`patches.crop_hu`, the training window; a comparing
-model's reference windows are cut from the same changed slice, as a scanner changes every region alike). Printed per setting: the share of patches flagged at the
-model's stored operating point and at 0.5, and the mean score. A property whose range lifts the flag rate is a
-cue the model reads that is not tampering: the training data must cover that range in both classes.
+model's reference windows are cut from the same changed slice, as a scanner changes every region alike). Printed
+per setting: the share of patches flagged at the model's stored operating point and at 0.5, and the mean score.
+A property whose range lifts the flag rate is a cue the model reads that is not tampering: the training data must
+cover that range in both classes.
 
 Properties: reconstruction kernel (softer: Gaussian blur; sharper: unsharp mask), added scanner noise (ramp-
 spectrum correlated noise, `anatomy.correlated_noise`), CT-GAN's 1 mm resampling round trip, an HU offset, and

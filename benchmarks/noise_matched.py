@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.lungmask import cached_lung_mask
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 NOISE_CUTOFF = 0.6  # noise spectrum roll-off (fraction of Nyquist): between the soft and sharp kernels of the map
 RATES = (0.05, 0.01)
@@ -42,16 +44,23 @@ def fine_gain(cutoff: float = NOISE_CUTOFF, size: int = 256, seed: int = 0) -> f
     return robust_sigma(bands(noise)[1][0])
 
 
-def matched(hu: np.ndarray, spacing: float, target: float, rng: np.random.Generator, gain: float) -> np.ndarray:
-    """The slice with noise added so that its fine-band level reaches `target` HU (unchanged where it is already
-    as loud, or has too little parenchyma to measure); padding outside the field of view stays."""
-    from utils.anatomy import correlated_noise
+def fine_level(sl) -> float:
+    """A slice's fine-band level (HU, `texture.band_levels`), nan when it has too little parenchyma."""
     from utils.texture import band_levels
 
-    levels = band_levels(hu, spacing)
-    if not levels or levels[0] >= target:
+    levels = band_levels(sl.hu, sl.spacing[1], cached_lung_mask(sl))
+    return levels[0] if levels else np.nan
+
+
+def matched(hu: np.ndarray, level: float, target: float, rng: np.random.Generator, gain: float) -> np.ndarray:
+    """The slice (fine-band level `level`) with noise added so that its level reaches `target` HU (unchanged where
+    it is already as loud, or its level is nan: too little parenchyma to measure); padding outside the field of
+    view stays."""
+    from utils.anatomy import correlated_noise
+
+    if not level < target:
         return hu
-    sigma = np.sqrt(target**2 - levels[0] ** 2) / gain
+    sigma = np.sqrt(target**2 - level**2) / gain
     noisy = np.rint(np.clip(hu + correlated_noise(rng, hu.shape, sigma, NOISE_CUTOFF), -1024, 3071))
     return np.where(hu <= -1500, hu, noisy).astype(np.float32)
 
@@ -69,16 +78,14 @@ def noise_slope(scores, levels) -> float:
 def slice_scores(model, slices, stride: int) -> np.ndarray:
     """(best window's score, fine-band level or nan) per slice with lungs; slices without are left out."""
     from utils.scan import scan_slice
-    from utils.texture import band_levels
 
     out = []
     for sl in slices:
         try:
-            best = scan_slice(model, sl, stride=stride, top_k=1).locations[0].score
+            best = scan_slice(model, sl, stride=stride, top_k=1, lungs=cached_lung_mask(sl)).locations[0].score
         except ValueError:  # no lungs
             continue
-        levels = band_levels(sl.hu, sl.spacing[1])
-        out.append((best, levels[0] if levels else np.nan))
+        out.append((best, fine_level(sl)))
     return np.asarray(out, np.float64).reshape(-1, 2)
 
 
@@ -114,7 +121,6 @@ def main() -> None:
     from utils.operating_point import load_model
     from utils.slice_evaluation import authentic_slices, ctgan_tampered_slices
     from utils.synthetic import corpus_background_patients
-    from utils.texture import band_levels
 
     model = load_model(args.model)
     calibration = slice_scores(model, calibration_slices(args.data)[0], args.stride)
@@ -125,14 +131,14 @@ def main() -> None:
 
     tampered = [t.slice for t in ctgan_tampered_slices(SHARED / "ctgan-sample")]
     authentic = [a.slice for a in authentic_slices(SHARED / "authentic-ct", corpus_background_patients(args.data))]
-    targets = [lv[0] for lv in (band_levels(s.hu, s.spacing[1]) for s in tampered) if lv]
     rows = {"tampered": slice_scores(model, tampered, args.stride),
             "as stored": slice_scores(model, authentic, args.stride)}
-    gain = fine_gain()
+    targets = rows["tampered"][~np.isnan(rows["tampered"][:, 1]), 1]
+    own, gain = [fine_level(s) for s in authentic], fine_gain()
     for draw in range(args.draws):
         rng = np.random.default_rng([draw, 7])
-        noisy = [replace(s, hu=matched(s.hu, s.spacing[1], float(rng.choice(targets)), rng, gain),
-                         meta={k: v for k, v in s.meta.items() if k != "lungs"}) for s in authentic]
+        noisy = [replace(s, hu=matched(s.hu, level, float(rng.choice(targets)), rng, gain),
+                         meta={k: v for k, v in s.meta.items() if k != "lungs"}) for s, level in zip(authentic, own)]
         rows[f"noise-matched {draw}"] = slice_scores(model, noisy, args.stride)
         print(f"draw {draw} scanned", flush=True)
     scored = {k: judged(v, slope, fallback) for k, v in rows.items()}

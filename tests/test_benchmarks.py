@@ -239,6 +239,6 @@ def test_noise_matching_brings_a_slice_to_the_target_level(chest_slices):
     slices, profile = chest_slices
     hu = slices[0]
     own = band_levels(hu, profile.spacing)[0]
-    louder = matched(hu, profile.spacing, own * 2, np.random.default_rng(0), fine_gain())
+    louder = matched(hu, own, own * 2, np.random.default_rng(0), fine_gain())
     assert band_levels(louder, profile.spacing)[0] == pytest.approx(own * 2, rel=0.15)
-    assert matched(hu, profile.spacing, own / 2, np.random.default_rng(0), fine_gain()) is hu
+    assert matched(hu, own, own / 2, np.random.default_rng(0), fine_gain()) is hu
