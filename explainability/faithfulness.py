@@ -56,12 +56,16 @@ def deletion_insertion(model, image, saliency, steps: int = 16, neutral: float |
     return float(np.trapezoid(d, x)), float(np.trapezoid(i, x))
 
 
+def gaussian_map(shape, cx: float, cy: float, sigma: float) -> np.ndarray:
+    """An unnormalised Gaussian of `sigma` px centred on pixel (cx, cy) (column, row) of an image of `shape`."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))
+
+
 def centre_prior(shape, sigma_frac: float = 0.25) -> np.ndarray:
     """A Gaussian centred on the patch: the baseline any map must beat, since patches centre on the point."""
     h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    s = sigma_frac * min(h, w)
-    return np.exp(-(((xx - (w - 1) / 2) ** 2 + (yy - (h - 1) / 2) ** 2) / (2 * s**2)))
+    return gaussian_map(shape, (w - 1) / 2, (h - 1) / 2, sigma_frac * min(h, w))
 
 
 def score_maps(maps: dict, regions, model=None, images=None, steps: int = 16) -> dict:

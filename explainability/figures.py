@@ -9,7 +9,7 @@ from utils.architectures import FEATURES
 from utils.data import read_image
 from utils.patches import read_manifest
 
-from .faithfulness import centre_prior, region_mask, score_maps
+from .faithfulness import centre_prior, gaussian_map, region_mask, score_maps
 from .maps import AttentionRollout, GradCAM, _as_batch
 from .rollout import HEAD_FUSIONS
 from .overlay import explanation_grid
@@ -86,9 +86,8 @@ def score_views(model, images, regions, region_scale: int = 64, seed: int = 0, s
     maps["baseline: centre prior"] = np.repeat(centre_prior(size)[None], len(images), axis=0)
     scale = size[0] / region_scale
     masks = np.stack([region_mask(size, cx * scale, cy * scale, r * scale) for cx, cy, r in regions])
-    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
     maps["reference: the tampered point first"] = np.stack(  # what a map that knows the answer scores
-        [np.exp(-((xx - cx * scale) ** 2 + (yy - cy * scale) ** 2) / (2 * (r * scale) ** 2)) for cx, cy, r in regions])
+        [gaussian_map(size, cx * scale, cy * scale, r * scale) for cx, cy, r in regions])
     return score_maps(maps, masks, model, images, steps)
 
 
