@@ -15,8 +15,10 @@ Two slice scores are compared, each with thresholds for 5% and 1% false alarms o
 (`calibration.calibration_slices`: authentic synthetic slices no model saw, where the stored slice thresholds come
 from): *top-1*, the best window's score (what `scan` uses), and *noise-conditional*, its logit minus the slope of
 logit on log fine-band level fitted on the calibration slices (a slice is judged against authentic slices as noisy
-as itself). Printed: slice ROC-AUC of the real tampered slices against the authentic ones, and the slices flagged
-at the thresholds, as stored and noise-matched (mean and range over `--draws` draws of levels and noise).
+as itself). Printed: slice ROC-AUC of the real tampered slices against the authentic ones, the slices flagged at
+the thresholds, and the tampered slices found where 2, 4 or 6 of the authentic slices are flagged (thresholds set on
+those slices: separation at equal false alarms, not an operating point), as stored and noise-matched (mean and
+range over `--draws` draws of levels and noise).
 Writes reports/noise_matched.md and .json.
 """
 from __future__ import annotations
@@ -96,13 +98,20 @@ def judged(rows: np.ndarray, slope: float, fallback_level: float) -> dict:
 
 
 def separation(tampered: np.ndarray, authentic: np.ndarray, thresholds: dict) -> dict:
+    """Slice AUC; slices flagged at the calibration thresholds; tampered slices found at thresholds set on these
+    authentic slices themselves (`paired_scans.found_at_equal_false_alarms`: separation at the top of the authentic
+    scores, whatever the calibration)."""
     from sklearn.metrics import roc_auc_score
+
+    from benchmarks.paired_scans import EQUAL_RATE_COUNTS, found_at_equal_false_alarms
 
     out = {"slice_auc": float(roc_auc_score(np.r_[np.ones(len(tampered)), np.zeros(len(authentic))],
                                             np.r_[tampered, authentic]))}
     for rate, t in thresholds.items():
         out[f"authentic_flagged_{rate}"] = float(np.mean(authentic >= t))
         out[f"tampered_flagged_{rate}"] = float(np.mean(tampered >= t))
+    found = found_at_equal_false_alarms(tampered, authentic)
+    out.update({f"found_at_{k}": v for k, v in zip(EQUAL_RATE_COUNTS, found.values())})
     return out
 
 
@@ -177,13 +186,16 @@ def markdown(report: dict, draws: int) -> str:
             f"authentic as stored {level('as stored')}, noise-matched {np.median(matched_levels[:, 0]):.1f} "
             f"(draw medians), calibration slices {level('calibration')}; noise-conditional slope "
             f"{report['slope']:.2f} logit per log HU ({report['calibration_slices']} calibration slices).\n\n")
+    equal = [k for k in report["scores"]["top-1"]["as stored"] if k.startswith("found_at_")]
     lines = ["| slice score | authentic slices | slice ROC-AUC | at 5%: authentic / tampered flagged | "
-             "at 1%: the same |", "|---|---|---|---|---|"]
+             f"at 1%: the same | tampered found where {' / '.join(k[9:] for k in equal)} of the "
+             f"{report['slices']['as stored']} authentic slices are flagged |", "|---|---|---|---|---|---|"]
     for name, by in report["scores"].items():
         for which, v in (("as stored", by["as stored"]), (f"noise-matched ({draws} draws)", by["noise-matched"])):
             lines.append(f"| {name} | {which} | {cell(v['slice_auc'])} | "
                          + " | ".join(f"{cell(v[f'authentic_flagged_{r}'])} / {cell(v[f'tampered_flagged_{r}'])}"
-                                      for r in RATES) + " |")
+                                      for r in RATES) + " | "
+                         + " / ".join(cell(v[k]) for k in equal) + " |")
     return head + "\n".join(lines)
 
 

@@ -242,3 +242,15 @@ def test_noise_matching_brings_a_slice_to_the_target_level(chest_slices):
     louder = matched(hu, own, own * 2, np.random.default_rng(0), fine_gain())
     assert band_levels(louder, profile.spacing)[0] == pytest.approx(own * 2, rel=0.15)
     assert matched(hu, own, own / 2, np.random.default_rng(0), fine_gain()) is hu
+
+
+def test_noise_matched_separation_reports_finds_at_equal_false_alarms():
+    from benchmarks.noise_matched import separation
+
+    authentic = np.linspace(0, 1, 112)
+    tampered = np.array([0.999, 0.995, 0.5, 0.1])
+    out = separation(tampered, authentic, {0.05: 0.95})
+    assert out["authentic_flagged_0.05"] == pytest.approx(np.mean(authentic >= 0.95))
+    assert out["tampered_flagged_0.05"] == 0.5
+    # the 2 highest authentic slices flagged: only the two tampered slices above them are found
+    assert out["found_at_2"] == 0.5 and out["found_at_6"] == 0.5
