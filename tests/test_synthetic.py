@@ -402,3 +402,11 @@ def test_twins_are_the_tampered_points_as_the_attack_found_them(chest_slices):
         emulate_scan(Scan("SYN", "x", "synthetic", "FB"), [CTSlice(slices[0].copy(), (profile.spacing,) * 2, 1, 0.0,
                                                                     None, {})], np.random.default_rng(0),
                      CorpusConfig(**dict(TINY, tampers_per_slice=2))), np.random.default_rng(1)))
+
+
+def test_a_corpus_keeps_the_background_noise_it_was_written_with(tmp_path):
+    saved = {**CorpusConfig().to_dict(), "background_noise": 30.0}
+    (tmp_path / "corpus.json").write_text(json.dumps(saved))
+    assert CorpusConfig.from_dir(tmp_path).background_noise == 30.0
+    (tmp_path / "corpus.json").write_text(json.dumps({k: v for k, v in saved.items() if k != "background_noise"}))
+    assert CorpusConfig.from_dir(tmp_path).background_noise == 0.0  # written before background copies had noise

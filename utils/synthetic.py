@@ -31,7 +31,7 @@ BACKGROUND_NOISE_CUTOFF = (0.3, 0.95)  # kernels of a background copy's noise, x
 # what a corpus written before a setting existed was generated with (its corpus.json lacks the key)
 BEFORE_SETTING = {"fine_vessels": False, "matched_nodules": False, "lookalikes": False,
                   "removal_haze": (10.0, 70.0, 0.0, 25.0), "edge_enhancement": 0.0,
-                  "rib_cage": False}
+                  "rib_cage": False, "background_noise": 0.0}
 
 
 @dataclass
@@ -67,7 +67,9 @@ class CorpusConfig:
         background_variants: tampered copies of every background slice (alternately inject and remove), each with
             its own scanner variation and targets; half as many untouched copies join them.
         background_noise: largest scanner noise (HU) added to a copy of a background series before tampering
-            (`scanner_variation`; 0 = the slices as stored).
+            (`scanner_variation`; 0 = the slices as stored). 45 reaches the noise of CT-GAN's source scans and
+            of low-dose lung CT, so that a slice's noise level is no label (README, *Scanner noise in the slice
+            figures*; 30 before).
         edge_enhancement: largest edge-enhancement gain of a kernel (`anatomy.enhance_edges`): the sharper half of
             the synthetic scanners' kernels, and of the kernels a background copy is given (`scanner_variation`),
             overshoot at edges, as sharp lung and bone kernels do; in both classes alike. 0 = no such kernel.
@@ -102,7 +104,7 @@ class CorpusConfig:
     shipped_backgrounds: bool = True
     backgrounds: tuple = ()
     background_variants: int = 16
-    background_noise: float = 30.0
+    background_noise: float = 45.0
     edge_enhancement: float = 0.75
     noise_mode_p: tuple = NOISE_MODE_P
     removal_haze: tuple = REMOVAL_HAZE
