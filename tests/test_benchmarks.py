@@ -254,3 +254,5 @@ def test_noise_matched_separation_reports_finds_at_equal_false_alarms():
     assert out["tampered_flagged_0.05"] == 0.5
     # the 2 highest authentic slices flagged: only the two tampered slices above them are found
     assert out["found_at_2"] == 0.5 and out["found_at_6"] == 0.5
+    few = separation(tampered, np.linspace(0, 1, 5), {0.05: 0.95})  # 6 of 5 authentic slices cannot be flagged
+    assert "found_at_4" in few and "found_at_6" not in few
