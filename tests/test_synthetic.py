@@ -261,7 +261,7 @@ def test_matched_nodules_sit_where_tampering_puts_targets_and_include_round_ones
 
 
 def test_lookalikes_draw_arteries_the_size_of_a_nodule_beside_their_bronchus_and_ground_glass():
-    from utils.anatomy import _bronchovascular, _ground_glass
+    from utils.anatomy import _bronchovascular, ground_glass
 
     lung = np.zeros((512, 512), bool)
     lung[100:400, 60:230] = True
@@ -270,7 +270,7 @@ def test_lookalikes_draw_arteries_the_size_of_a_nodule_beside_their_bronchus_and
     assert 3 <= len(bundles) <= 7
     for x, y, r, _, _, bx, by, r_b, wall in bundles:
         assert 3 <= 2 * r / 1.4 <= 12 and abs(np.hypot(bx - x, by - y) - (r + r_b + wall)) < 1e-3
-    haze = _ground_glass(rng, lung, 1.4)
+    haze = ground_glass(rng, lung, 1.4)
     assert haze[~lung].max() == 0 and 40 < haze.max() < 350
 
 

@@ -248,7 +248,7 @@ def _bronchovascular(rng, lung, hila, px_per_mm) -> list[tuple]:
     return out
 
 
-def _ground_glass(rng, lung, px_per_mm) -> np.ndarray:
+def ground_glass(rng, lung, px_per_mm) -> np.ndarray:
     """Authentic ground-glass opacity (infection, oedema, early fibrosis): 1-3 smooth, irregular hazy patches
     10-50 mm across that raise the lung by 80-350 HU while vessels stay visible through them. The haze a removal
     leaves looks alike: a model must tell them apart by CT-GAN's traces, not by haze. Returns added HU."""
@@ -398,7 +398,7 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
             and uniform; False: anywhere 4 mm inside the lungs, never round (the corpus before the setting).
         lookalikes: authentic structures that look like a tamper: bronchovascular bundles cut across (round
             arteries the size of a nodule beside their bronchus, `_bronchovascular`) and, in a third of slices,
-            ground-glass opacity (`_ground_glass`, a haze like a removal's).
+            ground-glass opacity (`ground_glass`, a haze like a removal's).
         rib_cage: ribs as a real thorax holds them: arcs along the chest wall against the pleura
             (`_rib_on_pleura`), as an axial slice cuts the obliquely running ribs; False: short straight ribs in
             the middle of the chest wall (the corpus before the setting). The random draws are the same either
@@ -510,7 +510,7 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
             _disk(hu, bx, by, r_b + wall, 0.0, True)
             _disk(hu, bx, by, r_b, -960.0, True)
     if lookalikes and rng.uniform() < 1 / 3:
-        hu = hu + _ground_glass(rng, lungs, ppm) * (hu < -500)
+        hu = hu + ground_glass(rng, lungs, ppm) * (hu < -500)
     for hx, hy in hila:
         for _ in range(rng.integers(2, 5)):
             bx, by = hx + rng.normal(0, 12) * ppm, hy + rng.normal(0, 12) * ppm

@@ -22,7 +22,8 @@ def _synth(args) -> int:
                        fine_vessels=not args.coarse_vessels,
                        patch_size=args.patch_size, jitter=args.jitter, tampers_per_slice=args.tampers_per_slice,
                        **{k: getattr(args, k)
-                          for k in ("matched_nodules", "lookalikes", "edge_enhancement", "rib_cage", "background_noise")
+                          for k in ("matched_nodules", "lookalikes", "edge_enhancement", "rib_cage", "background_noise",
+                                    "background_ground_glass")
                           if getattr(args, k) is not None})
     if args.backgrounds:
         groups = (g for root in args.backgrounds
@@ -324,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--background-noise", type=float, metavar="HU",
                    help="largest scanner noise added to each copy of a real background slice, in both classes "
                    "(default: CorpusConfig.background_noise; 30 gives the previous corpus)")
+    p.add_argument("--background-ground-glass", type=float, metavar="SHARE",
+                   help="share of the slices of each copy of a real background given authentic ground-glass "
+                   "opacity, in both classes (default: CorpusConfig.background_ground_glass)")
     p.add_argument("--difficulty", type=float, default=0.5, help="0..1; 0.5 = CT-GAN's touch-up settings")
     p.add_argument("--patch-size", type=int, default=64,
                    help="patch side in px (default 64); a model trains on the size its corpus holds")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .anatomy import ScannerProfile, chest_slice, correlated_noise, edge_gain, enhance_edges
+from .anatomy import ScannerProfile, chest_slice, correlated_noise, edge_gain, enhance_edges, ground_glass
 from .authentic import tumour_boxes
 from .dicom import CTSlice
-from .lungmask import cached_lung_mask
+from .lungmask import cached_lung_mask, lung_mask
 from .patches import extract_patches
 from .scans import LabelRow, Scan
 from .tamper import NOISE_MODE_P, REMOVAL_HAZE, pick_targets, resample_roundtrip, tamper_slice
@@ -31,7 +31,7 @@ BACKGROUND_NOISE_CUTOFF = (0.3, 0.95)  # kernels of a background copy's noise, x
 # what a corpus written before a setting existed was generated with (its corpus.json lacks the key)
 BEFORE_SETTING = {"fine_vessels": False, "matched_nodules": False, "lookalikes": False,
                   "removal_haze": (10.0, 70.0, 0.0, 25.0), "edge_enhancement": 0.0,
-                  "rib_cage": False, "background_noise": 0.0}
+                  "rib_cage": False, "background_noise": 0.0, "background_ground_glass": 0.0}
 
 
 @dataclass
@@ -73,6 +73,9 @@ class CorpusConfig:
         edge_enhancement: largest edge-enhancement gain of a kernel (`anatomy.enhance_edges`): the sharper half of
             the synthetic scanners' kernels, and of the kernels a background copy is given (`scanner_variation`),
             overshoot at edges, as sharp lung and bone kernels do; in both classes alike. 0 = no such kernel.
+        background_ground_glass: share of the slices of a background copy given authentic ground-glass opacity
+            (`anatomy.ground_glass`, the haze of infection or oedema, the commonest authentic window flagged on
+            other scanners) before tampering, in both classes alike, so that haze on real anatomy is no label.
         fine_vessels: draw the synthetic lung's fine detail as partial volume (`anatomy.chest_slice`); False gives
             the sparse rasterised vessel dots of corpora written before this setting existed.
         matched_nodules: authentic nodules drawn where tampering puts its targets, a quarter of them round
@@ -105,6 +108,7 @@ class CorpusConfig:
     backgrounds: tuple = ()
     background_variants: int = 16
     background_noise: float = 45.0
+    background_ground_glass: float = 0.0
     edge_enhancement: float = 0.75
     noise_mode_p: tuple = NOISE_MODE_P
     removal_haze: tuple = REMOVAL_HAZE
@@ -372,6 +376,15 @@ def scanner_variation(rng: np.random.Generator, max_sigma: float, max_edge_gain:
     return apply
 
 
+def with_ground_glass(rng: np.random.Generator, hu: np.ndarray, spacing: float, share: float) -> np.ndarray:
+    """The slice with authentic ground-glass opacity (`anatomy.ground_glass`) in its lungs, with probability
+    `share`; the slice itself otherwise."""
+    if share <= 0 or rng.uniform() >= share:
+        return hu
+    lungs = lung_mask(hu, spacing)
+    return np.rint(hu + ground_glass(rng, lungs, 1.0 / spacing) * (hu < -500)).astype(np.float32)
+
+
 def background_sources(root: str | Path, include=None) -> list[tuple[str, list[CTSlice]]]:
     """Authentic slices to tamper, grouped by source scan: (source id, slices).
 
@@ -441,7 +454,8 @@ def background_patches(root: str | Path, cfg: CorpusConfig, variants: int = 4, p
             rng = np.random.default_rng([cfg.seed, zlib.crc32(source.encode()), v])
             kind = "TB" if v < n_authentic else ("FM", "FB")[(v - n_authentic) % 2]
             scanner = scanner_variation(rng, cfg.background_noise, cfg.edge_enhancement)
-            fresh = [CTSlice(scanner(s.hu), s.spacing, s.instance, s.z, s.path, dict(s.meta)) for s in slices]
+            fresh = [CTSlice(with_ground_glass(rng, scanner(s.hu), s.spacing[1], cfg.background_ground_glass),
+                             s.spacing, s.instance, s.z, s.path, dict(s.meta)) for s in slices]
             avoid = {s.instance: s.meta.get("keep_clear", []) + s.meta.get("tumours", []) for s in fresh}
             scan = emulate_scan(Scan("BG", source, "background", kind), fresh, rng,
                                 as_stored if kind == "TB" else cfg, avoid=avoid)
