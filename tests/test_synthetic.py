@@ -410,3 +410,26 @@ def test_a_corpus_keeps_the_background_noise_it_was_written_with(tmp_path):
     assert CorpusConfig.from_dir(tmp_path).background_noise == 30.0
     (tmp_path / "corpus.json").write_text(json.dumps({k: v for k, v in saved.items() if k != "background_noise"}))
     assert CorpusConfig.from_dir(tmp_path).background_noise == 0.0  # written before background copies had noise
+
+
+def test_ground_glass_on_a_background_copy_raises_its_lung_and_nothing_else(chest_slices):
+    from utils.synthetic import with_ground_glass
+
+    slices, profile = chest_slices
+    hu = slices[0]
+    lungs = lung_mask(hu, profile.spacing)
+    assert with_ground_glass(np.random.default_rng(0), hu, profile.spacing, 0.0) is hu
+    hazy = with_ground_glass(np.random.default_rng(0), hu, profile.spacing, 1.0)
+    added = hazy - hu
+    assert added.min() >= 0 and added[~lungs].max() == 0 and added[lungs].max() > 20
+    assert added[hu >= -500].max() == 0  # vessels and walls keep their values: only the airy lung is hazed
+    never = [with_ground_glass(np.random.default_rng(i), hu, profile.spacing, 0.3) is hu for i in range(40)]
+    assert 0.5 < np.mean(never) < 0.9
+
+
+def test_a_corpus_written_before_background_ground_glass_reads_it_back_off(tmp_path):
+    saved = {k: v for k, v in CorpusConfig().to_dict().items() if k != "background_ground_glass"}
+    (tmp_path / "corpus.json").write_text(json.dumps(saved))
+    assert CorpusConfig.from_dir(tmp_path).background_ground_glass == 0.0
+    (tmp_path / "corpus.json").write_text(json.dumps({**saved, "background_ground_glass": 0.33}))
+    assert CorpusConfig.from_dir(tmp_path).background_ground_glass == 0.33
