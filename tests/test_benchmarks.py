@@ -160,8 +160,9 @@ def test_removal_haze_reads_a_brighter_centre_in_hounsfield_units():
     hu = -850 + rng.normal(0, 20, (64, 64))
     yy, xx = np.mgrid[:64, :64]
     hu[np.hypot(yy - 31.5, xx - 31.5) < 12] += 40  # a 40 HU haze over the centre
-    haze, texture, structure = haze_stats(window(hu))
-    assert 30 < haze < 50 and 0.7 < texture < 1.3
+    haze, texture, structure, inside, ring = haze_stats(window(hu))
+    assert 30 < haze < 50 and 0.7 < texture < 1.3 and texture == pytest.approx(inside / ring)
+    assert 10 < ring < 20  # median absolute fine band of 20 HU noise (minus its 1 px blur)
     assert haze_stats(window(np.full((64, 64), 40.0))) is None  # no lung: no figure
 
 
