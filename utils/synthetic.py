@@ -31,7 +31,8 @@ BACKGROUND_NOISE_CUTOFF = (0.3, 0.95)  # kernels of a background copy's noise, x
 # what a corpus written before a setting existed was generated with (its corpus.json lacks the key)
 BEFORE_SETTING = {"fine_vessels": False, "matched_nodules": False, "lookalikes": False,
                   "removal_haze": (10.0, 70.0, 0.0, 25.0), "edge_enhancement": 0.0,
-                  "rib_cage": False, "background_noise": 0.0, "background_ground_glass": 0.0}
+                  "rib_cage": False, "background_noise": 0.0, "background_ground_glass": 0.0,
+                  "removal_texture": ()}
 
 
 @dataclass
@@ -88,6 +89,9 @@ class CorpusConfig:
             (`tamper.NOISE_MODES`), drawn per tampered location.
         removal_haze: (level_lo, level_hi, haze_lo, haze_hi) HU: how far a removal's in-painted lung may lie above
             the lung around it (`tamper.REMOVAL_HAZE`).
+        removal_texture: (lo, hi) HU: a removal's in-painted lung gets a fine-band level of its own, drawn from
+            U(lo, hi) whatever the slice's noise, as CT-GAN's remover leaves it (`tamper.REMOVAL_TEXTURE_HU`); ()
+            keeps the texture that follows the slice (the default).
     """
 
     n_scans: int = 80
@@ -112,6 +116,7 @@ class CorpusConfig:
     edge_enhancement: float = 0.75
     noise_mode_p: tuple = NOISE_MODE_P
     removal_haze: tuple = REMOVAL_HAZE
+    removal_texture: tuple = ()
     fine_vessels: bool = True
     matched_nodules: bool = False
     lookalikes: bool = False
@@ -230,7 +235,8 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
         hu, records = tamper_slice(sl.hu, spacing, [(x, y, action) for x, y in points], rng,
                                    difficulty=cfg.difficulty, lungs=lungs,
                                    resample_whole=round_trip and not sl.meta.get("ctgan_output", False),
-                                   noise_mode_p=cfg.noise_mode_p, removal_haze=cfg.removal_haze)
+                                   noise_mode_p=cfg.noise_mode_p, removal_haze=cfg.removal_haze,
+                                   removal_texture=cfg.removal_texture)
         scan.slices[sl.instance] = CTSlice(hu, sl.spacing, sl.instance, sl.z, None, dict(sl.meta, tampered=True))
         if cfg.twins:
             scan.originals[sl.instance] = CTSlice(sl.hu, sl.spacing, sl.instance, sl.z, None,

@@ -21,6 +21,7 @@ from scipy.special import expit, ndtr
 
 from .anatomy import blur
 from .lungmask import erode, lung_mask, sample_lung_points
+from .texture import robust_sigma
 
 CUBE_MM = 32.0  # CT-GAN cuts a 32 mm cube around the target ...
 HOLE_MM = 20.0  # ... and in-paints its inner 20 mm (voxels 6..26)
@@ -39,6 +40,12 @@ def footprint_half_px(spacing: float) -> float:
 # above the lung around it, where CT-GAN's remover leaves 29 [14, 46] on the development sample; (0, 40, 0, 15)
 # gives 32 [14, 56] but transferred worse (README, "A removal's haze"; benchmarks.removal_haze).
 REMOVAL_HAZE = (10.0, 70.0, 0.0, 25.0)
+
+# CT-GAN's remover synthesises the hole's lung texture itself, without knowing the scanner: on the development
+# sample the fine band inside its removals keeps a level of its own (about 14-29 HU robust spread, whatever the
+# surrounding lung's 12-84 HU), smoother than a noisy slice, rougher than a quiet one (README, "A removal's own
+# texture"; benchmarks.removal_haze). A corpus setting (`CorpusConfig.removal_texture`): off by default.
+REMOVAL_TEXTURE_HU = (12.0, 30.0)
 
 NOISE_MODES = ("copy", "gauss", "none")
 # CT-GAN's touch-ups are copied noise (its default) or interpolated Gaussian noise. A 'none' share of 0.15 was
@@ -143,11 +150,31 @@ def _inpaint_remove(rng, region: np.ndarray, lungs: np.ndarray, hole: np.ndarray
     return region * (1 - weight) + filled * weight
 
 
+def set_fine_level(hu: np.ndarray, x: int, y: int, half: int, lungs: np.ndarray, level: float) -> np.ndarray:
+    """Rescale the fine band (HU minus its 1 px blur) of the airy lung (< -500 HU smoothed) in the square of half
+    side `half` around (x, y) so that its robust spread is `level` HU, fading out over the square's edge like the
+    in-painted hole; in place, and returned. Left as it is with too little airy lung there."""
+    box = _box(x, y, half + int(np.ceil(half / 2)), hu.shape)
+    region = hu[box]
+    base = blur(region, 1.0)
+    fine = region - base
+    yy, xx = np.mgrid[box[0], box[1]]
+    inner = (np.abs(yy - y) <= half) & (np.abs(xx - x) <= half)
+    airy = lungs[box] & (base < -500)
+    if (inner & airy).sum() < 30:
+        return hu
+    gain = level / max(robust_sigma(fine[inner & airy]), 1e-3)
+    weight = blur(inner.astype(np.float32), 0.25 * half) * airy
+    hu[box] = base + fine * (1 + (gain - 1) * weight)
+    return hu
+
+
 def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, str]], rng: np.random.Generator,
                  difficulty: float = 0.5, lungs: np.ndarray | None = None,
                  noise_mode: str | None = None, resample_whole: bool = True,
                  noise_mode_p: tuple = NOISE_MODE_P,
-                 removal_haze: tuple = REMOVAL_HAZE) -> tuple[np.ndarray, list[TamperRecord]]:
+                 removal_haze: tuple = REMOVAL_HAZE,
+                 removal_texture: tuple = ()) -> tuple[np.ndarray, list[TamperRecord]]:
     """Tamper one authentic HU slice at each (x, y, action) target, action 'inject' or 'remove'.
 
     Args:
@@ -161,6 +188,9 @@ def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, s
         noise_mode: 'copy', 'gauss' or 'none'; drawn per location (CT-GAN's default 'copy' most often) when None.
         noise_mode_p: probabilities of 'copy', 'gauss' and 'none' for that draw.
         removal_haze: (level_lo, level_hi, haze_lo, haze_hi) HU of a removal's in-painted lung (`REMOVAL_HAZE`).
+        removal_texture: (lo, hi) HU: after the touch-ups, the fine band of a removal's in-painted lung is set to a
+            robust spread drawn from U(lo, hi), whatever the slice's own (`REMOVAL_TEXTURE_HU`); () leaves it as the
+            in-painting and touch-ups made it.
         resample_whole: put the whole slice through the 1 mm round trip, as CT-GAN does with the whole scan. False
             for a slice that CT-GAN already resampled (its own output, `dicom.written_by_ctgan`): only the
             in-painted cubes are resampled, so nothing is smoothed twice.
@@ -235,6 +265,8 @@ def tamper_slice(hu: np.ndarray, spacing: float, targets: list[tuple[int, int, s
             window = _window01(TOUCHUP_PX, round(0.1 + 0.4 * difficulty, 3))[: bad.shape[0], : bad.shape[1]]
             final = bad * window + ben * (1 - window)
         out[box] = final
+        if action == "remove" and removal_texture:
+            set_fine_level(out, x, y, hole_half, lungs, float(rng.uniform(*removal_texture)))
         results.append(TamperRecord(int(x), int(y), float(hole_half), action, mode, float(r)))
     out = np.rint(np.clip(out, -1000, 3071)) * (original > -1500) + original * (original <= -1500)
     return out.astype(np.float32), results
