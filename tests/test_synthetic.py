@@ -304,6 +304,32 @@ def test_removal_haze_is_a_setting_and_bounds_the_in_painted_lung(chest_slices, 
     assert levels["strong"] > levels["none"] + 100
 
 
+def test_removal_texture_gives_the_in_painted_lung_a_level_of_its_own_whatever_the_slice(chest_slices, tmp_path):
+    """With `removal_texture` the fine band inside a removal has the drawn level on a quiet and on a noisy copy of
+    one slice alike; without it the inside follows the slice's noise. A corpus.json without the key reads it off."""
+    from utils.tamper import tamper_slice
+    from utils.texture import bands, robust_sigma
+
+    cfg = {k: v for k, v in CorpusConfig().to_dict().items() if k != "removal_texture"}
+    (tmp_path / "corpus.json").write_text(json.dumps(cfg))
+    assert CorpusConfig.from_dir(tmp_path).removal_texture == ()
+    slices, profile = chest_slices
+    quiet = slices[0]
+    lungs = lung_mask(quiet, profile.spacing)
+    noisy = quiet + np.random.default_rng(3).normal(0, 60, quiet.shape).astype(np.float32) * lungs
+    y, x = np.argwhere(erode(lungs, 40))[0]
+    inside = {}
+    for name, hu in (("quiet", quiet), ("noisy", noisy)):
+        for texture in ((), (18.0, 18.0)):
+            out, _ = tamper_slice(hu, profile.spacing, [(int(x), int(y), "remove")], np.random.default_rng(1),
+                                  lungs=lungs, noise_mode="none", removal_texture=texture)
+            _, (fine, _) = bands(out)
+            airy = (lungs & (out < -500))[y - 8 : y + 9, x - 8 : x + 9]
+            inside[name, texture] = robust_sigma(fine[y - 8 : y + 9, x - 8 : x + 9][airy])
+    assert inside["noisy", ()] > 1.5 * inside["quiet", ()]
+    assert abs(inside["quiet", (18.0, 18.0)] - 18) < 4 and abs(inside["noisy", (18.0, 18.0)] - 18) < 4
+
+
 def test_edge_enhancing_kernels_overshoot_at_edges_and_change_nothing_else():
     """`edge_enhancement` gives the sharper half of kernels an unsharp overshoot at edges; it is derived from the
     kernel's own draw, so every other scanner property, and every slice with it off, stays as before."""

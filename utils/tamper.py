@@ -155,17 +155,19 @@ def set_fine_level(hu: np.ndarray, x: int, y: int, half: int, lungs: np.ndarray,
     side `half` around (x, y) so that its robust spread is `level` HU, fading out over the square's edge like the
     in-painted hole; in place, and returned. Left as it is with too little airy lung there."""
     box = _box(x, y, half + int(np.ceil(half / 2)), hu.shape)
-    region = hu[box]
-    base = blur(region, 1.0)
-    fine = region - base
     yy, xx = np.mgrid[box[0], box[1]]
     inner = (np.abs(yy - y) <= half) & (np.abs(xx - x) <= half)
-    airy = lungs[box] & (base < -500)
+    weight = blur(inner.astype(np.float32), 0.25 * half)
+    region = hu[box]
+    airy = lungs[box] & (blur(region, 1.0) < -500)
     if (inner & airy).sum() < 30:
         return hu
-    gain = level / max(robust_sigma(fine[inner & airy]), 1e-3)
-    weight = blur(inner.astype(np.float32), 0.25 * half) * airy
-    hu[box] = base + fine * (1 + (gain - 1) * weight)
+    for _ in range(3):  # the blurred part keeps some of the old fine band: a few rescalings converge on the level
+        base = blur(region, 1.0)
+        fine = region - base
+        gain = level / max(robust_sigma(fine[inner & airy]), 1e-3)
+        region = base + fine * (1 + (gain - 1) * weight * airy)
+    hu[box] = region
     return hu
 
 
