@@ -42,9 +42,9 @@ def footprint_half_px(spacing: float) -> float:
 REMOVAL_HAZE = (10.0, 70.0, 0.0, 25.0)
 
 # CT-GAN's remover synthesises the hole's lung texture itself, without knowing the scanner: on the development
-# sample the fine band inside its removals keeps a level of its own (about 14-29 HU robust spread, whatever the
-# surrounding lung's 12-84 HU), smoother than a noisy slice, rougher than a quiet one (README, "A removal's own
-# texture"; benchmarks.removal_haze). A corpus setting (`CorpusConfig.removal_texture`): off by default.
+# sample the fine band inside its removals keeps a level of its own (about 21 HU robust spread) whatever the
+# surrounding lung's, smoother than a noisy slice, rougher than a quiet one (README, "A removal's own texture";
+# benchmarks.removal_haze). A corpus setting (`CorpusConfig.removal_texture`): off by default.
 REMOVAL_TEXTURE_HU = (12.0, 30.0)
 
 NOISE_MODES = ("copy", "gauss", "none")
