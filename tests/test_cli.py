@@ -45,11 +45,13 @@ def test_synth_passes_the_corpus_options_on(tmp_path, monkeypatch):
     assert seen["cfg"].edge_enhancement == defaults.edge_enhancement
     assert seen["cfg"].background_noise == defaults.background_noise == 45.0
     assert seen["cfg"].background_ground_glass == defaults.background_ground_glass == 0.0
+    assert seen["cfg"].removal_texture == defaults.removal_texture == ()
     assert main(["synth", "--out", str(tmp_path), "--patch-size", "128", "--jitter", "32",
                  "--tampers-per-slice", "2", "--removal-haze", "0", "40", "0", "15", "--edge-enhancement", "0",
-                 "--background-noise", "30", "--background-ground-glass", "0.33"]) == 0
+                 "--background-noise", "30", "--background-ground-glass", "0.33",
+                 "--removal-texture", "12", "30"]) == 0
     assert seen["cfg"].edge_enhancement == 0.0 and seen["cfg"].background_noise == 30.0
-    assert seen["cfg"].background_ground_glass == 0.33
+    assert seen["cfg"].background_ground_glass == 0.33 and seen["cfg"].removal_texture == (12.0, 30.0)
     assert (seen["cfg"].patch_size, seen["cfg"].jitter, seen["cfg"].tampers_per_slice) == (128, 32, 2)
     assert seen["cfg"].removal_haze == (0.0, 40.0, 0.0, 15.0)
 

@@ -17,6 +17,7 @@ def _synth(args) -> int:
                        background_variants=CorpusConfig.background_variants if args.variants is None else args.variants,
                        noise_mode_p=tuple(args.noise_mode_p or CorpusConfig.noise_mode_p),
                        removal_haze=tuple(args.removal_haze or CorpusConfig.removal_haze),
+                       removal_texture=tuple(args.removal_texture or CorpusConfig.removal_texture),
                        resample_tampered=args.resample_tampered, resample_authentic=args.resample_authentic,
                        resample_history=args.resample_history, twins=args.twins,
                        fine_vessels=not args.coarse_vessels,
@@ -343,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--removal-haze", type=float, nargs=4, metavar=("LEVEL_LO", "LEVEL_HI", "HAZE_LO", "HAZE_HI"),
                    help="HU by which a removal's in-painted lung may lie above the lung around it: a cap drawn from "
                    "LEVEL_LO..LEVEL_HI plus a haze from HAZE_LO..HAZE_HI (default: tamper.REMOVAL_HAZE)")
+    p.add_argument("--removal-texture", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="give a removal's in-painted lung a fine-band level (HU) of its own, drawn from LO..HI, as "
+                   "CT-GAN's remover leaves it (e.g. 12 30, tamper.REMOVAL_TEXTURE_HU; default: off, the texture "
+                   "follows the slice)")
     p.add_argument("--resample-tampered", type=float, default=1.0,
                    help="share of tampered scans resampled as a whole, as CT-GAN's reference code does; the others "
                    "resample only the in-painted cubes (default 1.0)")
