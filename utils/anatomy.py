@@ -267,6 +267,11 @@ def ground_glass(rng, lung, px_per_mm) -> np.ndarray:
     return blur(out, 2.0 * px_per_mm) * lung
 
 
+def add_ground_glass(rng, hu: np.ndarray, lung: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """`hu` with `ground_glass` over its airy lung (< -500 HU): vessels and walls keep their values."""
+    return hu + ground_glass(rng, lung, px_per_mm) * (hu < -500)
+
+
 def _splat(canvas: np.ndarray, x: np.ndarray, y: np.ndarray, mass: np.ndarray) -> None:
     """Add `mass` at sub-pixel points (x, y) of `canvas`, shared bilinearly among the 4 nearest pixels."""
     h, w = canvas.shape
@@ -398,7 +403,7 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
             and uniform; False: anywhere 4 mm inside the lungs, never round (the corpus before the setting).
         lookalikes: authentic structures that look like a tamper: bronchovascular bundles cut across (round
             arteries the size of a nodule beside their bronchus, `_bronchovascular`) and, in a third of slices,
-            ground-glass opacity (`ground_glass`, a haze like a removal's).
+            ground-glass opacity (`add_ground_glass`, a haze like a removal's).
         rib_cage: ribs as a real thorax holds them: arcs along the chest wall against the pleura
             (`_rib_on_pleura`), as an axial slice cuts the obliquely running ribs; False: short straight ribs in
             the middle of the chest wall (the corpus before the setting). The random draws are the same either
@@ -510,7 +515,7 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
             _disk(hu, bx, by, r_b + wall, 0.0, True)
             _disk(hu, bx, by, r_b, -960.0, True)
     if lookalikes and rng.uniform() < 1 / 3:
-        hu = hu + ground_glass(rng, lungs, ppm) * (hu < -500)
+        hu = add_ground_glass(rng, hu, lungs, ppm)
     for hx, hy in hila:
         for _ in range(rng.integers(2, 5)):
             bx, by = hx + rng.normal(0, 12) * ppm, hy + rng.normal(0, 12) * ppm

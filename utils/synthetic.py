@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .anatomy import ScannerProfile, chest_slice, correlated_noise, edge_gain, enhance_edges, ground_glass
+from .anatomy import ScannerProfile, add_ground_glass, chest_slice, correlated_noise, edge_gain, enhance_edges
 from .authentic import tumour_boxes
 from .dicom import CTSlice
 from .lungmask import cached_lung_mask, lung_mask
@@ -75,7 +75,7 @@ class CorpusConfig:
             the synthetic scanners' kernels, and of the kernels a background copy is given (`scanner_variation`),
             overshoot at edges, as sharp lung and bone kernels do; in both classes alike. 0 = no such kernel.
         background_ground_glass: share of the slices of a background copy given authentic ground-glass opacity
-            (`anatomy.ground_glass`, the haze of infection or oedema, the commonest authentic window flagged on
+            (`anatomy.add_ground_glass`, the haze of infection or oedema, the commonest authentic window flagged on
             other scanners) before tampering, in both classes alike, so that haze on real anatomy is no label.
         fine_vessels: draw the synthetic lung's fine detail as partial volume (`anatomy.chest_slice`); False gives
             the sparse rasterised vessel dots of corpora written before this setting existed.
@@ -383,12 +383,11 @@ def scanner_variation(rng: np.random.Generator, max_sigma: float, max_edge_gain:
 
 
 def with_ground_glass(rng: np.random.Generator, hu: np.ndarray, spacing: float, share: float) -> np.ndarray:
-    """The slice with authentic ground-glass opacity (`anatomy.ground_glass`) in its lungs, with probability
+    """The slice with authentic ground-glass opacity (`anatomy.add_ground_glass`) in its lungs, with probability
     `share`; the slice itself otherwise."""
     if share <= 0 or rng.uniform() >= share:
         return hu
-    lungs = lung_mask(hu, spacing)
-    return np.rint(hu + ground_glass(rng, lungs, 1.0 / spacing) * (hu < -500)).astype(np.float32)
+    return np.rint(add_ground_glass(rng, hu, lung_mask(hu, spacing), 1.0 / spacing)).astype(np.float32)
 
 
 def background_sources(root: str | Path, include=None) -> list[tuple[str, list[CTSlice]]]:
