@@ -240,6 +240,13 @@ def main() -> None:
             "at_rates": {rate: {"threshold": thr, "authentic_flagged": float(np.mean(auth_top >= thr)),
                                 "real_tampered_flagged": float(np.mean(real_top >= thr))}
                          for rate, thr in point["thresholds"].items()}}
+        if "threshold_interval" in point:  # how far the threshold rests on a few calibration series
+            ends = point["threshold_interval"]
+            report["slice_operating_point"]["spread"] = {
+                **{k: point[k] for k in ("series", "flagged_series", "threshold_interval", "interval_level")},
+                "rate": point["false_alarm_rate"],
+                "at_ends": [{"authentic_flagged": float(np.mean(auth_top >= t)),
+                             "real_tampered_flagged": float(np.mean(real_top >= t))} for t in ends]}
     report["leave_one_patient_out"] = {f"{rate:g}": leave_one_patient_out(auth_top, auth_patients, real_top, rate)
                                        for rate in RATES}
 
@@ -283,6 +290,14 @@ def main() -> None:
         lines.append(f"| at the stored slice threshold for {float(rate):.0%} false alarms "
                      f"({report['slice_operating_point']['chosen_on']}): authentic / real tampered slices flagged | "
                      f"{at['authentic_flagged']:.3f} / {at['real_tampered_flagged']:.3f} |")
+    spread = report.get("slice_operating_point", {}).get("spread")
+    if spread:
+        (lo, hi), (a, b) = spread["threshold_interval"], spread["at_ends"]
+        lines.append(f"| the stored {spread['rate']:.0%} slice threshold: calibration series holding its flagged "
+                     f"slices; its {spread['interval_level']:.0%} interval with the series drawn again, and authentic "
+                     f"/ real tampered slices flagged at its ends | {spread['flagged_series']} of {spread['series']}; "
+                     f"[{lo:.4f}, {hi:.4f}]: {a['authentic_flagged']:.3f} / {a['real_tampered_flagged']:.3f} and "
+                     f"{b['authentic_flagged']:.3f} / {b['real_tampered_flagged']:.3f} |")
     if point:  # a series is judged by its best slice against the threshold for its length (`series_threshold`)
         multi = {k: v for k, v in series_scores.items() if v[1] > 1}
         typical = int(np.median([v[1] for v in multi.values()]))

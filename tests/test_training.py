@@ -91,7 +91,8 @@ def test_operating_point_is_chosen_on_validation_authentic_patches(trained, tiny
 def test_training_stores_slice_thresholds_chosen_on_unseen_authentic_slices(trained, tiny_corpus):
     """Each saved model gets the slice thresholds `scan` uses, chosen on authentic synthetic slices: the validation
     split's, topped up with held-out scans of the same generator that the corpus never drew."""
-    from utils.calibration import HELD_OUT_FIRST, calibration_slices, held_out_scans
+    from utils.calibration import (HELD_OUT_FIRST, HELD_OUT_SLICES, calibration_slices, held_out_scans,
+                                   validation_scans)
     from utils.operating_point import load_operating_point
     from utils.patches import read_manifest
 
@@ -113,6 +114,26 @@ def test_training_stores_slice_thresholds_chosen_on_unseen_authentic_slices(trai
     slices = list(slices)
     assert len(slices) == total >= 5 and all(sl.hu.shape == (512, 512) for sl in slices)
     assert "held-out scans" in chosen_on
+    n_val = len(validation_scans(tiny_corpus))  # one slice each; held-out scans give HELD_OUT_SLICES each
+    assert len({sl.meta["series"] for sl in slices}) == n_val + (len(slices) - n_val) // HELD_OUT_SLICES
+    assert [len(scan.slices) for scan in held_out_scans(tiny_corpus, 2, 3)] == [3, 3]
+
+
+def test_a_threshold_says_how_far_it_rests_on_a_few_series():
+    from utils.operating_point import series_spread, spread_line, threshold_at_false_alarm_rate
+
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 0.9, 200)
+    series = np.repeat(np.arange(50), 4)
+    even = series_spread(scores, series, 0.05)
+    scores[:10] = np.linspace(0.95, 0.99, 10)  # three series hold every flagged slice
+    lumped = series_spread(scores, series, 0.05)
+    assert even["series"] == lumped["series"] == 50 and lumped["flagged_series"] == 3 < even["flagged_series"]
+    lo, hi = lumped["threshold_interval"]
+    assert lo < threshold_at_false_alarm_rate(scores, 0.05) <= hi
+    assert hi - lo > np.subtract(*even["threshold_interval"][::-1])
+    assert series_spread(scores, series, 0.05) == lumped  # seeded
+    assert "come from 3 of 50 series" in spread_line({"threshold": 0.99, **lumped}) and spread_line({}) == ""
 
 
 def test_a_series_threshold_keeps_the_series_false_alarm_rate_near_the_slice_rate():
@@ -161,7 +182,8 @@ def test_cli_calibrate_stores_slice_thresholds(trained, tiny_corpus, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     point = load_operating_point(model)
     assert {"patch", "slice", "relative"} <= set(point) and point["slice"]["n_authentic"] >= 5
-    assert "`scan` uses the slice threshold" in run.stdout
+    assert 0 <= point["slice"]["flagged_series"] <= point["slice"]["series"] <= point["slice"]["n_authentic"]
+    assert "`scan` uses the slice threshold" in run.stdout and "series; drawn again by series" in run.stdout
 
 
 def test_load_model_carries_the_operating_point_into_evaluation(trained, tiny_corpus):

@@ -21,16 +21,23 @@ from pathlib import Path
 import numpy as np
 
 SLICES = 200  # authentic slices a threshold is chosen on: 1% of them is two slices
+HELD_OUT_SLICES = 1  # slices per held-out scan: many scanners and patients rather than many slices of few
 HELD_OUT_FIRST = 1_000_000  # number of the first held-out synthetic scan: far beyond any corpus's own scans
 AUTHENTIC_KINDS = ("TB", "TM")
 
 log = logging.getLogger(__name__)
 
 
+def _tagged(sl, series: str):
+    """The slice with the series it belongs to in its meta (`operating_point.series_spread`)."""
+    sl.meta["series"] = series
+    return sl
+
+
 def _slices(scans):
     for scan in scans:
         for i in sorted(scan.slices):
-            yield scan.slice(i)
+            yield _tagged(scan.slice(i), scan.key)
 
 
 def validation_scans(corpus_dir):
@@ -43,27 +50,33 @@ def validation_scans(corpus_dir):
                              kinds=AUTHENTIC_KINDS)[1]
 
 
-def held_out_scans(corpus_dir, n_scans: int):
+def held_out_scans(corpus_dir, n_scans: int, slices_per_scan: int | None = None):
     """`n_scans` authentic (TB/TM) synthetic scans drawn with the corpus's settings but never part of it (numbered
     from HELD_OUT_FIRST), generated one at a time while iterating: more authentic slices than a validation split
-    holds, from the same generator, seen by no training or model selection."""
+    holds, from the same generator, seen by no training or model selection; `slices_per_scan` of them each (the
+    corpus's number when None)."""
+    from dataclasses import replace
+
     from .synthetic import KIND_CYCLE, CorpusConfig, ScanSequence
 
     cycle = [i for i, kind in enumerate(KIND_CYCLE) if kind in AUTHENTIC_KINDS]
     indices = [HELD_OUT_FIRST + len(KIND_CYCLE) * (k // len(cycle)) + cycle[k % len(cycle)] for k in range(n_scans)]
-    return ScanSequence(indices, CorpusConfig.from_dir(corpus_dir))
+    cfg = CorpusConfig.from_dir(corpus_dir)
+    return ScanSequence(indices, cfg if slices_per_scan is None else replace(cfg, slices_per_scan=slices_per_scan))
 
 
-def calibration_slices(corpus_dir, n_slices: int = SLICES):
+def calibration_slices(corpus_dir, n_slices: int = SLICES, per_scan: int = HELD_OUT_SLICES):
     """(slices, how many, what they are): the validation split's authentic slices, topped up to at least
-    `n_slices` with those of held-out scans (`held_out_scans`); the slices are generated while iterating."""
+    `n_slices` with `per_scan` slices each of held-out scans (`held_out_scans`); the slices are generated while
+    iterating. Slices of one scan share its scanner and anatomy and score alike, so a threshold rests on scans
+    more than on slices (`operating_point.series_spread`): few slices of many scans pin it down best."""
     val = validation_scans(corpus_dir)
-    per_scan = val.cfg.slices_per_scan
-    extra = held_out_scans(corpus_dir, max(0, -(-(n_slices - len(val) * per_scan) // per_scan)))
-    n_val, n_extra = len(val) * per_scan, len(extra) * per_scan
+    n_val = len(val) * val.cfg.slices_per_scan
+    extra = held_out_scans(corpus_dir, max(0, -(-(n_slices - n_val) // per_scan)), per_scan)
+    n_extra = len(extra) * per_scan
     return (chain(_slices(val), _slices(extra)), n_val + n_extra,
-            f"authentic synthetic slices of {corpus_dir} ({n_val} of its validation split, {n_extra} of held-out "
-            "scans)")
+            f"authentic synthetic slices of {corpus_dir} ({n_val} of {len(val)} scans of its validation split, "
+            f"{n_extra} of {len(extra)} held-out scans)")
 
 
 def site_slices(roots) -> list:
@@ -78,36 +91,40 @@ def site_slices(roots) -> list:
         try:
             find_layout(root)
         except FileNotFoundError:
-            slices += [sl for _, series in background_sources(root) for sl in series]
+            slices += [_tagged(sl, f"{root}/{source}") for source, series in background_sources(root) for sl in series]
             continue
         untouched = [scan for scan in load_dataset(root) if scan.slices and not any(r.tampered for r in scan.labels)]
         if not untouched:
             raise ValueError(f"{root}: a CT-GAN data set without untouched scans (TB/TM only) holding slices: "
                              "nothing authentic to choose a slice threshold on")
-        slices += [scan.slice(i) for scan in untouched for i in sorted(scan.slices)]
+        slices += [_tagged(scan.slice(i), f"{root}/{scan.key}") for scan in untouched for i in sorted(scan.slices)]
     return slices
 
 
 def slice_scores(models: list, slices, stride: int = 16, progress: bool = False, total: int | None = None,
                  symmetries: int = 1):
-    """(best window's scores, slice contrasts) of every model over these slices (`scan.scan_each`: each slice
-    scanned by every model in turn, so that the slices can be generated one at a time; slices without lungs are
-    left out), each window's score averaged over `symmetries` of the square's flips and turns."""
+    """(best window's scores, slice contrasts, series) of every model over these slices (`scan.scan_each`: each
+    slice scanned by every model in turn, so that the slices can be generated one at a time; slices without lungs
+    are left out), each window's score averaged over `symmetries` of the square's flips and turns; series: the
+    series each slice belongs to (its meta's 'series', else its own path or position)."""
     from .scan import scan_each
 
-    top, contrast = [[] for _ in models], [[] for _ in models]
-    for _, results in scan_each(models, slices, stride, progress, "calibration slices", total, symmetries):
+    top, contrast, series = [[] for _ in models], [[] for _ in models], []
+    for sl, results in scan_each(models, slices, stride, progress, "calibration slices", total, symmetries):
+        series.append(str(sl.meta.get("series") or sl.path or len(series)))
         for k, res in enumerate(results):
             top[k].append(res.locations[0].score)
             contrast[k].append(res.contrast())
-    return [(np.array(t), np.array(c)) for t, c in zip(top, contrast)]
+    return [(np.array(t), np.array(c), np.array(series)) for t, c in zip(top, contrast)]
 
 
-def operating_points(top, contrast, chosen_on: str, rate: float = 0.05, symmetries: int = 1) -> dict:
+def operating_points(top, contrast, chosen_on: str, rate: float = 0.05, symmetries: int = 1, series=None) -> dict:
     """{'slice': ..., 'relative': ...} operating points (`operating_point.operating_point`) of the best window's
     scores and slice contrasts of authentic slices; the slice point keeps the scores for series thresholds. Slices
-    scanned with `symmetries` > 1 record it, and `scan` then scans so (`operating_point.model_symmetries`)."""
-    from .operating_point import operating_point
+    scanned with `symmetries` > 1 record it, and `scan` then scans so (`operating_point.model_symmetries`). With
+    the `series` of the slices, each point also says how far it rests on a few series
+    (`operating_point.series_spread`)."""
+    from .operating_point import operating_point, series_spread
 
     if not len(top):
         raise ValueError(f"none of the {chosen_on} has lungs to scan")
@@ -115,6 +132,9 @@ def operating_points(top, contrast, chosen_on: str, rate: float = 0.05, symmetri
     slice_point = operating_point(top, where, rate)
     slice_point["authentic_scores"] = sorted(np.asarray(top).tolist())  # `operating_point.series_threshold`
     points = {"slice": slice_point, "relative": operating_point(contrast, where, rate)}
+    if series is not None:
+        for point, scores in ((points["slice"], top), (points["relative"], contrast)):
+            point.update(series_spread(scores, series, rate))
     if symmetries > 1:
         for point in points.values():
             point["symmetries"] = int(symmetries)
@@ -138,8 +158,8 @@ def store_slice_operating_points(models: dict, corpus_dir, n_slices: int = SLICE
     slices, total, chosen_on = calibration_slices(corpus_dir, n_slices)
     scores = slice_scores(list(models.values()), slices, stride, progress, total, symmetries)
     out = {}
-    for (path, model), (top, contrast) in zip(models.items(), scores):
-        out[path] = operating_points(top, contrast, chosen_on, rate, symmetries)
+    for (path, model), (top, contrast, series) in zip(models.items(), scores):
+        out[path] = operating_points(top, contrast, chosen_on, rate, symmetries, series)
         for kind, point in out[path].items():
             save_operating_point(path, kind, point)
         model.operating_point = {**(getattr(model, "operating_point", None) or {}), **out[path]}

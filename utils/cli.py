@@ -254,7 +254,7 @@ def _calibrate(args, model=None) -> int:
     from .architectures import compares
     from .calibration import calibration_slices, operating_points, site_slices, slice_scores
     from .data import load_split
-    from .operating_point import save_operating_point, sidecar_path
+    from .operating_point import save_operating_point, sidecar_path, spread_line
     from .training import store_patch_operating_point
 
     if args.authentic:  # checked before any slow work: a leaked patient would make the slice threshold too lenient
@@ -275,14 +275,15 @@ def _calibrate(args, model=None) -> int:
         total, chosen_on = len(slices), f"authentic slices of {', '.join(args.authentic)}"
     else:
         slices, total, chosen_on = calibration_slices(args.data, args.slices)
-    (top, contrast), = slice_scores([model], slices, args.stride, progress=True, total=total,
-                                    symmetries=args.symmetries)
-    points = operating_points(top, contrast, chosen_on, args.rate, args.symmetries)
+    (top, contrast, series), = slice_scores([model], slices, args.stride, progress=True, total=total,
+                                            symmetries=args.symmetries)
+    points = operating_points(top, contrast, chosen_on, args.rate, args.symmetries, series)
     for kind, point in points.items():
         save_operating_point(args.model, kind, point)
     print(f"slice threshold {points['slice']['threshold']:.4f} and relative threshold "
           f"{points['relative']['threshold']:.4f} ({args.rate:.0%} of {points['slice']['n_authentic']} "
           f"{chosen_on} flagged); wrote {sidecar_path(args.model)}; `scan` uses the slice threshold")
+    print(spread_line(points["slice"]))
     return 0
 
 

@@ -52,6 +52,36 @@ def operating_point(authentic_scores, chosen_on: str, rate: float = DEFAULT_RATE
             "n_authentic": int(np.size(authentic_scores)), "chosen_on": chosen_on}
 
 
+def series_spread(authentic_scores, series, rate: float = DEFAULT_RATE, draws: int = 1000, level: float = 0.9,
+                  seed: int = 0) -> dict:
+    """How much a slice threshold rests on a few series. Slices of one series share its scanner and anatomy, so
+    their scores go up and down together and a threshold chosen on slices is, in effect, chosen on series. Returns
+    the number of series, how many of them hold the flagged slices at the threshold for `rate`, and the threshold's
+    `level` interval when the series are drawn again with replacement (`draws` bootstrap draws, seeded)."""
+    scores, series = np.asarray(authentic_scores, np.float32), np.asarray(series)
+    t = threshold_at_false_alarm_rate(scores, rate)
+    names, index = np.unique(series, return_inverse=True)
+    members = [np.flatnonzero(index == k) for k in range(len(names))]
+    rng = np.random.default_rng(seed)
+    boot = [threshold_at_false_alarm_rate(scores[np.concatenate([members[k] for k in
+                                                                  rng.integers(0, len(names), len(names))])], rate)
+            for _ in range(draws)]
+    tail = (1 - level) / 2
+    return {"series": len(names), "flagged_series": int(len(np.unique(index[scores >= t]))),
+            "threshold_interval": [float(np.quantile(boot, tail)), float(np.quantile(boot, 1 - tail))],
+            "interval_level": level}
+
+
+def spread_line(point: dict) -> str:
+    """One sentence on how far a stored slice threshold rests on a few series (`series_spread`); '' without."""
+    if "flagged_series" not in point:
+        return ""
+    lo, hi = point["threshold_interval"]
+    return (f"the slices flagged at {point['threshold']:.4f} come from {point['flagged_series']} of "
+            f"{point['series']} series; drawn again by series, the threshold lies in [{lo:.4f}, {hi:.4f}] "
+            f"({point['interval_level']:.0%})")
+
+
 def series_threshold(point: dict, n_slices: int) -> float:
     """The best slice's score at or above which a series of `n_slices` scanned slices is called tampered.
 

@@ -472,6 +472,7 @@ def calibrate_slices(saved: dict, cfg: TrainConfig, verbose=1) -> None:
     if not saved or not cfg.slice_calibration:
         return
     from .calibration import store_slice_operating_points
+    from .operating_point import spread_line
 
     start = time.perf_counter()
     points = store_slice_operating_points(saved, cfg.data_dir, cfg.slice_calibration)
@@ -479,7 +480,7 @@ def calibrate_slices(saved: dict, cfg: TrainConfig, verbose=1) -> None:
         if verbose:
             print(f"{Path(path).name}: slice threshold {point['slice']['threshold']:.4f} "
                   f"({point['slice']['false_alarm_rate']:.0%} of {point['slice']['chosen_on']}; "
-                  f"{time.perf_counter() - start:.0f} s in all)")
+                  f"{time.perf_counter() - start:.0f} s in all); {spread_line(point['slice'])}")
 
 
 def train_ensemble(cfg: TrainConfig, phases=("cnn", "vit"), verbose=1, data=None) -> dict:
