@@ -274,7 +274,7 @@ def _calibrate(args, model=None) -> int:
         slices = site_slices(args.authentic)
         total, chosen_on = len(slices), f"authentic slices of {', '.join(args.authentic)}"
     else:
-        slices, total, chosen_on = calibration_slices(args.data, args.slices)
+        slices, total, chosen_on = calibration_slices(args.data, args.slices, args.per_scan)
     (top, contrast, series), = slice_scores([model], slices, args.stride, progress=True, total=total,
                                             symmetries=args.symmetries)
     points = operating_points(top, contrast, chosen_on, args.rate, args.symmetries, series)
@@ -288,6 +288,7 @@ def _calibrate(args, model=None) -> int:
 
 
 def _ensemble(args) -> int:
+    from .calibration import HELD_OUT_SLICES
     from .ensemble import build_ensemble
 
     models = [_load_model(path) for path in args.models]
@@ -297,11 +298,12 @@ def _ensemble(args) -> int:
     ensemble.save(out)
     print(f"saved the mean of {len(models)} models as {out}")
     return _calibrate(argparse.Namespace(model=str(out), data=args.data, rate=args.rate, stride=16,
-                                         slices=args.slices, authentic=None, symmetries=args.symmetries), ensemble)
+                                         slices=args.slices, per_scan=HELD_OUT_SLICES, authentic=None,
+                                         symmetries=args.symmetries), ensemble)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .calibration import SLICES
+    from .calibration import HELD_OUT_SLICES, SLICES
     from .data import DESIGNS
 
     parser = argparse.ArgumentParser(
@@ -518,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=16)
     p.add_argument("--slices", type=int, default=SLICES,
                    help=f"authentic synthetic slices to choose the slice thresholds on (default {SLICES})")
+    p.add_argument("--per-scan", type=int, default=HELD_OUT_SLICES, metavar="N",
+                   help=f"slices of each held-out synthetic scan among them (default {HELD_OUT_SLICES}: slices of one "
+                   "scan score alike, so many scans pin a threshold down better than many slices)")
     p.add_argument("--authentic", nargs="+", metavar="DIR",
                    help="authentic DICOM series of your own scanners (not training backgrounds): choose the slice "
                    "thresholds on their slices instead, which `scan` then uses for its verdict")
