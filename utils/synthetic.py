@@ -110,7 +110,7 @@ class CorpusConfig:
     twins: bool = False
     shipped_backgrounds: bool = True
     backgrounds: tuple = ()
-    background_variants: int = 16
+    background_variants: int = 32
     background_noise: float = 45.0
     background_ground_glass: float = 0.0
     edge_enhancement: float = 0.75
