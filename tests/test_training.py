@@ -117,6 +117,8 @@ def test_training_stores_slice_thresholds_chosen_on_unseen_authentic_slices(trai
     n_val = len(validation_scans(tiny_corpus))  # one slice each; held-out scans give HELD_OUT_SLICES each
     assert len({sl.meta["series"] for sl in slices}) == n_val + (len(slices) - n_val) // HELD_OUT_SLICES
     assert [len(scan.slices) for scan in held_out_scans(tiny_corpus, 2, 3)] == [3, 3]
+    with pytest.raises(ValueError, match="at least 1"):
+        calibration_slices(tiny_corpus, 5, per_scan=0)
 
 
 def test_a_threshold_says_how_far_it_rests_on_a_few_series():

@@ -70,6 +70,8 @@ def calibration_slices(corpus_dir, n_slices: int = SLICES, per_scan: int = HELD_
     `n_slices` with `per_scan` slices each of held-out scans (`held_out_scans`); the slices are generated while
     iterating. Slices of one scan share its scanner and anatomy and score alike, so a threshold rests on scans
     more than on slices (`operating_point.series_spread`): few slices of many scans pin it down best."""
+    if per_scan < 1:
+        raise ValueError(f"slices per held-out scan must be at least 1, got {per_scan}")
     val = validation_scans(corpus_dir)
     n_val = len(val) * val.cfg.slices_per_scan
     extra = held_out_scans(corpus_dir, max(0, -(-(n_slices - n_val) // per_scan)), per_scan)
