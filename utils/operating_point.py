@@ -58,16 +58,14 @@ def series_spread(authentic_scores, series, rate: float = DEFAULT_RATE, draws: i
     their scores go up and down together and a threshold chosen on slices is, in effect, chosen on series. Returns
     the number of series, how many of them hold the flagged slices at the threshold for `rate`, and the threshold's
     `level` interval when the series are drawn again with replacement (`draws` bootstrap draws, seeded)."""
+    from .evaluate import _group_members, _resamples  # the scan-level bootstrap of the evaluation's intervals
+
     scores, series = np.asarray(authentic_scores, np.float32), np.asarray(series)
     t = threshold_at_false_alarm_rate(scores, rate)
-    names, index = np.unique(series, return_inverse=True)
-    members = [np.flatnonzero(index == k) for k in range(len(names))]
-    rng = np.random.default_rng(seed)
-    boot = [threshold_at_false_alarm_rate(scores[np.concatenate([members[k] for k in
-                                                                  rng.integers(0, len(names), len(names))])], rate)
-            for _ in range(draws)]
+    members = _group_members(series, len(series))
+    boot = [threshold_at_false_alarm_rate(scores[idx], rate) for idx in _resamples(members, draws, seed)]
     tail = (1 - level) / 2
-    return {"series": len(names), "flagged_series": int(len(np.unique(index[scores >= t]))),
+    return {"series": len(members), "flagged_series": int(len(np.unique(series[scores >= t]))),
             "threshold_interval": [float(np.quantile(boot, tail)), float(np.quantile(boot, 1 - tail))],
             "interval_level": level}
 
