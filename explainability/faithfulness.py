@@ -26,34 +26,48 @@ def energy_ratio(saliency: np.ndarray, region: np.ndarray) -> float:
     return float((s[region].sum() / total) / region.mean())
 
 
-def _perturbation_curve(model, image, saliency, steps, delete: bool, neutral: float | None):
+def _perturbed(image, saliency, steps: int, delete: bool, neutral: float | None) -> np.ndarray:
+    """The steps + 1 images (steps + 1, H, W, C) of one curve: 0, 1/steps, ... of the pixels, most relevant first,
+    replaced by a neutral value (deletion) or put back into a neutral image (insertion)."""
     img = np.asarray(image, np.float32)
     # a pair (patch, reference window) perturbs the patch only: the map explains the patch
     channels = slice(0, 1) if img.shape[-1] == 2 else slice(None)
     neutral = float(img[..., channels].mean()) if neutral is None else neutral
-    order = np.argsort(-saliency.ravel(), kind="stable")
-    n = order.size
-    batch = []
-    for k in np.linspace(0, n, steps + 1).astype(int):
-        x = img.copy()
-        if not delete:
-            x[..., channels] = neutral
+    order = np.argsort(-np.asarray(saliency).ravel(), kind="stable")
+    out = np.repeat(img[None], steps + 1, axis=0)
+    if not delete:
+        out[..., channels] = neutral
+    for j, k in enumerate(np.linspace(0, order.size, steps + 1).astype(int)):
         ys, xs = np.unravel_index(order[:k], saliency.shape)
-        x[ys, xs, channels] = neutral if delete else img[ys, xs, channels]
-        batch.append(x)
+        out[j, ys, xs, channels] = neutral if delete else img[ys, xs, channels]
+    return out
+
+
+def deletion_insertion_curves(model, images, saliencies, steps: int = 16, neutral: float | None = None,
+                              batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Deletion and insertion AUC (N,) of the fake score for N images (H, W, C) in the model's input size and their
+    maps (H, W): the area under the score when the most relevant pixels are replaced by a neutral value (deletion,
+    lower is better) and when they are put back into a neutral image (insertion, higher is better). The curves of
+    many images go through the model together, `batch_size` images per call."""
     from .maps import predict
 
-    return predict(model, np.stack(batch))
+    per_batch = max(1, batch_size // (2 * (steps + 1)))
+    x = np.linspace(0, 1, steps + 1)
+    deletion, insertion = [], []
+    for start in range(0, len(images), per_batch):
+        pairs = list(zip(images[start : start + per_batch], saliencies[start : start + per_batch]))
+        batch = np.concatenate([_perturbed(img, m, steps, delete, neutral)
+                                for img, m in pairs for delete in (True, False)])
+        curves = predict(model, batch).reshape(len(pairs), 2, steps + 1)
+        deletion.append(np.trapezoid(curves[:, 0], x, axis=1))
+        insertion.append(np.trapezoid(curves[:, 1], x, axis=1))
+    return np.concatenate(deletion), np.concatenate(insertion)
 
 
 def deletion_insertion(model, image, saliency, steps: int = 16, neutral: float | None = None):
-    """Area under the fake-score curve when the most relevant pixels are replaced by a neutral value
-    (deletion: lower is better) and when they are put back into a neutral image (insertion: higher is
-    better). image (H, W, C) in the model's input size; saliency (H, W)."""
-    d = _perturbation_curve(model, image, saliency, steps, True, neutral)
-    i = _perturbation_curve(model, image, saliency, steps, False, neutral)
-    x = np.linspace(0, 1, steps + 1)
-    return float(np.trapezoid(d, x)), float(np.trapezoid(i, x))
+    """`deletion_insertion_curves` of one image (H, W, C) and its map (H, W): (deletion AUC, insertion AUC)."""
+    d, i = deletion_insertion_curves(model, [image], [saliency], steps, neutral)
+    return float(d[0]), float(i[0])
 
 
 def gaussian_map(shape, cx: float, cy: float, sigma: float) -> np.ndarray:
@@ -79,8 +93,8 @@ def score_maps(maps: dict, regions, model=None, images=None, steps: int = 16) ->
         energy = [energy_ratio(m, r) for m, r in zip(ms, regions)]
         row = {"n": len(hits), "pointing": float(np.mean(hits)), "energy_ratio": float(np.mean(energy))}
         if model is not None:
-            di = [deletion_insertion(model, img, m, steps) for img, m in zip(images, ms)]
-            row["deletion_auc"] = float(np.mean([d for d, _ in di]))
-            row["insertion_auc"] = float(np.mean([i for _, i in di]))
+            deletion, insertion = deletion_insertion_curves(model, images, ms, steps)
+            row["deletion_auc"] = float(np.mean(deletion))
+            row["insertion_auc"] = float(np.mean(insertion))
         out[method] = row
     return out

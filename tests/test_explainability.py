@@ -3,7 +3,8 @@ import pytest
 
 import keras
 from explainability import AttentionRollout, GradCAM
-from explainability.faithfulness import centre_prior, energy_ratio, pointing_hit, region_mask, score_maps
+from explainability.faithfulness import (centre_prior, deletion_insertion, deletion_insertion_curves, energy_ratio,
+                                         pointing_hit, region_mask, score_maps)
 from explainability.overlay import explanation_grid, overlay
 from tests.conftest import TINY_MODEL
 from utils.architectures import build_cnn, build_hybrid_vit, encoder_blocks
@@ -101,6 +102,39 @@ def test_faithfulness_scores():
     assert energy_ratio(peaked, region) > 10 and energy_ratio(np.ones((64, 64)), region) == pytest.approx(1.0)
     scores = score_maps({"peak": peaked[None], "flat": np.ones((1, 64, 64))}, region[None])
     assert scores["peak"]["pointing"] == 1.0 and scores["flat"]["energy_ratio"] == pytest.approx(1.0)
+
+
+class _MeanScore:
+    """A stand-in model whose fake score is the mean of its input: its curves are known exactly."""
+
+    input = None
+
+    def __call__(self, x, training=False):
+        return np.asarray(x).mean(axis=(1, 2, 3))
+
+
+def test_deletion_and_insertion_follow_the_map():
+    images = np.ones((3, 8, 8, 1), np.float32)
+    saliency = np.random.default_rng(0).uniform(size=(3, 8, 8))
+    deletion, insertion = deletion_insertion_curves(_MeanScore(), images, saliency, steps=4, neutral=0.0)
+    # the score is the share of pixels kept (deletion) or put back (insertion): linear, area 0.5
+    np.testing.assert_allclose(deletion, 0.5, atol=1e-6)
+    np.testing.assert_allclose(insertion, 0.5, atol=1e-6)
+    images[0, :4] = 0.0  # the map ranks the lit half first: deletion falls fast, insertion rises fast
+    ranked = np.zeros((8, 8))
+    ranked[4:] = 1.0
+    d, i = deletion_insertion(_MeanScore(), images[0], ranked, steps=4, neutral=0.0)
+    assert d < 0.2 < 0.3 < i
+
+
+def test_curves_of_many_images_equal_those_of_one_at_a_time(hybrid):
+    rng = np.random.default_rng(1)
+    images = rng.uniform(size=(5, 64, 64, 1)).astype(np.float32)
+    maps = rng.uniform(size=(5, 64, 64))
+    deletion, insertion = deletion_insertion_curves(hybrid, images, maps, steps=4, batch_size=20)  # 2 per call
+    one_by_one = np.array([deletion_insertion(hybrid, img, m, steps=4) for img, m in zip(images, maps)])
+    np.testing.assert_allclose(deletion, one_by_one[:, 0], atol=1e-5)
+    np.testing.assert_allclose(insertion, one_by_one[:, 1], atol=1e-5)
 
 
 def test_score_views_reports_baselines_and_a_reference_that_knows_the_answer(hybrid):
