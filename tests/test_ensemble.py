@@ -133,11 +133,13 @@ def test_cli_ensemble_saves_and_calibrates(hybrids, tiny_corpus, tmp_path):
         model.save(tmp_path / f"m{k}.keras")
     out = tmp_path / "both" / "ensemble.keras"
     proc = subprocess.run([sys.executable, "-m", "utils.cli", "ensemble", str(tmp_path / "m0.keras"),
-                           str(tmp_path / "m1.keras"), "--out", str(out), "--data", str(tiny_corpus), "--slices", "3"],
-                          capture_output=True, text=True, cwd=REPO)
+                           str(tmp_path / "m1.keras"), "--out", str(out), "--data", str(tiny_corpus), "--slices", "6",
+                           "--per-scan", "2"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "saved the mean of 2 models" in proc.stdout
-    assert {"patch", "slice", "relative"} <= set(load_operating_point(out))
+    point = load_operating_point(out)
+    assert {"patch", "slice", "relative"} <= set(point)
+    assert point["slice"]["series"] < point["slice"]["n_authentic"]  # two slices of each held-out scan
     missing = subprocess.run([sys.executable, "-m", "utils.cli", "ensemble", str(tmp_path / "m0.keras"),
                               str(tmp_path / "nope.keras"), "--out", str(out)], capture_output=True, text=True, cwd=REPO)
     assert missing.returncode != 0 and "nope.keras: no such model file" in missing.stderr

@@ -187,6 +187,17 @@ def _scan_options(p) -> None:
                    "--symmetries`); costs that many times the model's time")
 
 
+def _slice_calibration_options(p) -> None:
+    from .calibration import HELD_OUT_SLICES, SLICES
+
+    p.add_argument("--slices", type=int, default=SLICES,
+                   help=f"authentic synthetic slices to choose the slice thresholds on (default {SLICES})")
+    p.add_argument("--per-scan", type=int, default=HELD_OUT_SLICES, metavar="N",
+                   help=f"slices of each held-out synthetic scan among them (default {HELD_OUT_SLICES}: slices of one "
+                   "scan score alike, so many scans pin a threshold down better than many slices)")
+    _symmetry_option(p)
+
+
 def _symmetry_option(p) -> None:
     from .operating_point import SYMMETRY_GROUPS
 
@@ -288,7 +299,6 @@ def _calibrate(args, model=None) -> int:
 
 
 def _ensemble(args) -> int:
-    from .calibration import HELD_OUT_SLICES
     from .ensemble import build_ensemble
 
     models = [_load_model(path) for path in args.models]
@@ -298,12 +308,12 @@ def _ensemble(args) -> int:
     ensemble.save(out)
     print(f"saved the mean of {len(models)} models as {out}")
     return _calibrate(argparse.Namespace(model=str(out), data=args.data, rate=args.rate, stride=16,
-                                         slices=args.slices, per_scan=HELD_OUT_SLICES, authentic=None,
+                                         slices=args.slices, per_scan=args.per_scan, authentic=None,
                                          symmetries=args.symmetries), ensemble)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .calibration import HELD_OUT_SLICES, SLICES
+    from .calibration import SLICES
     from .data import DESIGNS
 
     parser = argparse.ArgumentParser(
@@ -518,15 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="data", help="the synthetic corpus the model was trained on (default: data)")
     p.add_argument("--rate", type=float, default=0.05, help="false-alarm rate on authentic data (default 0.05)")
     p.add_argument("--stride", type=int, default=16)
-    p.add_argument("--slices", type=int, default=SLICES,
-                   help=f"authentic synthetic slices to choose the slice thresholds on (default {SLICES})")
-    p.add_argument("--per-scan", type=int, default=HELD_OUT_SLICES, metavar="N",
-                   help=f"slices of each held-out synthetic scan among them (default {HELD_OUT_SLICES}: slices of one "
-                   "scan score alike, so many scans pin a threshold down better than many slices)")
     p.add_argument("--authentic", nargs="+", metavar="DIR",
                    help="authentic DICOM series of your own scanners (not training backgrounds): choose the slice "
                    "thresholds on their slices instead, which `scan` then uses for its verdict")
-    _symmetry_option(p)
+    _slice_calibration_options(p)
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("ensemble", help="one model that averages several saved models (e.g. seeds)",
@@ -537,9 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the ensemble's .keras file")
     p.add_argument("--data", default="data", help="the synthetic corpus the models were trained on (default: data)")
     p.add_argument("--rate", type=float, default=0.05, help="false-alarm rate on authentic data (default 0.05)")
-    p.add_argument("--slices", type=int, default=SLICES,
-                   help=f"authentic synthetic slices to choose the slice thresholds on (default {SLICES})")
-    _symmetry_option(p)
+    _slice_calibration_options(p)
     p.set_defaults(func=_ensemble)
     return parser
 
