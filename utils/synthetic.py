@@ -66,7 +66,8 @@ class CorpusConfig:
             texture and scanner noise in both classes); their patches join the train split.
         backgrounds: further folders of authentic DICOM (or a CT-GAN data set's untouched parts) treated alike.
         background_variants: tampered copies of every background slice (alternately inject and remove), each with
-            its own scanner variation and targets; half as many untouched copies join them.
+            its own scanner variation and targets; half as many untouched copies join them (64: README, *More
+            tampered copies of the real backgrounds*; 32 before, 16 and 8 earlier).
         background_noise: largest scanner noise (HU) added to a copy of a background series before tampering
             (`scanner_variation`; 0 = the slices as stored). 45 reaches the noise of CT-GAN's source scans and
             of low-dose lung CT, so that a slice's noise level is no label (README, *Scanner noise in the slice
@@ -110,7 +111,7 @@ class CorpusConfig:
     twins: bool = False
     shipped_backgrounds: bool = True
     backgrounds: tuple = ()
-    background_variants: int = 32
+    background_variants: int = 64
     background_noise: float = 45.0
     background_ground_glass: float = 0.0
     edge_enhancement: float = 0.75
