@@ -29,11 +29,11 @@ def energy_ratio(saliency: np.ndarray, region: np.ndarray) -> float:
 def _perturbed(image, saliency, steps: int, delete: bool, neutral: float | None) -> np.ndarray:
     """The steps + 1 images (steps + 1, H, W, C) of one curve: 0, 1/steps, ... of the pixels, most relevant first,
     replaced by a neutral value (deletion) or put back into a neutral image (insertion)."""
-    img = np.asarray(image, np.float32)
+    img, saliency = np.asarray(image, np.float32), np.asarray(saliency)
     # a pair (patch, reference window) perturbs the patch only: the map explains the patch
     channels = slice(0, 1) if img.shape[-1] == 2 else slice(None)
     neutral = float(img[..., channels].mean()) if neutral is None else neutral
-    order = np.argsort(-np.asarray(saliency).ravel(), kind="stable")
+    order = np.argsort(-saliency.ravel(), kind="stable")
     out = np.repeat(img[None], steps + 1, axis=0)
     if not delete:
         out[..., channels] = neutral
