@@ -19,9 +19,9 @@ SHARED = REPO.parent / "shared" / "data"
 def write_dicom(path: Path, hu: np.ndarray, instance: int = 1, z: float = 0.0, intercept: float = -1024.0,
                 slope: float = 1.0, spacing: float = 0.7, rescale: bool = True, modality: str = "CT",
                 series_uid: str | None = None, patient: str | None = None, orientation=None, image_type=None,
-                syntax=None) -> Path:
+                syntax=None, **encoding) -> Path:
     """A minimal CT slice storing (hu - intercept) / slope as int16; `syntax`: a compressed transfer syntax
-    to store the pixels with (e.g. pydicom.uid.JPEG2000Lossless)."""
+    to store the pixels with (e.g. pydicom.uid.JPEG2000Lossless), `encoding` its options (e.g. j2k_cr=[10])."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -55,7 +55,7 @@ def write_dicom(path: Path, hu: np.ndarray, instance: int = 1, z: float = 0.0, i
         ds.RescaleSlope = slope
     ds.PixelData = stored.tobytes()
     if syntax is not None:
-        ds.compress(syntax)
+        ds.compress(syntax, **encoding)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(str(path), enforce_file_format=True)
     return path

@@ -129,6 +129,26 @@ def test_compressed_slices_decode_to_the_same_hu(tmp_path, syntax):
     np.testing.assert_array_equal(packed.hu, hu)
 
 
+def test_lossy_compression_is_read_from_the_header_then_the_transfer_syntax(tmp_path):
+    """Lossy slices read (with their loss) and say so: LossyImageCompression decides, else the transfer syntax."""
+    hu = np.random.default_rng(0).normal(-850, 40, (64, 64))
+    assert read_slice(write_dicom(tmp_path / "plain.dcm", hu)).meta["lossy"] is None
+    assert read_slice(write_dicom(tmp_path / "j2k.dcm", hu, syntax=pydicom.uid.JPEG2000Lossless)).meta["lossy"] is None
+    lossy = read_slice(write_dicom(tmp_path / "j2k_10.dcm", hu, syntax=pydicom.uid.JPEG2000, j2k_cr=[10]))
+    assert lossy.meta["lossy"] == "stored as JPEG 2000 Image Compression"
+    assert 5 < np.abs(lossy.hu - np.rint(hu)).mean() < 40  # the loss is real, and the slice is still read
+    near = read_slice(write_dicom(tmp_path / "jls.dcm", hu, syntax=pydicom.uid.JPEGLSNearLossless, jls_error=2))
+    assert near.meta["lossy"].startswith("stored as JPEG-LS") and np.abs(near.hu - np.rint(hu)).max() <= 2
+    ds = pydicom.dcmread(tmp_path / "plain.dcm")  # decompressed after a lossy stage: the header still tells
+    ds.LossyImageCompression, ds.LossyImageCompressionMethod, ds.LossyImageCompressionRatio = "01", "ISO_10918_1", 12
+    ds.save_as(tmp_path / "history.dcm")
+    assert read_slice(tmp_path / "history.dcm").meta["lossy"] == "lossy compression (ISO_10918_1, 12:1)"
+    ds = pydicom.dcmread(tmp_path / "j2k_10.dcm")  # the header's "00" outranks a syntax that may be lossy
+    ds.LossyImageCompression = "00"
+    ds.save_as(tmp_path / "declared.dcm")
+    assert read_slice(tmp_path / "declared.dcm").meta["lossy"] is None
+
+
 def test_localizers_and_reformats_are_refused_by_name(tmp_path):
     hu = np.full((32, 32), -850.0)
     scout = write_dicom(tmp_path / "scout.dcm", hu, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pydicom
 import pytest
 
 import keras
@@ -126,7 +127,8 @@ def test_series_bad_inputs(tmp_path, chest_slices):
     with pytest.warns(UserWarning, match="9.dcm"):
         result = scan_series(CentreBrightness(), series, stride=32, progress=False)
     assert len(result.slices) == 3 and result.verdict in ("tampered", "authentic")
-    assert set(result.as_json()) == {"verdict", "score", "threshold", "locations"} and result.threshold == 0.5
+    assert set(result.as_json()) == {"verdict", "score", "threshold", "locations", "notes"} and result.threshold == 0.5
+    assert result.notes == []  # lossless slices
     # a slice operating point: the threshold of a series of the 3 slices scanned, not of one slice
     point = {"threshold": 0.2, "false_alarm_rate": 0.5, "authentic_scores": [0.1, 0.2, 0.3, 0.4]}
     with pytest.warns(UserWarning, match="9.dcm"):
@@ -180,6 +182,16 @@ def test_merge_keeps_best_of_neighbouring_slices():
     assert [(m.slice, m.score) for m in merged] == [(11, 0.95), (10, 0.7), (30, 0.5)]
 
 
+def test_a_verdict_on_lossy_slices_carries_a_note(tmp_path, chest_slices):
+    slices, profile = chest_slices
+    for i, hu in enumerate(slices):
+        lossy = {"syntax": pydicom.uid.JPEG2000, "j2k_cr": [10]} if i == 1 else {}
+        write_dicom(tmp_path / "s" / f"{i}.dcm", hu, instance=i + 1, z=2.5 * i, spacing=profile.spacing, **lossy)
+    result = scan_series(CentreBrightness(), tmp_path / "s", stride=32, progress=False)
+    assert len(result.notes) == 1 and result.notes[0].startswith("1 of 3 slices lost information to lossy")
+    assert "JPEG 2000" in result.as_json()["notes"][0]
+
+
 def test_cli_scan_json(tmp_path, chest_slices, capsys):
     slices, profile = chest_slices
     keras.utils.set_random_seed(0)
@@ -191,7 +203,7 @@ def test_cli_scan_json(tmp_path, chest_slices, capsys):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert set(result) == {"verdict", "score", "threshold", "locations"} and result["locations"]
+    assert set(result) == {"verdict", "score", "threshold", "locations", "notes"} and result["locations"]
     assert set(result["locations"][0]) == {"slice", "x", "y", "score"}
     assert list((tmp_path / "out").glob("*.png"))
     from utils.cli import main

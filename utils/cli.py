@@ -240,6 +240,8 @@ def _scan(args) -> int:
         print(f"  {rank}. slice {loc.slice}  x {loc.x}  y {loc.y}  score {loc.score:.3f}")
     for msg in result.skipped:
         print(f"  skipped: {msg}")
+    for msg in result.notes:
+        print(f"  note: {msg}")
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -42,6 +42,9 @@ class CTSlice:
         z: position in mm along the slice normal, pointing to the head (ImagePositionPatient[2] without gantry
             tilt), or None.
         path: file it came from, or None for generated slices.
+        meta: what the header says of it (`read_slices`: kernel, thickness, manufacturer, UIDs, patient_id,
+            ctgan_output, lossy: how it lost information to lossy compression or None) and what the pipeline
+            adds (e.g. its lung mask).
     """
 
     hu: np.ndarray
@@ -184,8 +187,39 @@ def _frame_slice(ds, path: Path, frame: int, pixels: np.ndarray, frames: int) ->
             "frame": frame if frames > 1 else None,
             "patient_id": str(ds.get("PatientID", "")),
             "ctgan_output": written_by_ctgan(ds),
+            "lossy": lossy_compression(ds),
         },
     )
+
+
+# Transfer syntaxes whose pixel data may have lost information (JPEG baseline and extended, JPEG-LS near-lossless,
+# JPEG 2000 and HTJ2K without "lossless only"); their lossless siblings are not listed.
+LOSSY_SYNTAXES = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81",
+                  "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.203"}
+
+
+def lossy_compression(ds) -> str | None:
+    """How the image lost information to lossy compression, or None. LossyImageCompression (0028,2110) decides
+    when present ("01": lossy at some stage of its history, even if stored uncompressed now); without it, the
+    transfer syntax does. CT-GAN's traces are fine texture, which lossy compression alters (README, *Lossy
+    compression*)."""
+    flag = str(ds.get("LossyImageCompression", "")).strip()
+    if flag == "00":
+        return None
+    if flag == "01":
+        method = "/".join(map(str, _as_list(ds.get("LossyImageCompressionMethod")))) or "method not stated"
+        ratio = "/".join(f"{float(r):g}:1" for r in _as_list(ds.get("LossyImageCompressionRatio")))
+        return f"lossy compression ({method}{', ' + ratio if ratio else ''})"
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and str(syntax) in LOSSY_SYNTAXES:
+        return f"stored as {syntax.name}"
+    return None
+
+
+def _as_list(value) -> list:
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
 
 
 def read_slice(path: str | Path) -> CTSlice:

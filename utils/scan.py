@@ -70,10 +70,11 @@ class SeriesResult:
     slices: dict = field(default_factory=dict)
     skipped: list = field(default_factory=list)
     threshold: float | None = None  # the score at or above which the verdict is "tampered"
+    notes: list = field(default_factory=list)  # what the reader should know of the verdict (e.g. lossy slices)
 
     def as_json(self) -> dict:
         return {"verdict": self.verdict, "score": self.score, "threshold": self.threshold,
-                "locations": [asdict(loc) for loc in self.locations]}
+                "locations": [asdict(loc) for loc in self.locations], "notes": self.notes}
 
 
 def model_patch_size(model) -> int:
@@ -445,7 +446,17 @@ def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: in
     if operating_point:
         threshold = series_threshold(operating_point, len(results))
     return SeriesResult("tampered" if score >= threshold else "authentic", score, locations, results, skipped,
-                        float(threshold))
+                        float(threshold), lossy_note(slices))
+
+
+def lossy_note(slices) -> list[str]:
+    """A note for a verdict on slices that lost information to lossy compression (`dicom.lossy_compression`)."""
+    lossy = [sl.meta["lossy"] for sl in slices if sl.meta.get("lossy")]
+    if not lossy:
+        return []
+    return [f"{len(lossy)} of {len(slices)} slices lost information to lossy compression ({lossy[0]}): the "
+            "detector reads fine texture, which such compression alters, and its thresholds were chosen on "
+            "lossless slices (README, *Lossy compression*)"]
 
 
 def scan_each(models, slices, stride: int = 16, progress: bool = True, desc: str = "slices",
