@@ -31,7 +31,7 @@ def test_help_of_every_benchmark():
     for name in ("compare", "transfer", "faithfulness", "scan_localisation", "corpus_speed", "startup",
                  "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed",
                  "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives", "paired_scans", "removal_haze",
-                 "ensembles", "receptive_field", "noise_matched"):
+                 "ensembles", "receptive_field", "noise_matched", "lossy_compression"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name
@@ -257,3 +257,14 @@ def test_noise_matched_separation_reports_finds_at_equal_false_alarms():
     assert out["found_at_2"] == 0.5 and out["found_at_6"] == 0.5
     few = separation(tampered, np.linspace(0, 1, 5), {0.05: 0.95})  # 6 of 5 authentic slices cannot be flagged
     assert "found_at_4" in few and "found_at_6" not in few
+
+
+def test_lossy_round_trip_keeps_lossless_slices_and_bounds_near_lossless_ones():
+    from benchmarks.lossy_compression import CONDITIONS, round_trip
+
+    hu = np.random.default_rng(0).normal(-800, 30, (64, 64))
+    hu[:4] = -2000  # padding outside the field of view is stored at -1024, as 12-bit scanners store it
+    (_, lossless, _), (_, near, options), (_, j2k, ratio) = CONDITIONS[:3]
+    np.testing.assert_array_equal(round_trip(hu, lossless), np.maximum(np.rint(hu), -1024))
+    assert np.abs(round_trip(hu, near, **options)[4:] - np.rint(hu[4:])).max() <= options["jls_error"]
+    assert np.abs(round_trip(hu, j2k, **ratio)[4:] - np.rint(hu[4:])).mean() > options["jls_error"]
