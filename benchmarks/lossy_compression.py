@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # (name, transfer syntax keyword of pydicom.uid, encoder options)
 CONDITIONS = (
     ("lossless JPEG 2000 (reference)", "JPEG2000Lossless", {}),
@@ -72,15 +71,12 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=16)
     parser.add_argument("--out", default="reports")
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        raise SystemExit(f"{SHARED}: not found (this benchmark needs the development set and authentic CT)")
+    from benchmarks.noise_matched import development_slices
     from utils.operating_point import load_model
-    from utils.slice_evaluation import authentic_slices, ctgan_tampered_slices, evaluate_slices
-    from utils.synthetic import corpus_background_patients
+    from utils.slice_evaluation import evaluate_slices
 
+    tampered, authentic = development_slices(args.data)
     model = load_model(args.model)
-    tampered = ctgan_tampered_slices(SHARED / "ctgan-sample")
-    authentic = authentic_slices(SHARED / "authentic-ct", corpus_background_patients(args.data))
     rows = []
     for name, syntax, options in CONDITIONS:
         t, a = compressed(tampered, syntax, options), compressed(authentic, syntax, options)

@@ -116,6 +116,18 @@ def separation(tampered: np.ndarray, authentic: np.ndarray, thresholds: dict) ->
     return out
 
 
+def development_slices(data) -> tuple[list, list]:
+    """The development set's real tampered slices and the authentic slices of other scanners (`slice_evaluation`
+    items), the patients of the corpus `data`'s training backgrounds left out; exits when ../shared is absent."""
+    from utils.slice_evaluation import authentic_slices, ctgan_tampered_slices
+    from utils.synthetic import corpus_background_patients
+
+    if not SHARED.is_dir():
+        raise SystemExit(f"{SHARED}: not found (this benchmark needs the development set and authentic CT)")
+    return (ctgan_tampered_slices(SHARED / "ctgan-sample"),
+            authentic_slices(SHARED / "authentic-ct", corpus_background_patients(data)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/deepfake_detection_model.keras")
@@ -125,13 +137,10 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=16)
     parser.add_argument("--out", default="reports")
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        raise SystemExit(f"{SHARED}: not found (this benchmark needs the development set and authentic CT)")
     from utils.calibration import calibration_slices
     from utils.operating_point import load_model
-    from utils.slice_evaluation import authentic_slices, ctgan_tampered_slices
-    from utils.synthetic import corpus_background_patients
 
+    items = development_slices(args.data)
     model = load_model(args.model)
     calibration = slice_scores(model, calibration_slices(args.data)[0], args.stride)
     known = ~np.isnan(calibration[:, 1])
@@ -139,8 +148,7 @@ def main() -> None:
     cal = judged(calibration, slope, fallback)
     thresholds = {name: {rate: float(np.quantile(v, 1 - rate)) for rate in RATES} for name, v in cal.items()}
 
-    tampered = [t.slice for t in ctgan_tampered_slices(SHARED / "ctgan-sample")]
-    authentic = [a.slice for a in authentic_slices(SHARED / "authentic-ct", corpus_background_patients(args.data))]
+    tampered, authentic = ([item.slice for item in group] for group in items)
     rows = {"tampered": slice_scores(model, tampered, args.stride),
             "as stored": slice_scores(model, authentic, args.stride)}
     targets = rows["tampered"][~np.isnan(rows["tampered"][:, 1]), 1]
