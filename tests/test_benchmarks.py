@@ -31,7 +31,7 @@ def test_help_of_every_benchmark():
     for name in ("compare", "transfer", "faithfulness", "scan_localisation", "corpus_speed", "startup",
                  "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed",
                  "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives", "paired_scans", "removal_haze",
-                 "ensembles", "receptive_field", "noise_matched", "lossy_compression"):
+                 "ensembles", "receptive_field", "noise_matched", "lossy_compression", "target_depth"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name
@@ -268,3 +268,19 @@ def test_lossy_round_trip_keeps_lossless_slices_and_bounds_near_lossless_ones():
     np.testing.assert_array_equal(round_trip(hu, lossless), np.maximum(np.rint(hu), -1024))
     assert np.abs(round_trip(hu, near, **options)[4:] - np.rint(hu[4:])).max() <= options["jls_error"]
     assert np.abs(round_trip(hu, j2k, **ratio)[4:] - np.rint(hu[4:])).mean() > options["jls_error"]
+
+
+def test_a_pleural_nodule_is_outside_a_narrow_closing_and_inside_a_wide_one():
+    """target_depth's sites: a 14 mm nodule on the chest wall is a bay that a 5 mm closing leaves out of the lungs."""
+    from benchmarks.target_depth import target_sites
+
+    yy, xx = np.mgrid[0:256, 0:256]
+    hu = np.full((256, 256), -1000.0)
+    hu[((yy - 128) / 110.0) ** 2 + ((xx - 128) / 120.0) ** 2 < 1] = 40.0
+    hu[((yy - 128) / 70.0) ** 2 + ((xx - 128) / 80.0) ** 2 < 1] = -850.0
+    hu[(yy - 128) ** 2 + (xx - 50) ** 2 < 10**2] = 30.0  # 10 px at 0.7 mm, centred on the lateral wall (x = 48)
+    (narrow,), (wide,) = (target_sites(hu, 0.7, [(55, 128)], close) for close in (5.0, 10.0))
+    assert not narrow[0] and narrow[1] == 0.0 and narrow[2] > wide[2]
+    assert wide[0] and wide[1] > 0.0
+    (deep,) = target_sites(hu, 0.7, [(128, 128)], 5.0)
+    assert deep[0] and deep[1] > 40 and deep[2] < 12
