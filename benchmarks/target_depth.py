@@ -6,8 +6,8 @@ For every tampered point, on its own tampered slice (the slice `scan` judges): w
 slice's lung mask, its depth inside that mask (mm), and how far the nearest window centre of `scan`'s grid lies
 (px). A dense nodule on the pleura is a bay in the lungs' air; a closing narrower than the bay leaves it out of the
 mask, and no window is then centred on it. The development set's injections (FM) and removals (FB) stand against the
-corpus's emulation of both on the shipped real backgrounds (`--copies` tampered copies of each kind, drawn as the
-corpus draws them), once per lung-mask closing given.
+corpus's emulation of both on the shipped real backgrounds (the default corpus's own first `--copies` tampered copies
+of each kind), once per lung-mask closing given.
 """
 from __future__ import annotations
 
@@ -48,24 +48,20 @@ def development_points() -> dict[str, list]:
 
 
 def corpus_points(copies: int) -> dict[str, list]:
-    """The same for the corpus's emulated tampering of the shipped real backgrounds (default settings)."""
-    from utils.dicom import CTSlice
-    from utils.scans import Scan
-    from utils.synthetic import SHIPPED_BACKGROUNDS, CorpusConfig, background_sources, emulate_scan, scanner_variation
+    """The same for the corpus's emulated tampering of the shipped real backgrounds: the default corpus's own first
+    `copies` tampered copies of each kind (`synthetic.background_copy`)."""
+    from utils.synthetic import SHIPPED_BACKGROUNDS, CorpusConfig, background_copy, background_sources
 
     cfg = CorpusConfig()
+    first = max(1, cfg.background_variants // 2)  # the authentic copies come first
     out = {"FM": [], "FB": []}
     for source, slices in background_sources(SHIPPED_BACKGROUNDS):
-        for kind in out:
-            for v in range(copies):
-                rng = np.random.default_rng([cfg.seed, v, kind == "FB"])
-                scanner = scanner_variation(rng, cfg.background_noise, cfg.edge_enhancement)
-                fresh = [CTSlice(scanner(s.hu), s.spacing, s.instance, s.z, s.path, dict(s.meta)) for s in slices]
-                scan = emulate_scan(Scan("BG", source, "background", kind), fresh, rng, cfg)
-                for inst in sorted({r.slice for r in scan.labels if r.type == kind}):
-                    sl = scan.slices[inst]
-                    out[kind].append((sl.hu, sl.spacing[1], [(r.x, r.y) for r in scan.labels
-                                                             if r.type == kind and r.slice == inst]))
+        for v in range(first, first + 2 * min(copies, cfg.background_variants // 2)):
+            kind, scan, _ = background_copy(source, slices, cfg, v, cfg.background_variants)
+            for inst in sorted({r.slice for r in scan.labels if r.type == kind}):
+                sl = scan.slices[inst]
+                out[kind].append((sl.hu, sl.spacing[1], [(r.x, r.y) for r in scan.labels
+                                                         if r.type == kind and r.slice == inst]))
     return out
 
 

@@ -9,7 +9,7 @@ import itertools
 import os
 import zlib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -432,10 +432,27 @@ def background_sources(root: str | Path, include=None) -> list[tuple[str, list[C
     return sources
 
 
+def background_copy(source: str, slices: list[CTSlice], cfg: CorpusConfig, copy: int, variants: int):
+    """Copy number `copy` of a background series as the corpus makes it: (kind, scan, rng). Copies below
+    `variants // 2` (at least one) are authentic (TB, as stored), the next `variants` alternately inject and
+    remove. Each copy gets its own scanner variation (`scanner_variation`) and ground-glass draw, then CT-GAN's
+    emulated tampering clear of the source's known tumours and tampered points; `rng` goes on to draw its patches.
+    Same (seed, source, copy) -> same copy, in any process."""
+    n_authentic = max(1, variants // 2)
+    rng = np.random.default_rng([cfg.seed, zlib.crc32(source.encode()), copy])
+    kind = "TB" if copy < n_authentic else ("FM", "FB")[(copy - n_authentic) % 2]
+    scanner = scanner_variation(rng, cfg.background_noise, cfg.edge_enhancement)
+    fresh = [CTSlice(with_ground_glass(rng, scanner(s.hu), s.spacing[1], cfg.background_ground_glass),
+                     s.spacing, s.instance, s.z, s.path, dict(s.meta)) for s in slices]
+    avoid = {s.instance: s.meta.get("keep_clear", []) + s.meta.get("tumours", []) for s in fresh}
+    settings = replace(cfg, resample_authentic=0.0) if kind == "TB" else cfg  # authentic copies as stored
+    return kind, emulate_scan(Scan("BG", source, "background", kind), fresh, rng, settings, avoid=avoid), rng
+
+
 def background_patches(root: str | Path, cfg: CorpusConfig, variants: int = 4, progress: bool = True,
                        include=None):
     """Emulated CT-GAN tampering on real authentic slices. Per source series, copies of every slice with enough
-    lung, each copy with its own scanner noise (`scanner_variation`):
+    lung, each copy with its own scanner noise (`background_copy`):
 
     - `variants` tampered copies, alternately inject and remove, fresh targets each time, with same-slice
       controls. CT-GAN resamples the whole scan, so these controls are resampled too;
@@ -446,28 +463,18 @@ def background_patches(root: str | Path, cfg: CorpusConfig, variants: int = 4, p
     Yields (key, kind, patches) per source; all copies of one source share its scan key (a split never separates
     them).
     """
-    from dataclasses import replace
-
     from tqdm.auto import tqdm
 
-    as_stored = replace(cfg, resample_authentic=0.0)
     n_authentic = max(1, variants // 2)
     per_slice = max(1, round(variants * cfg.tampers_per_slice / n_authentic))
     for source, slices in tqdm(background_sources(root, include), desc="backgrounds", unit="series",
                                disable=not progress):
         group = []
         for v in range(n_authentic + variants):
-            rng = np.random.default_rng([cfg.seed, zlib.crc32(source.encode()), v])
-            kind = "TB" if v < n_authentic else ("FM", "FB")[(v - n_authentic) % 2]
-            scanner = scanner_variation(rng, cfg.background_noise, cfg.edge_enhancement)
-            fresh = [CTSlice(with_ground_glass(rng, scanner(s.hu), s.spacing[1], cfg.background_ground_glass),
-                             s.spacing, s.instance, s.z, s.path, dict(s.meta)) for s in slices]
-            avoid = {s.instance: s.meta.get("keep_clear", []) + s.meta.get("tumours", []) for s in fresh}
-            scan = emulate_scan(Scan("BG", source, "background", kind), fresh, rng,
-                                as_stored if kind == "TB" else cfg, avoid=avoid)
+            kind, scan, rng = background_copy(source, slices, cfg, v, variants)
             if v == 0:  # annotated tumours are authentic patches, as in the false-alarm test
                 scan.labels += [LabelRow("TM", scan.uuid, s.instance, x, y, scan.experiment)
-                                for s in fresh for x, y in s.meta.get("tumours", [])]
+                                for s in scan.slices.values() for x, y in s.meta.get("tumours", [])]
             if kind != "TB":
                 tampered = {r.slice for r in scan.labels if r.tampered}
                 scan.slices = {k: sl for k, sl in scan.slices.items() if k in tampered}
