@@ -459,3 +459,20 @@ def test_a_corpus_written_before_background_ground_glass_reads_it_back_off(tmp_p
     assert CorpusConfig.from_dir(tmp_path).background_ground_glass == 0.0
     (tmp_path / "corpus.json").write_text(json.dumps({**saved, "background_ground_glass": 0.33}))
     assert CorpusConfig.from_dir(tmp_path).background_ground_glass == 0.33
+
+
+def test_background_copies_are_authentic_first_then_inject_and_remove_and_reproducible():
+    from utils.synthetic import SHIPPED_BACKGROUNDS, background_copy, background_sources
+
+    source, slices = background_sources(SHIPPED_BACKGROUNDS)[0]
+    slices = slices[:2]
+    cfg = CorpusConfig()
+    kinds = [background_copy(source, slices, cfg, v, 4)[0] for v in range(6)]
+    assert kinds == ["TB", "TB", "FM", "FB", "FM", "FB"]
+    _, first, _ = background_copy(source, slices, cfg, 2, 4)
+    _, again, _ = background_copy(source, slices, cfg, 2, 4)
+    assert first.labels == again.labels and any(r.type == "FM" for r in first.labels)
+    for inst, sl in first.slices.items():
+        np.testing.assert_array_equal(sl.hu, again.slices[inst].hu)
+    _, authentic, _ = background_copy(source, slices, cfg, 0, 4)
+    assert not any(r.tampered for r in authentic.labels)
