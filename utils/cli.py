@@ -21,10 +21,10 @@ def _synth(args) -> int:
                        resample_tampered=args.resample_tampered, resample_authentic=args.resample_authentic,
                        resample_history=args.resample_history, twins=args.twins,
                        fine_vessels=not args.coarse_vessels,
-                       patch_size=args.patch_size, jitter=args.jitter, tampers_per_slice=args.tampers_per_slice,
+                       patch_size=args.patch_size, tampers_per_slice=args.tampers_per_slice,
                        **{k: getattr(args, k)
                           for k in ("matched_nodules", "lookalikes", "edge_enhancement", "rib_cage", "background_noise",
-                                    "background_ground_glass")
+                                    "background_ground_glass", "jitter")
                           if getattr(args, k) is not None})
     if args.backgrounds:
         groups = (g for root in args.backgrounds
@@ -347,9 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--difficulty", type=float, default=0.5, help="0..1; 0.5 = CT-GAN's touch-up settings")
     p.add_argument("--patch-size", type=int, default=64,
                    help="patch side in px (default 64); a model trains on the size its corpus holds")
-    p.add_argument("--jitter", type=int, default=4,
-                   help="largest random shift of a patch centre from its point, px (default 4); a wide view with "
-                   "a large jitter holds its tampered region anywhere, not at its centre")
+    p.add_argument("--jitter", type=int,
+                   help="largest random shift of a patch centre from its point, px (default: CorpusConfig.jitter); "
+                   "a wide view with a large jitter holds its tampered region anywhere, not at its centre")
     p.add_argument("--tampers-per-slice", type=int, default=3,
                    help="tampered locations per slice of a tampered synthetic scan (default 3; wide views leave "
                    "room for same-slice controls only with fewer)")
