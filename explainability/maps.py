@@ -207,6 +207,19 @@ def attention_gradients(reader, batch):
     return [a.numpy() for a in atts], grads, score.numpy().reshape(-1)
 
 
+def logit_head(model):
+    """(tensor, to_logit, to_score): the input of the model's sigmoid head 'score', the head's logit from it, and the
+    score from the logit. Grad-CAM weights a map by the gradient of the class score before squashing: a sigmoid
+    saturated at 1 (a confident verdict) has no gradient left, and its map would come out flat. A model without
+    such a head gives its output, with the identity for both."""
+    import keras
+
+    head = next((layer for layer in model.layers if layer.name == "score"), None)
+    if head is None or getattr(head, "activation", None) is not keras.activations.sigmoid:
+        return model.outputs[0], (lambda t: t), (lambda t: t)
+    return (head.input, lambda h: keras.ops.matmul(h, head.kernel) + head.bias, keras.ops.sigmoid)
+
+
 class GradCAM:
     """Grad-CAM (Selvaraju et al., 2017) on a map of the CNN stem, for comparison with rollout. Works on the CNN
     alone, the hybrid, comparing models and ensembles (the members' masks averaged). Call returns masks in [0, 1]
@@ -230,7 +243,8 @@ class GradCAM:
         if self.parts:
             return
         layer = layer or last_conv_activation(model)
-        self.reader = keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]])
+        hidden, self.to_logit, self.to_score = logit_head(model)
+        self.reader = keras.Model(model.inputs, [model.get_layer(layer).output, hidden])
         self.geometry = feature_geometry(model, layer)
         self.spread = ERF_SIGMA_PER_RF * receptive_field(model, layer)
 
@@ -242,9 +256,11 @@ class GradCAM:
         batch, original, batched = _as_batch(image, self.size, self.channels)
         x = tf.convert_to_tensor(batch, tf.float32)
         with tf.GradientTape() as tape:
-            features, score = self.reader([x], training=False)
-            target = tf.reduce_sum(score)
+            features, hidden = self.reader([x], training=False)
+            logit = self.to_logit(hidden)
+            target = tf.reduce_sum(logit)
         grads, features = tape.gradient(target, features).numpy(), features.numpy()
+        score = self.to_score(logit)
         step = len(features) // len(batch)  # a comparing model's stem holds patch, reference, patch, ...
         grads, features = grads[::step], features[::step]
         weights = grads.mean(axis=(1, 2), keepdims=True)

@@ -67,6 +67,22 @@ def test_bad_arguments(hybrid):
         AttentionRollout(hybrid)(np.full((64, 64), 200.0))
 
 
+def test_grad_cam_of_a_confident_verdict_is_not_flat(hybrid):
+    """A sigmoid saturated at 1 has no gradient: Grad-CAM follows the head's logit, as it is defined."""
+    import warnings
+
+    model = keras.models.clone_model(hybrid)
+    model.set_weights(hybrid.get_weights())
+    head = model.get_layer("score")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel, bias + 60.0])  # float32 sigmoid rounds to exactly 1
+    img = np.random.default_rng(4).uniform(size=(64, 64)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        mask, score = GradCAM(model).explain(img)
+    assert score == pytest.approx(1.0) and mask.std() > 0.01
+
+
 def test_gradient_rollout_differs_when_attention_ignores_the_input(hybrid):
     model = keras.models.clone_model(hybrid)
     model.set_weights(hybrid.get_weights())
