@@ -50,10 +50,11 @@ def development_points() -> dict[str, list]:
 def corpus_points(copies: int) -> dict[str, list]:
     """The same for the corpus's emulated tampering of the shipped real backgrounds: the default corpus's own first
     `copies` tampered copies of each kind (`synthetic.background_copy`)."""
-    from utils.synthetic import SHIPPED_BACKGROUNDS, CorpusConfig, background_copy, background_sources
+    from utils.synthetic import (SHIPPED_BACKGROUNDS, CorpusConfig, authentic_copies, background_copy,
+                                 background_sources)
 
     cfg = CorpusConfig()
-    first = max(1, cfg.background_variants // 2)  # the authentic copies come first
+    first = authentic_copies(cfg.background_variants)  # the authentic copies come first
     out = {"FM": [], "FB": []}
     for source, slices in background_sources(SHIPPED_BACKGROUNDS):
         for v in range(first, first + 2 * min(copies, cfg.background_variants // 2)):
@@ -86,9 +87,11 @@ def main() -> None:
     from utils.lungmask import CLOSE_MM
 
     closings = args.close_mm or [CLOSE_MM]
-    sets = {"development set (CT-GAN)": development_points(), "corpus on the shipped backgrounds": corpus_points(args.copies)}
+    sets = {"development set (CT-GAN)": development_points(),
+            "corpus on the shipped backgrounds": corpus_points(args.copies)}
     lines = ["| points | kind | lung-mask closing (mm) | n | outside their slice's mask | depth in the mask, mm: median "
-             "[quartiles] | nearest window centre, px (median) | nearest window > 12 px |", "|---|---|---|---|---|---|---|---|"]
+             "[quartiles] | nearest window centre, px (median) | nearest window > 12 px |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, by_kind in sets.items():
         for kind, items in by_kind.items():
             for close in closings:

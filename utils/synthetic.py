@@ -434,13 +434,18 @@ def background_sources(root: str | Path, include=None) -> list[tuple[str, list[C
     return sources
 
 
+def authentic_copies(variants: int) -> int:
+    """How many untouched copies of a background series come before its `variants` tampered ones."""
+    return max(1, variants // 2)
+
+
 def background_copy(source: str, slices: list[CTSlice], cfg: CorpusConfig, copy: int, variants: int):
     """Copy number `copy` of a background series as the corpus makes it: (kind, scan, rng). Copies below
     `variants // 2` (at least one) are authentic (TB, as stored), the next `variants` alternately inject and
     remove. Each copy gets its own scanner variation (`scanner_variation`) and ground-glass draw, then CT-GAN's
     emulated tampering clear of the source's known tumours and tampered points; `rng` goes on to draw its patches.
     Same (seed, source, copy) -> same copy, in any process."""
-    n_authentic = max(1, variants // 2)
+    n_authentic = authentic_copies(variants)
     rng = np.random.default_rng([cfg.seed, zlib.crc32(source.encode()), copy])
     kind = "TB" if copy < n_authentic else ("FM", "FB")[(copy - n_authentic) % 2]
     scanner = scanner_variation(rng, cfg.background_noise, cfg.edge_enhancement)
@@ -467,7 +472,7 @@ def background_patches(root: str | Path, cfg: CorpusConfig, variants: int = 4, p
     """
     from tqdm.auto import tqdm
 
-    n_authentic = max(1, variants // 2)
+    n_authentic = authentic_copies(variants)
     per_slice = max(1, round(variants * cfg.tampers_per_slice / n_authentic))
     for source, slices in tqdm(background_sources(root, include), desc="backgrounds", unit="series",
                                disable=not progress):
