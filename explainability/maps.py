@@ -92,7 +92,8 @@ class AttentionRollout:
         if tokens % self.cells:
             raise ValueError(f"{tokens} patch tokens do not form the {self.grid} feature grid")
         self.members = tokens // self.cells  # 2 for a comparing model: the patch's tokens, then the reference's
-        self.reader = keras.Model(model.inputs, [b.output[1] for b in self.blocks] + [model.outputs[0]],
+        hidden, self.to_logit, self.to_score = logit_head(model)
+        self.reader = keras.Model(model.inputs, [b.output[1] for b in self.blocks] + [hidden],
                                   name=f"{model.name}_attention_reader")
 
     def attentions(self, batch) -> tuple[list, np.ndarray]:
@@ -101,8 +102,8 @@ class AttentionRollout:
         if self.parts:
             outs = [part.attentions(np.asarray(batch)[..., : part.channels]) for part in self.parts]
             return [atts for atts, _ in outs], np.mean([scores for _, scores in outs], axis=0)
-        outs = [to_numpy(o) for o in self.reader([np.asarray(batch, np.float32)], training=False)]
-        return outs[:-1], outs[-1].reshape(-1)
+        *atts, hidden = self.reader([np.asarray(batch, np.float32)], training=False)
+        return [to_numpy(a) for a in atts], to_numpy(self.to_score(self.to_logit(hidden))).reshape(-1)
 
     def cls_maps(self, attentions, head_fusion: str | None = None, discard_ratio: float | None = None) -> np.ndarray:
         """The rolled-out class-token maps (B, T - 1) of `attentions()`'s first output (this reader's head fusion
@@ -120,7 +121,7 @@ class AttentionRollout:
             outs = [part.gradient_maps(np.asarray(batch)[..., : part.channels]) for part in self.parts]
             return (np.mean([self._as_tokens(maps) for maps, _ in outs], axis=0),
                     np.mean([scores for _, scores in outs], axis=0))
-        atts, grads, scores = attention_gradients(self.reader, batch)
+        atts, grads, scores = attention_gradients(self.reader, batch, self.to_logit, self.to_score)
         return gradient_rollout(atts, grads), scores
 
     def _as_tokens(self, maps: np.ndarray) -> np.ndarray:
@@ -194,17 +195,19 @@ def _require_tensorflow(what: str):
     return tf
 
 
-def attention_gradients(reader, batch):
-    """Attention scores, their gradients w.r.t. the fake score, and the scores (TensorFlow backend)."""
+def attention_gradients(reader, batch, to_logit=lambda t: t, to_score=lambda t: t):
+    """Attention scores, their gradients w.r.t. the fake logit, and the scores (TensorFlow backend). `reader`'s last
+    output goes through `to_logit` to the class logit and `to_score` on to the score (`logit_head`): the gradient
+    is taken before the sigmoid, as Chefer et al. take it before the softmax, so a confident verdict keeps its map."""
     tf = _require_tensorflow("gradient rollout")
     x = tf.convert_to_tensor(batch, tf.float32)
     with tf.GradientTape() as tape:
-        outs = reader([x], training=False)
-        atts, score = outs[:-1], outs[-1]
-        target = tf.reduce_sum(score)
+        *atts, hidden = reader([x], training=False)
+        logit = to_logit(hidden)
+        target = tf.reduce_sum(logit)
     grads = tape.gradient(target, atts)
     grads = [np.zeros_like(a.numpy()) if g is None else g.numpy() for a, g in zip(atts, grads)]
-    return [a.numpy() for a in atts], grads, score.numpy().reshape(-1)
+    return [a.numpy() for a in atts], grads, to_numpy(to_score(logit)).reshape(-1)
 
 
 def logit_head(model):

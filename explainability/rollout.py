@@ -66,7 +66,7 @@ def rollout(attentions, head_fusion: str = "mean", discard_ratio: float = 0.0) -
 
 
 def gradient_rollout(attentions, gradients) -> np.ndarray:
-    """Class-specific rollout: per layer the heads' mean of attention x gradient of the fake score, negatives
+    """Class-specific rollout: per layer the heads' mean of attention x gradient of the fake logit, negatives
     clipped (Chefer et al., 2021), then the residual rule and the product through the layers as in `rollout`.
     Returns (B, T - 1)."""
     weighted = [np.clip(np.asarray(a, np.float64) * np.asarray(g, np.float64), 0, None)

@@ -67,8 +67,10 @@ def test_bad_arguments(hybrid):
         AttentionRollout(hybrid)(np.full((64, 64), 200.0))
 
 
-def test_grad_cam_of_a_confident_verdict_is_not_flat(hybrid):
-    """A sigmoid saturated at 1 has no gradient: Grad-CAM follows the head's logit, as it is defined."""
+@pytest.mark.parametrize("method", ["Grad-CAM", "gradient rollout"])
+def test_gradient_maps_of_a_confident_verdict_are_not_flat(hybrid, method):
+    """A sigmoid saturated at 1 has no gradient: Grad-CAM and gradient rollout follow the head's logit, as they are
+    defined (the class score before squashing)."""
     import warnings
 
     model = keras.models.clone_model(hybrid)
@@ -79,7 +81,10 @@ def test_grad_cam_of_a_confident_verdict_is_not_flat(hybrid):
     img = np.random.default_rng(4).uniform(size=(64, 64)).astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        mask, score = GradCAM(model).explain(img)
+        if method == "Grad-CAM":
+            mask, score = GradCAM(model).explain(img)
+        else:
+            mask, score = AttentionRollout(model).explain(img, method="gradient")
     assert score == pytest.approx(1.0) and mask.std() > 0.01
 
 
