@@ -189,8 +189,9 @@ class SliceView:
         return image, None
 
 
-def scan_one_slice(model, source, labels=(), stride: int = 16, top_k: int = 5) -> SliceView:
-    """Scan one DICOM file (or a `CTSlice`) with `utils.scan.scan_slice` for the explorer. labels: known tampered
+def scan_one_slice(model, source, labels=(), stride: int | None = None, top_k: int = 5) -> SliceView:
+    """Scan one DICOM file (or a `CTSlice`) with `utils.scan.scan_slice` (at the model's stored stride unless
+    `stride` is given) for the explorer. labels: known tampered
     points (x, y, r) in slice pixels; r None = CT-GAN's 20 mm in-painted region at the slice's spacing."""
     from utils.dicom import CTSlice, read_slice
     from utils.patches import HOLE_MM

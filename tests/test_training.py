@@ -232,7 +232,8 @@ def test_calibrate_on_own_authentic_series_stores_the_slice_threshold_scan_uses(
     import shutil
 
     from tests.conftest import write_dicom
-    from utils.operating_point import load_model, load_operating_point, model_symmetries
+    from utils.operating_point import load_model, load_operating_point, model_stride, model_symmetries
+    from utils.scan import scan_slice
 
     _, models = trained
     model = tmp_path / "cnn_model.keras"
@@ -247,13 +248,17 @@ def test_calibrate_on_own_authentic_series_stores_the_slice_threshold_scan_uses(
     point = load_operating_point(model)
     assert point["slice"]["n_authentic"] == 2 and "authentic slices of" in point["slice"]["chosen_on"]
     assert point["slice"]["symmetries"] == point["relative"]["symmetries"] == 2  # scanned with a mirror
-    assert model_symmetries(load_model(model)) == 2 and "symmetries" not in point["patch"]
+    assert point["slice"]["stride"] == point["relative"]["stride"] == 32  # the grid the threshold was chosen on
+    loaded = load_model(model)
+    assert model_symmetries(loaded) == 2 and "symmetries" not in point["patch"] and model_stride(loaded) == 32
+    assert scan_slice(loaded, slices[0], profile.spacing).stride == 32  # scanned as it was calibrated
     run = subprocess.run([sys.executable, "-m", "utils.cli", "scan", str(tmp_path / "site" / "series"), "--model",
-                          str(model), "--stride", "32", "--out", str(tmp_path / "out"), "--symmetries", "1"], cwd=REPO,
+                          str(model), "--stride", "24", "--out", str(tmp_path / "out"), "--symmetries", "1"], cwd=REPO,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "slice operating point" in run.stdout and "for a series of 2 slices" in run.stdout
     assert "averaged over 2 symmetries, scanned with 1" in run.stdout
+    assert "chosen on windows 32 px apart, scanned 24 px apart" in run.stdout
     leak = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model", str(model), "--data",
                            str(tiny_corpus), "--stride", "32", "--authentic", str(REPO / "data" / "backgrounds")],
                           cwd=REPO, capture_output=True, text=True, timeout=600)

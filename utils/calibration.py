@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .operating_point import STRIDE
+
 SLICES = 200  # authentic slices a threshold is chosen on: 1% of them is two slices
 HELD_OUT_SLICES = 1  # slices per held-out scan: many scanners and patients rather than many slices of few
 HELD_OUT_FIRST = 1_000_000  # number of the first held-out synthetic scan: far beyond any corpus's own scans
@@ -103,7 +105,7 @@ def site_slices(roots) -> list:
     return slices
 
 
-def slice_scores(models: list, slices, stride: int = 16, progress: bool = False, total: int | None = None,
+def slice_scores(models: list, slices, stride: int = STRIDE, progress: bool = False, total: int | None = None,
                  symmetries: int = 1):
     """(best window's scores, slice contrasts, series) of every model over these slices (`scan.scan_each`: each
     slice scanned by every model in turn, so that the slices can be generated one at a time; slices without lungs
@@ -120,10 +122,12 @@ def slice_scores(models: list, slices, stride: int = 16, progress: bool = False,
     return [(np.array(t), np.array(c), np.array(series)) for t, c in zip(top, contrast)]
 
 
-def operating_points(top, contrast, chosen_on: str, rate: float = 0.05, symmetries: int = 1, series=None) -> dict:
+def operating_points(top, contrast, chosen_on: str, rate: float = 0.05, symmetries: int = 1, series=None,
+                     stride: int = STRIDE) -> dict:
     """{'slice': ..., 'relative': ...} operating points (`operating_point.operating_point`) of the best window's
-    scores and slice contrasts of authentic slices; the slice point keeps the scores for series thresholds. Slices
-    scanned with `symmetries` > 1 record it, and `scan` then scans so (`operating_point.model_symmetries`). With
+    scores and slice contrasts of authentic slices scanned at `stride`; the slice point keeps the scores for series
+    thresholds. Both record the stride, and slices scanned with `symmetries` > 1 record that too; `scan` then scans
+    so (`operating_point.model_stride`, `model_symmetries`). With
     the `series` of the slices, each point also says how far it rests on a few series
     (`operating_point.series_spread`)."""
     from .operating_point import operating_point, series_spread
@@ -137,13 +141,14 @@ def operating_points(top, contrast, chosen_on: str, rate: float = 0.05, symmetri
     if series is not None:
         for point, scores in ((points["slice"], top), (points["relative"], contrast)):
             point.update(series_spread(scores, series, rate))
-    if symmetries > 1:
-        for point in points.values():
+    for point in points.values():
+        point["stride"] = int(stride)
+        if symmetries > 1:
             point["symmetries"] = int(symmetries)
     return points
 
 
-def store_slice_operating_points(models: dict, corpus_dir, n_slices: int = SLICES, stride: int = 16,
+def store_slice_operating_points(models: dict, corpus_dir, n_slices: int = SLICES, stride: int = STRIDE,
                                  rate: float = 0.05, progress: bool = False, symmetries: int = 1) -> dict:
     """Choose the slice operating points of each saved model ({model path: model}) on the same
     `calibration_slices` of a synthetic corpus, generated once and one at a time, and store them beside the model
@@ -161,7 +166,7 @@ def store_slice_operating_points(models: dict, corpus_dir, n_slices: int = SLICE
     scores = slice_scores(list(models.values()), slices, stride, progress, total, symmetries)
     out = {}
     for (path, model), (top, contrast, series) in zip(models.items(), scores):
-        out[path] = operating_points(top, contrast, chosen_on, rate, symmetries, series)
+        out[path] = operating_points(top, contrast, chosen_on, rate, symmetries, series, stride)
         for kind, point in out[path].items():
             save_operating_point(path, kind, point)
         model.operating_point = {**(getattr(model, "operating_point", None) or {}), **out[path]}

@@ -173,7 +173,9 @@ def _scan_options(p) -> None:
     from .operating_point import SYMMETRY_GROUPS
 
     p.add_argument("--model", default="models/deepfake_detection_model.keras")
-    p.add_argument("--stride", type=int, default=16, help="grid step in pixels (default 16)")
+    p.add_argument("--stride", type=int,
+                   help="grid step in pixels (default: the one the model's stored slice operating point was chosen "
+                   "at, else 16; a finer grid offers a slice more windows, so the threshold no longer holds its rate)")
     p.add_argument("--threshold", type=float,
                    help="score at or above which the verdict is 'tampered' (default: the model's stored slice "
                    "operating point, raised for a series of several slices so that the series' false-alarm rate "
@@ -207,7 +209,7 @@ def _symmetry_option(p) -> None:
 
 
 def _scan(args) -> int:
-    from .operating_point import model_symmetries
+    from .operating_point import model_stride, model_symmetries
     from .scan import draw, scan_series
 
     threshold, source, point = _threshold(args)
@@ -217,9 +219,11 @@ def _scan(args) -> int:
                          symmetries=args.symmetries)
     if point and len(result.slices) > 1:
         source += f"; for a series of {len(result.slices)} slices"
-    chosen_with = model_symmetries(model)
+    chosen_with, chosen_at = model_symmetries(model), model_stride(model)
     if point and args.symmetries not in (None, chosen_with):
         source += f"; chosen on windows averaged over {chosen_with} symmetries, scanned with {args.symmetries}"
+    if point and args.stride not in (None, chosen_at):
+        source += f"; chosen on windows {chosen_at} px apart, scanned {args.stride} px apart"
     if args.locate == "attention":
         from dataclasses import replace
 
@@ -290,7 +294,7 @@ def _calibrate(args, model=None) -> int:
         slices, total, chosen_on = calibration_slices(args.data, args.slices, args.per_scan)
     (top, contrast, series), = slice_scores([model], slices, args.stride, progress=True, total=total,
                                             symmetries=args.symmetries)
-    points = operating_points(top, contrast, chosen_on, args.rate, args.symmetries, series)
+    points = operating_points(top, contrast, chosen_on, args.rate, args.symmetries, series, args.stride)
     for kind, point in points.items():
         save_operating_point(args.model, kind, point)
     print(f"slice threshold {points['slice']['threshold']:.4f} and relative threshold "
@@ -302,6 +306,7 @@ def _calibrate(args, model=None) -> int:
 
 def _ensemble(args) -> int:
     from .ensemble import build_ensemble
+    from .operating_point import STRIDE
 
     models = [_load_model(path) for path in args.models]
     out = Path(args.out)
@@ -309,7 +314,7 @@ def _ensemble(args) -> int:
     ensemble = build_ensemble(models, name=out.stem)
     ensemble.save(out)
     print(f"saved the mean of {len(models)} models as {out}")
-    return _calibrate(argparse.Namespace(model=str(out), data=args.data, rate=args.rate, stride=16,
+    return _calibrate(argparse.Namespace(model=str(out), data=args.data, rate=args.rate, stride=STRIDE,
                                          slices=args.slices, per_scan=args.per_scan, authentic=None,
                                          symmetries=args.symmetries), ensemble)
 
@@ -317,6 +322,7 @@ def _ensemble(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .calibration import SLICES
     from .data import DESIGNS
+    from .operating_point import STRIDE
 
     parser = argparse.ArgumentParser(
         prog="python -m utils.cli",
@@ -529,7 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="models/deepfake_detection_model.keras")
     p.add_argument("--data", default="data", help="the synthetic corpus the model was trained on (default: data)")
     p.add_argument("--rate", type=float, default=0.05, help="false-alarm rate on authentic data (default 0.05)")
-    p.add_argument("--stride", type=int, default=16)
+    p.add_argument("--stride", type=int, default=STRIDE,
+                   help=f"grid step of the calibration slices' windows, px (default {STRIDE}); stored with the slice "
+                   "thresholds, and `scan` then scans so")
     p.add_argument("--authentic", nargs="+", metavar="DIR",
                    help="authentic DICOM series of your own scanners (not training backgrounds): choose the slice "
                    "thresholds on their slices instead, which `scan` then uses for its verdict")

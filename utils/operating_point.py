@@ -6,9 +6,10 @@ A model file `models/NAME.keras` (or `.h5`) has its thresholds in `models/NAME.o
                "n_authentic": 612, "chosen_on": "..."},
      "relative": {...}}
 
-A slice point chosen with `calibrate --symmetries N` also records `"symmetries": N`, the number of the square's
-flips and quarter turns each window's score was averaged over; `scan` then scores that way (`model_symmetries`),
-so that the threshold and the scores it judges are alike.
+A slice point records the grid step its slices were scanned at (`"stride"`, px), and one chosen with `calibrate
+--symmetries N` also `"symmetries": N`, the number of the square's flips and quarter turns each window's score was
+averaged over; `scan` then scans that way (`model_stride`, `model_symmetries`), so that the threshold and the scores
+it judges are alike: a finer grid offers a slice more windows, and its best window scores higher.
 
 `patch` is for one patch score (`evaluate`, the notebook), chosen on the validation split's authentic patches.
 `slice` is for `scan`'s verdict, the best window's score of a slice, and `relative` for that of `scan --relative`
@@ -27,6 +28,7 @@ import numpy as np
 
 DEFAULT_RATE = 0.05
 RATES = (0.01, 0.05)
+STRIDE = 16  # `scan`'s grid step, px, for a model whose slice operating point does not record one
 SYMMETRY_GROUPS = (1, 2, 4, 8)  # how many of the square's symmetries a window can be averaged over (`scan.DIHEDRAL`)
 
 
@@ -146,6 +148,13 @@ def model_symmetries(model) -> int:
     (`scan.DIHEDRAL`): the number its stored slice operating point was chosen with, else 1."""
     point = (getattr(model, "operating_point", None) or {}).get("slice") or {}
     return int(point.get("symmetries", 1))
+
+
+def model_stride(model) -> int:
+    """The grid step (px) `scan` places its windows at for this model: the one its stored slice operating point was
+    chosen at, else `STRIDE`."""
+    point = (getattr(model, "operating_point", None) or {}).get("slice") or {}
+    return int(point.get("stride", STRIDE))
 
 
 def model_threshold(model, kind: str = "patch", default: float = 0.5) -> float:

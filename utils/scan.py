@@ -21,7 +21,7 @@ from . import layers  # noqa: F401  (registers the custom layers: models load wi
 from .dicom import CTSlice, read_series, read_slices, window
 from .ensemble import members
 from .lungmask import CENTRE_DEPTH_MM, lung_mask, patch_centres
-from .operating_point import SYMMETRY_GROUPS, model_symmetries
+from .operating_point import SYMMETRY_GROUPS, model_stride, model_symmetries
 from .patches import AIR_HU, clear_references, patch_input, reference_candidates
 from .quiet import quiet_logs
 
@@ -287,7 +287,7 @@ def predict_windows(model, x: np.ndarray, batch_size: int = 256, quantum: int = 
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: int = 256, top_k: int = 5,
+def scan_slice(model, hu, spacing: float = 0.7, stride: int | None = None, batch_size: int = 256, top_k: int = 5,
                nms_px: float = 32.0, instance: int = 0, name: str = "slice", lungs=None,
                references: int = 2, share_stem: bool = True, symmetries: int | None = None) -> SliceResult:
     """Slide the patch model over the lungs of one HU slice (a 2-D array or a `CTSlice`); `lungs`, when given,
@@ -298,7 +298,8 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
     (`window_scores`). An ensemble (`ensemble.build_ensemble`) scores every window with each member, its stem shared
     the same way, and takes the mean, as its own output does. `symmetries` > 1 averages each window's score over
     that many of the square's flips and quarter turns (`window_scores`); None takes the number the model's stored
-    slice operating point was chosen with (`operating_point.model_symmetries`; 1 without one)."""
+    slice operating point was chosen with (`operating_point.model_symmetries`; 1 without one), and a `stride` of None
+    the grid step it was chosen at (`operating_point.model_stride`; 16 px without one)."""
     if isinstance(hu, CTSlice):
         spacing, instance, name = hu.spacing[1], hu.instance, hu.path or name
         hu = hu.hu
@@ -307,6 +308,7 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int = 16, batch_size: in
         raise ValueError(f"{name}: expected a 2-D HU slice, got shape {hu.shape}")
     lungs = lung_mask(hu, spacing) if lungs is None else np.asarray(lungs, bool)
     symmetries = model_symmetries(model) if symmetries is None else int(symmetries)
+    stride = model_stride(model) if stride is None else int(stride)
     if symmetries not in SYMMETRY_GROUPS:
         raise ValueError(f"symmetries must be one of {SYMMETRY_GROUPS} (a group of the square's symmetries), got "
                          f"{symmetries}")
@@ -403,7 +405,7 @@ def merge_locations(locations: list[Location], radius: float = 24.0, slice_gap: 
     return merged[:top_k]
 
 
-def scan_series(model, path, stride: int = 16, threshold: float = 0.5, top_k: int = 5, progress: bool = True,
+def scan_series(model, path, stride: int | None = None, threshold: float = 0.5, top_k: int = 5, progress: bool = True,
                 relative: bool = False, operating_point: dict | None = None, **kwargs) -> SeriesResult:
     """Scan a DICOM series (a folder, a list of its files, or one .dcm file): per-slice heatmaps, top 3-D
     locations, verdict.
@@ -459,7 +461,7 @@ def lossy_note(slices) -> list[str]:
             "fewer removals and located worse, so 'authentic' is weaker evidence here (README, *Lossy compression*)"]
 
 
-def scan_each(models, slices, stride: int = 16, progress: bool = True, desc: str = "slices",
+def scan_each(models, slices, stride: int | None = None, progress: bool = True, desc: str = "slices",
               total: int | None = None, symmetries: int | None = None):
     """Yield (slice, [`scan_slice` result of each model]) for every slice that has lungs (the others are left
     out), each slice scanned by every model in turn, so that the slices may be generated one at a time."""
@@ -473,7 +475,7 @@ def scan_each(models, slices, stride: int = 16, progress: bool = True, desc: str
         yield sl, results
 
 
-def scan_slices(model, slices, stride: int = 16, progress: bool = True, desc: str = "slices",
+def scan_slices(model, slices, stride: int | None = None, progress: bool = True, desc: str = "slices",
                 symmetries: int | None = None) -> list[SliceResult]:
     """`scan_slice` of every slice that has lungs (the others are left out)."""
     return [results[0] for _, results in scan_each([model], slices, stride, progress, desc, symmetries=symmetries)]

@@ -75,9 +75,10 @@ def authentic_slices(root, exclude_patients=()) -> list[AuthenticSlice]:
     return out
 
 
-def evaluate_slices(model, tampered: list[TamperedSlice], authentic: list[AuthenticSlice], stride: int = 16,
+def evaluate_slices(model, tampered: list[TamperedSlice], authentic: list[AuthenticSlice], stride: int | None = None,
                     progress: bool = True) -> dict:
-    """Scan every slice once (`scan.scan_slice`; slices without lungs are left out and counted) and score
+    """Scan every slice once (`scan.scan_slice`, at the model's stored stride unless `stride` is given; slices
+    without lungs are left out and counted) and score
     `scan`'s verdict: slice ROC-AUC (best window's score), top-1 within HIT_PX of a tampered point, and the slices
     flagged at the model's stored slice thresholds (`model.operating_point['slice']`, when it carries one)."""
     from sklearn.metrics import roc_auc_score
