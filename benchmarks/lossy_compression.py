@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--model", default="models/deepfake_detection_model.keras")
     parser.add_argument("--data", default="data", help="the model's training corpus: its background patients are "
                         "left out of the authentic slices")
-    parser.add_argument("--stride", type=int, default=16)
+    parser.add_argument("--stride", type=int, help="grid step, px (default: the one the model's stored slice thresholds were chosen at, else 16)")
     parser.add_argument("--out", default="reports")
     args = parser.parse_args()
     from benchmarks.noise_matched import development_slices

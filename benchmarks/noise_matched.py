@@ -134,14 +134,15 @@ def main() -> None:
     parser.add_argument("--data", default="data", help="the model's training corpus: its calibration slices, and its "
                         "background patients are left out of the authentic slices")
     parser.add_argument("--draws", type=int, default=3, help="draws of target levels and noise")
-    parser.add_argument("--stride", type=int, default=16)
+    parser.add_argument("--stride", type=int, help="grid step, px (default: the one the model's stored slice thresholds were chosen at, else 16)")
     parser.add_argument("--out", default="reports")
     args = parser.parse_args()
     from utils.calibration import calibration_slices
-    from utils.operating_point import load_model
+    from utils.operating_point import load_model, model_stride
 
     items = development_slices(args.data)
     model = load_model(args.model)
+    args.stride = model_stride(model) if args.stride is None else args.stride
     calibration = slice_scores(model, calibration_slices(args.data)[0], args.stride)
     known = ~np.isnan(calibration[:, 1])
     slope, fallback = noise_slope(*calibration[known].T), float(np.median(calibration[known, 1]))

@@ -27,7 +27,7 @@ from utils.calibration import calibration_slices
 from utils.dicom import patient_ids, read_slices
 from utils.ensemble import members
 from utils.lungmask import lung_mask
-from utils.operating_point import (SYMMETRY_GROUPS, load_model, model_symmetries, series_threshold,
+from utils.operating_point import (SYMMETRY_GROUPS, load_model, model_stride, model_symmetries, series_threshold,
                                    threshold_at_false_alarm_rate)
 from utils.patches import crop_hu
 from utils.scan import attention_peak, consensus_peak, model_patch_size, scan_series, scan_slice, scan_slices
@@ -108,7 +108,7 @@ def _false_alarm_sheet(windows, path: Path, per_row: int = 8) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/deepfake_detection_model.keras")
-    parser.add_argument("--stride", type=int, default=16)
+    parser.add_argument("--stride", type=int, help="grid step, px (default: the one the model's stored slice thresholds were chosen at, else 16)")
     parser.add_argument("--synthetic", type=int, default=40, help="held-out synthetic tampered slices")
     parser.add_argument("--data", default="data", help="the model's training corpus: its background patients are "
                         "left out of the false-alarm slices")
@@ -124,6 +124,8 @@ def main() -> None:
     model = load_model(args.model)
     if args.symmetries is None:
         args.symmetries = model_symmetries(model)
+    if args.stride is None:
+        args.stride = model_stride(model)
     size = model_patch_size(model)
     report, lines = {}, []
 
