@@ -208,6 +208,7 @@ def main() -> None:
     report["slice_scores"] = {name: {"real_tampered": real_scores[name].tolist(),
                                      "authentic": auth_scores[name].tolist()} for name in AGGREGATORS}
     report["real_hits"] = hits.astype(int).tolist()
+    report["real_slices"] = [{"name": t.name, "kind": t.kind} for t in tampered]  # in the order of the scores
     y = np.r_[np.ones(len(real_top)), np.zeros(len(auth_top))]
     report["false_alarms"] = {
         "authentic_slices": len(auth_top), "authentic_top1_median": float(np.median(auth_top)),

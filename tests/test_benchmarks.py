@@ -31,7 +31,8 @@ def test_help_of_every_benchmark():
     for name in ("compare", "transfer", "faithfulness", "scan_localisation", "corpus_speed", "startup",
                  "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed",
                  "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives", "paired_scans", "removal_haze",
-                 "ensembles", "receptive_field", "noise_matched", "lossy_compression", "target_depth"):
+                 "ensembles", "receptive_field", "noise_matched", "lossy_compression", "target_depth",
+                 "missed_slices"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name
@@ -257,6 +258,26 @@ def test_noise_matched_separation_reports_finds_at_equal_false_alarms():
     assert out["found_at_2"] == 0.5 and out["found_at_6"] == 0.5
     few = separation(tampered, np.linspace(0, 1, 5), {0.05: 0.95})  # 6 of 5 authentic slices cannot be flagged
     assert "found_at_4" in few and "found_at_6" not in few
+
+
+def test_missed_slices_lists_each_detectors_misses_at_its_stored_threshold(tmp_path):
+    from benchmarks.missed_slices import misses, table
+
+    def report(scores, hits, threshold):
+        return {"slice_scores": {"top-1": {"real_tampered": scores, "authentic": [0.1]}}, "real_hits": hits,
+                "slice_operating_point": {"at_rates": {"0.05": {"threshold": threshold}}},
+                "real_slices": [{"name": f"scan {i}", "kind": k} for i, k in enumerate(["FB", "FM", "FB"])]}
+
+    a = report([0.99, 0.5, 0.2], [1, 1, 1], 0.9)
+    b = report([0.95, 0.97, 0.3], [1, 0, 0], 0.96)
+    result = misses([a, b])
+    assert [d["found"].tolist() for d in result["detectors"]] == [[True, False, False], [False, True, False]]
+    text = table(result, ["A", "B"], 0.05)
+    assert "| scan 0 | FB | 0.990 on it | **0.950 on it** |" in text  # found by A, missed by B
+    assert "| scan 1 | FM | **0.500 on it** | 0.970 elsewhere |" in text
+    assert "Missed by every detector: 1 of 3 (1 FB), 0 of them with every detector's top window on the tamper" in text
+    with pytest.raises(ValueError, match="different numbers"):
+        misses([a, report([0.9], [1], 0.5)])
 
 
 def test_lossy_round_trip_keeps_lossless_slices_and_bounds_near_lossless_ones():
