@@ -191,8 +191,8 @@ class SliceView:
 
 def scan_one_slice(model, source, labels=(), stride: int | None = None, top_k: int = 5) -> SliceView:
     """Scan one DICOM file (or a `CTSlice`) with `utils.scan.scan_slice` (at the model's stored stride unless
-    `stride` is given) for the explorer. labels: known tampered
-    points (x, y, r) in slice pixels; r None = CT-GAN's 20 mm in-painted region at the slice's spacing."""
+    `stride` is given) for the explorer. labels: known tampered points (x, y, r) in slice pixels; r None = CT-GAN's
+    20 mm in-painted region at the slice's spacing."""
     from utils.dicom import CTSlice, read_slice
     from utils.patches import HOLE_MM
     from utils.scan import model_patch_size, scan_slice
