@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.noise_matched import STRIDE_HELP
+
 # (name, transfer syntax keyword of pydicom.uid, encoder options)
 CONDITIONS = (
     ("lossless JPEG 2000 (reference)", "JPEG2000Lossless", {}),
@@ -68,7 +70,7 @@ def main() -> None:
     parser.add_argument("--model", default="models/deepfake_detection_model.keras")
     parser.add_argument("--data", default="data", help="the model's training corpus: its background patients are "
                         "left out of the authentic slices")
-    parser.add_argument("--stride", type=int, help="grid step, px (default: the one the model's stored slice thresholds were chosen at, else 16)")
+    parser.add_argument("--stride", type=int, help=STRIDE_HELP)
     parser.add_argument("--out", default="reports")
     args = parser.parse_args()
     from benchmarks.noise_matched import development_slices

@@ -32,6 +32,9 @@ import numpy as np
 
 from utils.lungmask import cached_lung_mask
 
+# --stride of the benchmarks that judge slices by a model's stored thresholds (`scan.scan_slice` resolves None)
+STRIDE_HELP = "grid step, px (default: the one the model's stored slice thresholds were chosen at, else 16)"
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 NOISE_CUTOFF = 0.6  # noise spectrum roll-off (fraction of Nyquist): between the soft and sharp kernels of the map
 RATES = (0.05, 0.01)
@@ -77,7 +80,7 @@ def noise_slope(scores, levels) -> float:
     return float(np.polyfit(np.log(levels), logit(scores), 1)[0])
 
 
-def slice_scores(model, slices, stride: int) -> np.ndarray:
+def slice_scores(model, slices, stride: int | None) -> np.ndarray:
     """(best window's score, fine-band level or nan) per slice with lungs; slices without are left out."""
     from utils.scan import scan_slice
 
@@ -134,15 +137,14 @@ def main() -> None:
     parser.add_argument("--data", default="data", help="the model's training corpus: its calibration slices, and its "
                         "background patients are left out of the authentic slices")
     parser.add_argument("--draws", type=int, default=3, help="draws of target levels and noise")
-    parser.add_argument("--stride", type=int, help="grid step, px (default: the one the model's stored slice thresholds were chosen at, else 16)")
+    parser.add_argument("--stride", type=int, help=STRIDE_HELP)
     parser.add_argument("--out", default="reports")
     args = parser.parse_args()
     from utils.calibration import calibration_slices
-    from utils.operating_point import load_model, model_stride
+    from utils.operating_point import load_model
 
     items = development_slices(args.data)
     model = load_model(args.model)
-    args.stride = model_stride(model) if args.stride is None else args.stride
     calibration = slice_scores(model, calibration_slices(args.data)[0], args.stride)
     known = ~np.isnan(calibration[:, 1])
     slope, fallback = noise_slope(*calibration[known].T), float(np.median(calibration[known, 1]))

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from benchmarks.noise_matched import STRIDE_HELP
 from utils.architectures import encoder_blocks
 from utils.calibration import calibration_slices
 from utils.dicom import patient_ids, read_slices
@@ -108,7 +109,7 @@ def _false_alarm_sheet(windows, path: Path, per_row: int = 8) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/deepfake_detection_model.keras")
-    parser.add_argument("--stride", type=int, help="grid step, px (default: the one the model's stored slice thresholds were chosen at, else 16)")
+    parser.add_argument("--stride", type=int, help=STRIDE_HELP)
     parser.add_argument("--synthetic", type=int, default=40, help="held-out synthetic tampered slices")
     parser.add_argument("--data", default="data", help="the model's training corpus: its background patients are "
                         "left out of the false-alarm slices")
