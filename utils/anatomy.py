@@ -319,6 +319,15 @@ def _fine_vessels(rng, lung, hila, px_per_mm) -> np.ndarray:
     return np.clip(np.maximum(canvas, blur(branches, 0.5)), 0, 1)
 
 
+def random_nodule(rng: np.random.Generator, x: int, y: int, px_per_mm: float, max_diameter: float = 25.0,
+                  kinds_p: tuple = UNMATCHED_P) -> Nodule:
+    """An authentic nodule at (x, y): diameter log-uniform from 4 mm to `max_diameter` mm, type drawn from
+    `kinds_p` (over `NODULE_TYPES`)."""
+    lo, hi = np.log(NODULE_DIAMETER_MM[0]), np.log(min(max_diameter, NODULE_DIAMETER_MM[1]))
+    diameter = float(np.exp(rng.uniform(lo, hi)))
+    return Nodule(int(x), int(y), diameter / 2 * px_per_mm, str(rng.choice(NODULE_TYPES, p=kinds_p)))
+
+
 def draw_nodule(hu: np.ndarray, nodule: Nodule, rng: np.random.Generator) -> None:
     """Draw an authentic-looking nodule into `hu` in place (irregular, lobulated, spiculated or calcified)."""
     r = nodule.radius
@@ -525,12 +534,10 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
                 _disk(hu, bx, by, br, -960.0, True)
 
     nodules: list[Nodule] = []
-    lo, hi = np.log(NODULE_DIAMETER_MM[0]), np.log(min(max_diameter, NODULE_DIAMETER_MM[1]))
     kinds_p = NODULE_TYPE_P if matched_nodules else UNMATCHED_P
 
     def add_nodule(x, y):
-        diameter = float(np.exp(rng.uniform(lo, hi)))
-        nodules.append(Nodule(int(x), int(y), diameter / 2 * ppm, str(rng.choice(NODULE_TYPES, p=kinds_p))))
+        nodules.append(random_nodule(rng, x, y, ppm, max_diameter, kinds_p))
         draw_nodule(hu, nodules[-1], rng)
 
     if matched_nodules:  # where tampering puts its targets (its sampler and lung mask), round ones among them

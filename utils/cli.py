@@ -18,6 +18,7 @@ def _synth(args) -> int:
                        noise_mode_p=tuple(args.noise_mode_p or CorpusConfig.noise_mode_p),
                        removal_haze=tuple(args.removal_haze or CorpusConfig.removal_haze),
                        removal_texture=tuple(args.removal_texture or CorpusConfig.removal_texture),
+                       removal_nodules=args.removal_nodules,
                        resample_tampered=args.resample_tampered, resample_authentic=args.resample_authentic,
                        resample_history=args.resample_history, twins=args.twins,
                        fine_vessels=not args.coarse_vessels,
@@ -369,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give a removal's in-painted lung a fine-band level (HU) of its own, drawn from LO..HI, as "
                    "CT-GAN's remover leaves it (e.g. 12 30, tamper.REMOVAL_TEXTURE_HU; default: off, the texture "
                    "follows the slice)")
+    p.add_argument("--removal-nodules", type=float, default=0.0, metavar="SHARE",
+                   help="share of the removal targets on real backgrounds where an authentic nodule is drawn before "
+                   "the attack, so that the removal takes a cancer away as CT-GAN's does (default: 0)")
     p.add_argument("--resample-tampered", type=float, default=1.0,
                    help="share of tampered scans resampled as a whole, as CT-GAN's reference code does; the others "
                    "resample only the in-painted cubes (default 1.0)")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .anatomy import ScannerProfile, add_ground_glass, chest_slice, correlated_noise, edge_gain, enhance_edges
+from .anatomy import (ScannerProfile, add_ground_glass, chest_slice, correlated_noise, draw_nodule, edge_gain,
+                      enhance_edges, random_nodule)
 from .authentic import tumour_boxes
 from .dicom import CTSlice
 from .lungmask import cached_lung_mask, lung_mask
@@ -25,6 +26,7 @@ from .tamper import NOISE_MODE_P, REMOVAL_HAZE, pick_targets, resample_roundtrip
 KIND_CYCLE = ("FM", "FB", "FM", "FB", "TM", "FM", "FB", "TB")  # as the blind trial: 3 FM : 3 FB : 1 TM : 1 TB
 SHIPPED_BACKGROUNDS = Path(__file__).resolve().parents[1] / "data" / "backgrounds"  # CC BY 4.0, see its README
 MIN_LUNG_MM2 = 4000.0  # slices with less lung than this are not tampered
+REMOVED_CANCER_MM = 16.0  # largest authentic cancer a removal takes away: what CT-GAN's 20 mm hole can cover
 BACKGROUND_NOISE_CUTOFF = (0.3, 0.95)  # kernels of a background copy's noise, x Nyquist (`scanner_variation`)
 
 
@@ -32,7 +34,7 @@ BACKGROUND_NOISE_CUTOFF = (0.3, 0.95)  # kernels of a background copy's noise, x
 BEFORE_SETTING = {"fine_vessels": False, "matched_nodules": False, "lookalikes": False,
                   "removal_haze": (10.0, 70.0, 0.0, 25.0), "edge_enhancement": 0.0,
                   "rib_cage": False, "background_noise": 0.0, "background_ground_glass": 0.0,
-                  "removal_texture": ()}
+                  "removal_texture": (), "removal_nodules": 0.0}
 
 
 @dataclass
@@ -95,6 +97,10 @@ class CorpusConfig:
         removal_texture: (lo, hi) HU: a removal's in-painted lung gets a fine-band level of its own, drawn from
             U(lo, hi) whatever the slice's noise, as CT-GAN's remover leaves it (`tamper.REMOVAL_TEXTURE_HU`); ()
             keeps the texture that follows the slice (the default).
+        removal_nodules: share of the removal targets on real backgrounds where an authentic nodule (up to
+            `REMOVED_CANCER_MM`) is drawn into the copy before the attack, so that the removal takes a cancer away
+            as CT-GAN's does (and as the synthetic scans' removals do) and leaves what the blends let through of
+            it; 0 removes from lung with nothing there (the corpus before this setting).
     """
 
     n_scans: int = 80
@@ -120,6 +126,7 @@ class CorpusConfig:
     noise_mode_p: tuple = NOISE_MODE_P
     removal_haze: tuple = REMOVAL_HAZE
     removal_texture: tuple = ()
+    removal_nodules: float = 0.0
     fine_vessels: bool = True
     matched_nodules: bool = False
     lookalikes: bool = False
@@ -280,7 +287,7 @@ def synthetic_scan(index: int, cfg: CorpusConfig) -> Scan:
         instance = 10 + 6 * i
         level = (i + rng.uniform(0, 1)) / cfg.slices_per_scan
         if kind == "FB":
-            n_nod, max_d = cfg.tampers_per_slice, 16.0  # cancers that CT-GAN's remover can cover
+            n_nod, max_d = cfg.tampers_per_slice, REMOVED_CANCER_MM
         elif kind == "TM":
             n_nod, max_d = int(rng.integers(1, 4)), 25.0
         elif kind == "FM":
@@ -449,11 +456,38 @@ def background_copy(source: str, slices: list[CTSlice], cfg: CorpusConfig, copy:
     rng = np.random.default_rng([cfg.seed, zlib.crc32(source.encode()), copy])
     kind = "TB" if copy < n_authentic else ("FM", "FB")[(copy - n_authentic) % 2]
     scanner = scanner_variation(rng, cfg.background_noise, cfg.edge_enhancement)
+    removal = {}
+    if kind == "FB" and cfg.removal_nodules > 0:
+        slices, removal = _cancers_to_remove(rng, slices, cfg)
     fresh = [CTSlice(with_ground_glass(rng, scanner(s.hu), s.spacing[1], cfg.background_ground_glass),
                      s.spacing, s.instance, s.z, s.path, dict(s.meta)) for s in slices]
     avoid = {s.instance: s.meta.get("keep_clear", []) + s.meta.get("tumours", []) for s in fresh}
     settings = replace(cfg, resample_authentic=0.0) if kind == "TB" else cfg  # authentic copies as stored
-    return kind, emulate_scan(Scan("BG", source, "background", kind), fresh, rng, settings, avoid=avoid), rng
+    scan = emulate_scan(Scan("BG", source, "background", kind), fresh, rng, settings, removal_targets=removal,
+                        avoid=avoid)
+    return kind, scan, rng
+
+
+def _cancers_to_remove(rng: np.random.Generator, slices: list[CTSlice], cfg: CorpusConfig):
+    """(slices, targets): copies of `slices` with an authentic nodule drawn at each of their removal targets (each
+    with probability `cfg.removal_nodules`), before scanner variation, so the nodule carries the copy's noise and
+    kernel; and the targets per instance. A copy keeps the lung mask of the slice without the nodules."""
+    out, targets = [], {}
+    for s in slices:
+        spacing = s.spacing[1]
+        lungs = s.meta.get("lungs")
+        lungs = lung_mask(s.hu, spacing) if lungs is None else lungs
+        points = pick_targets(s.hu, lungs, spacing, rng, cfg.tampers_per_slice,
+                              avoid=s.meta.get("keep_clear", []) + s.meta.get("tumours", []),
+                              clear_px=cfg.patch_size / 2 + cfg.jitter)
+        hu = s.hu.copy()
+        for x, y in points:
+            if rng.random() < cfg.removal_nodules:
+                draw_nodule(hu, random_nodule(rng, x, y, 1.0 / spacing, REMOVED_CANCER_MM), rng)
+        hu = np.where(lungs, hu, s.hu)  # the remover in-paints lung only: a cancer outside it would stay
+        targets[s.instance] = points
+        out.append(CTSlice(hu, s.spacing, s.instance, s.z, s.path, dict(s.meta, lungs=lungs)))
+    return out, targets
 
 
 def background_patches(root: str | Path, cfg: CorpusConfig, variants: int = 4, progress: bool = True,
