@@ -478,3 +478,29 @@ def test_background_copies_are_authentic_first_then_inject_and_remove_and_reprod
         np.testing.assert_array_equal(sl.hu, again.slices[inst].hu)
     _, authentic, _ = background_copy(source, slices, cfg, 0, 4)
     assert not any(r.tampered for r in authentic.labels)
+
+
+def test_a_removal_on_a_real_background_takes_away_a_cancer_drawn_there_first():
+    from utils.synthetic import SHIPPED_BACKGROUNDS, _cancers_to_remove, background_copy, background_sources
+
+    source, slices = background_sources(SHIPPED_BACKGROUNDS)[0]
+    slices = slices[4:6]
+    cfg = CorpusConfig(removal_nodules=1.0)
+    drawn, targets = _cancers_to_remove(np.random.default_rng(0), slices, cfg)
+    assert sum(map(len, targets.values())) >= 2
+    for before, after in zip(slices, drawn):
+        lungs = after.meta["lungs"]
+        assert not (after.hu != before.hu)[~lungs].any()  # the remover in-paints lung only: nothing outside it
+        for x, y in targets[before.instance]:
+            assert after.hu[y, x] > -300 and after.hu[y, x] > before.hu[y, x]
+    kind, scan, _ = background_copy(source, slices, cfg, 3, 4)
+    assert kind == "FB"
+    assert any(r.type == "FB" for r in scan.labels)
+    for r in scan.labels:  # where a cancer was drawn, the attack leaves lung
+        assert scan.slices[r.slice].hu[r.y - 2 : r.y + 3, r.x - 2 : r.x + 3].mean() < -500
+
+
+def test_a_corpus_written_before_removal_nodules_reads_them_back_off(tmp_path):
+    saved = {k: v for k, v in CorpusConfig().to_dict().items() if k != "removal_nodules"}
+    (tmp_path / "corpus.json").write_text(json.dumps(saved))
+    assert CorpusConfig.from_dir(tmp_path).removal_nodules == 0.0
