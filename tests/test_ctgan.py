@@ -102,3 +102,16 @@ def test_real_sample_in_wide_uncentred_views(shared_data, tmp_path):
     assert all(cv2.imread(str(tmp_path / "wide" / r["path"]), cv2.IMREAD_GRAYSCALE).shape == (96, 96) for r in rows)
     offsets = [(int(r["tamper_x"]) - 48, int(r["tamper_y"]) - 48) for r in rows if r["label"] == "1"]
     assert max(max(abs(dx), abs(dy)) for dx, dy in offsets) <= 16 and any(o != (0, 0) for o in offsets)
+
+
+def test_training_protocols_cut_views_as_off_centre_as_the_corpus_and_test_centres_them(tmp_path):
+    from utils.synthetic import CorpusConfig
+
+    _write_dataset(tmp_path, "CT_Scans", {"EXP1": "EXP1_blind", "EXP2": "EXP2_open"}, LABELS)
+    offsets = {}
+    for protocol in ("test", "exp1-exp2"):
+        rows = read_manifest(prepare_ctgan(tmp_path, tmp_path / protocol, protocol=protocol, progress=False))
+        offsets[protocol] = [(int(r["tamper_x"]) - 32, int(r["tamper_y"]) - 32) for r in rows if r["label"] == "1"]
+    assert len(offsets["test"]) == 3 and all(o == (0, 0) for o in offsets["test"])
+    assert max(max(map(abs, o)) for o in offsets["exp1-exp2"]) <= CorpusConfig.jitter
+    assert any(o != (0, 0) for o in offsets["exp1-exp2"])

@@ -414,8 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neighbours", action="store_true", help="also cut neighbouring slices inside the cube")
     p.add_argument("--patch-size", type=int, default=64,
                    help="patch side in px (default 64): the size of the corpus the model to test was trained on")
-    p.add_argument("--jitter", type=int, default=0, help="largest random shift of a patch centre from its label "
-                   "point, px (default 0: centred)")
+    p.add_argument("--jitter", type=int, help="largest random shift of a patch centre from its label point, px "
+                   "(default: 0 with --protocol test, centred; otherwise the corpus's, CorpusConfig.jitter, as "
+                   "off-centre as scan's windows see a tamper)")
     p.add_argument("--skip-corrupt", action="store_true", help="skip unreadable scans with a warning")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_prepare)

@@ -146,13 +146,16 @@ def tm_patches(root: str | Path, scans=()) -> list:
 
 def prepare_ctgan(root: str | Path, out_dir: str | Path, seed: int = 0, protocol: str = "random",
                   fractions=(0.7, 0.15, 0.15), neighbours: bool = False, random_per_slice: int = 1,
-                  skip_corrupt: bool = False, progress: bool = True, size: int = 64, jitter: int = 0) -> Path:
+                  skip_corrupt: bool = False, progress: bool = True, size: int = 64,
+                  jitter: int | None = None) -> Path:
     """The real data set -> patch folders + manifest, split by scan.
 
     protocol: 'random' (stratified by scan kind), 'exp1-exp2' (train/val from the blind trial, test = the open
     trial), or 'test' (every scan in the test split: for evaluating a model trained elsewhere).
-    size, jitter: patch side in px and the largest random shift of a patch centre from its label point (as the
-    corpus a model was trained on). The data set's tm_patches are 64 px crops without their slice: they join
+    size, jitter: patch side in px and the largest random shift of a patch centre from its label point. Jitter
+    None: 0 for 'test' (patches centred on their points, as the figures on the data set are cut), otherwise the
+    corpus's (`CorpusConfig.jitter`), so that a model trained on real data sees its tampered regions as off-centre
+    as `scan`'s windows do (README, *Training views off-centre*). The data set's tm_patches are 64 px crops without their slice: they join
     only 64 px patches (a warning says so otherwise).
     """
     import numpy as np
@@ -160,6 +163,10 @@ def prepare_ctgan(root: str | Path, out_dir: str | Path, seed: int = 0, protocol
 
     from .patches import extract_patches, split_scans, write_dataset
 
+    if jitter is None:
+        from .synthetic import CorpusConfig
+
+        jitter = 0 if protocol == "test" else CorpusConfig.jitter
     scans = load_dataset(root, skip_corrupt=skip_corrupt)
     patches = []
     for i, scan in enumerate(tqdm(scans, desc="CT-GAN scans", unit="scan", disable=not progress)):
