@@ -18,14 +18,13 @@ def _synth(args) -> int:
                        noise_mode_p=tuple(args.noise_mode_p or CorpusConfig.noise_mode_p),
                        removal_haze=tuple(args.removal_haze or CorpusConfig.removal_haze),
                        removal_texture=tuple(args.removal_texture or CorpusConfig.removal_texture),
-                       removal_nodules=args.removal_nodules,
                        resample_tampered=args.resample_tampered, resample_authentic=args.resample_authentic,
                        resample_history=args.resample_history, twins=args.twins,
                        fine_vessels=not args.coarse_vessels,
                        patch_size=args.patch_size, tampers_per_slice=args.tampers_per_slice,
                        **{k: getattr(args, k)
                           for k in ("matched_nodules", "lookalikes", "edge_enhancement", "rib_cage", "background_noise",
-                                    "background_ground_glass", "jitter")
+                                    "background_ground_glass", "jitter", "removal_nodules")
                           if getattr(args, k) is not None})
     if args.backgrounds:
         groups = (g for root in args.backgrounds
@@ -370,9 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give a removal's in-painted lung a fine-band level (HU) of its own, drawn from LO..HI, as "
                    "CT-GAN's remover leaves it (e.g. 12 30, tamper.REMOVAL_TEXTURE_HU; default: off, the texture "
                    "follows the slice)")
-    p.add_argument("--removal-nodules", type=float, default=0.0, metavar="SHARE",
+    p.add_argument("--removal-nodules", type=float, metavar="SHARE",
                    help="share of the removal targets on real backgrounds where an authentic nodule is drawn before "
-                   "the attack, so that the removal takes a cancer away as CT-GAN's does (default: 0)")
+                   "the attack, so that the removal takes a cancer away as CT-GAN's does (default: "
+                   "CorpusConfig.removal_nodules, 1; 0 for the corpus before)")
     p.add_argument("--resample-tampered", type=float, default=1.0,
                    help="share of tampered scans resampled as a whole, as CT-GAN's reference code does; the others "
                    "resample only the in-painted cubes (default 1.0)")
