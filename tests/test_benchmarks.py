@@ -32,7 +32,7 @@ def test_help_of_every_benchmark():
                  "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed",
                  "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives", "paired_scans", "removal_haze",
                  "ensembles", "receptive_field", "noise_matched", "lossy_compression", "target_depth",
-                 "missed_slices"):
+                 "missed_slices", "calibration_kinds"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name
@@ -305,3 +305,15 @@ def test_a_pleural_nodule_is_outside_a_narrow_closing_and_inside_a_wide_one():
     assert wide[0] and wide[1] > 0.0
     (deep,) = target_sites(hu, 0.7, [(128, 128)], 5.0)
     assert deep[0] and deep[1] > 40 and deep[2] < 12
+
+
+def test_calibration_kinds_splits_the_threshold_by_kind():
+    from benchmarks.calibration_kinds import by_kind, series_kind, table
+
+    assert series_kind("SYN-0004") == "TM" and series_kind("SYN-0015") == "TB"
+    top = np.array([0.1, 0.2, 0.3, 0.4] * 5 + [0.99], np.float32)  # 21 slices: 5% flags one, the TM slice at 0.99
+    kinds = np.array(["TB", "TM"] * 10 + ["TM"])
+    res = by_kind(top, kinds, 0.05)
+    assert 0.4 < res["threshold"] <= 0.99 and res["kinds"]["TM"]["share_flagged"] == 1.0
+    assert res["kinds"]["TB"]["share_flagged"] == 0.0 and res["kinds"]["TB"]["n"] == 10
+    assert res["kinds"]["TM"]["median"] == pytest.approx(0.4) and "| TM | 11 |" in table({"m": res}, 0.05)
