@@ -481,12 +481,13 @@ def test_background_copies_are_authentic_first_then_inject_and_remove_and_reprod
 
 
 def test_a_removal_on_a_real_background_takes_away_a_cancer_drawn_there_first():
-    from utils.synthetic import SHIPPED_BACKGROUNDS, _cancers_to_remove, background_copy, background_sources
+    from utils.synthetic import (SHIPPED_BACKGROUNDS, _cancers_to_remove, background_copy, background_sources,
+                                 known_points)
 
     source, slices = background_sources(SHIPPED_BACKGROUNDS)[0]
     slices = slices[4:6]
     cfg = CorpusConfig(removal_nodules=1.0)
-    drawn, targets = _cancers_to_remove(np.random.default_rng(0), slices, cfg)
+    drawn, targets = _cancers_to_remove(np.random.default_rng(0), slices, cfg, known_points(slices))
     assert sum(map(len, targets.values())) >= 2
     for before, after in zip(slices, drawn):
         lungs = after.meta["lungs"]

@@ -73,11 +73,12 @@ def patch_centres(lungs: np.ndarray, spacing: float) -> np.ndarray:
     return erode(lungs, CENTRE_DEPTH_MM / spacing)
 
 
-def cached_lung_mask(sl) -> np.ndarray:
-    """The lung mask of a CTSlice, computed once and kept in its meta (tampering keeps the lungs in place)."""
-    if "lungs" not in sl.meta:
-        sl.meta["lungs"] = lung_mask(sl.hu, sl.spacing[1])
-    return sl.meta["lungs"]
+def cached_lung_mask(sl, key: str = "lungs") -> np.ndarray:
+    """The lung mask of a CTSlice, computed once and kept in its meta under `key` (tampering keeps the lungs in
+    place)."""
+    if key not in sl.meta:
+        sl.meta[key] = lung_mask(sl.hu, sl.spacing[1])
+    return sl.meta[key]
 
 
 def sample_lung_points(hu: np.ndarray, lungs: np.ndarray, spacing: float, rng: np.random.Generator, n: int,

@@ -237,8 +237,7 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
         if scan.kind == "FB" and removal_targets.get(sl.instance):
             points = list(removal_targets[sl.instance])[: cfg.tampers_per_slice]
         else:
-            points = pick_targets(sl.hu, lungs, spacing, rng, cfg.tampers_per_slice, avoid=keep_clear,
-                                  clear_px=cfg.patch_size / 2 + cfg.jitter)
+            points = _targets(sl.hu, lungs, spacing, rng, cfg, keep_clear)
         if not points:
             scan.slices[sl.instance] = whole(sl)
             continue
@@ -258,6 +257,14 @@ def emulate_scan(scan: Scan, slices: list[CTSlice], rng: np.random.Generator, cf
     if scan.kind == "TB" and not scan.labels:
         scan.labels.append(LabelRow("TB", scan.uuid, 0, 0, 0, scan.experiment))
     return scan
+
+
+def _targets(hu: np.ndarray, lungs: np.ndarray, spacing: float, rng: np.random.Generator, cfg: CorpusConfig,
+             avoid) -> list:
+    """`tamper.pick_targets` as the corpus places its tampering: `cfg.tampers_per_slice` points, each a patch and its
+    jitter clear of every point in `avoid`."""
+    return pick_targets(hu, lungs, spacing, rng, cfg.tampers_per_slice, avoid=avoid,
+                        clear_px=cfg.patch_size / 2 + cfg.jitter)
 
 
 def resampled_hu(hu: np.ndarray, spacing: float) -> np.ndarray:
@@ -457,30 +464,35 @@ def background_copy(source: str, slices: list[CTSlice], cfg: CorpusConfig, copy:
     rng = np.random.default_rng([cfg.seed, zlib.crc32(source.encode()), copy])
     kind = "TB" if copy < n_authentic else ("FM", "FB")[(copy - n_authentic) % 2]
     scanner = scanner_variation(rng, cfg.background_noise, cfg.edge_enhancement)
+    avoid = known_points(slices)
     removal = {}
     if kind == "FB" and cfg.removal_nodules > 0:
-        slices, removal = _cancers_to_remove(rng, slices, cfg)
+        slices, removal = _cancers_to_remove(rng, slices, cfg, avoid)
     fresh = [CTSlice(with_ground_glass(rng, scanner(s.hu), s.spacing[1], cfg.background_ground_glass),
                      s.spacing, s.instance, s.z, s.path, dict(s.meta)) for s in slices]
-    avoid = {s.instance: s.meta.get("keep_clear", []) + s.meta.get("tumours", []) for s in fresh}
     settings = replace(cfg, resample_authentic=0.0) if kind == "TB" else cfg  # authentic copies as stored
     scan = emulate_scan(Scan("BG", source, "background", kind), fresh, rng, settings, removal_targets=removal,
                         avoid=avoid)
     return kind, scan, rng
 
 
-def _cancers_to_remove(rng: np.random.Generator, slices: list[CTSlice], cfg: CorpusConfig):
+def known_points(slices: list[CTSlice]) -> dict:
+    """{instance: points} that tampering of a background copy must keep clear of: a slice's annotated tumours and
+    the points a CT-GAN data set's scan was tampered at (`keep_clear`)."""
+    return {s.instance: s.meta.get("keep_clear", []) + s.meta.get("tumours", []) for s in slices}
+
+
+def _cancers_to_remove(rng: np.random.Generator, slices: list[CTSlice], cfg: CorpusConfig, avoid: dict):
     """(slices, targets): copies of `slices` with an authentic nodule drawn at each of their removal targets (each
-    with probability `cfg.removal_nodules`), before scanner variation, so the nodule carries the copy's noise and
-    kernel; and the targets per instance. A copy keeps the lung mask of the slice without the nodules."""
+    with probability `cfg.removal_nodules`; clear of `avoid[instance]`), before scanner variation, so the nodule
+    carries the copy's noise and kernel; and the targets per instance. A copy keeps the lung mask of the slice as
+    stored, without the nodules (computed once per stored slice, under its own key: the other copies compute
+    theirs from their own noise)."""
     out, targets = [], {}
     for s in slices:
         spacing = s.spacing[1]
-        lungs = s.meta.get("lungs")
-        lungs = lung_mask(s.hu, spacing) if lungs is None else lungs
-        points = pick_targets(s.hu, lungs, spacing, rng, cfg.tampers_per_slice,
-                              avoid=s.meta.get("keep_clear", []) + s.meta.get("tumours", []),
-                              clear_px=cfg.patch_size / 2 + cfg.jitter)
+        lungs = cached_lung_mask(s, "stored_lungs")
+        points = _targets(s.hu, lungs, spacing, rng, cfg, avoid.get(s.instance, []))
         hu = s.hu.copy()
         for x, y in points:
             if rng.random() < cfg.removal_nodules:
