@@ -19,12 +19,12 @@ import argparse
 import numpy as np
 
 from utils.operating_point import threshold_at_false_alarm_rate
-from utils.synthetic import KIND_CYCLE
+from utils.synthetic import scan_kind
 
 
 def series_kind(series: str) -> str:
-    """The kind (TB or TM) of a synthetic calibration slice's series ('SYN-0042' -> KIND_CYCLE[42 % 8])."""
-    return KIND_CYCLE[int(series.rsplit("-", 1)[1]) % len(KIND_CYCLE)]
+    """The kind (TB or TM) of a synthetic calibration slice's series ('SYN-0042' -> `synthetic.scan_kind(42)`)."""
+    return scan_kind(int(series.rsplit("-", 1)[1]))
 
 
 def by_kind(top: np.ndarray, kinds: np.ndarray, rate: float = 0.05) -> dict:

@@ -7,7 +7,7 @@ import pytest
 
 from utils.lungmask import erode, lung_mask
 from utils.patches import read_manifest
-from utils.synthetic import CorpusConfig, build_synthetic_corpus, synthetic_scan
+from utils.synthetic import CorpusConfig, build_synthetic_corpus, scan_kind, synthetic_scan
 from utils.tamper import resample_roundtrip, tamper_slice
 
 TINY = dict(n_scans=16, slices_per_scan=1, tampers_per_slice=2, workers=1, background_variants=2)
@@ -113,6 +113,7 @@ def test_scan_kinds_follow_ctgan_convention():
     assert fm.kind == "FM" and {r.type for r in fm.labels} <= {"FM", "TM"}
     assert tb.labels[0].type == "TB" and tb.labels[0].slice == 0
     assert fm.radii and all(v > 0 for v in fm.radii.values())
+    assert [scan_kind(i) for i in (1, 0, 7, 1_000_004)] == ["FB", "FM", "TB", "TM"]
 
 
 def test_no_authentic_patch_reaches_a_tampered_footprint(tiny_corpus):

@@ -166,6 +166,11 @@ def corpus_background_patients(corpus_dir) -> set[str]:
     return CorpusConfig.from_dir(corpus_dir).background_patients()
 
 
+def scan_kind(index: int) -> str:
+    """The kind of synthetic scan number `index`: the kinds of `KIND_CYCLE` in turn."""
+    return KIND_CYCLE[index % len(KIND_CYCLE)]
+
+
 def regenerated_scans(corpus_dir, split: str, purpose: str, kinds: tuple | None = None):
     """(config, scans) of a generated corpus: its settings and, lazily, the synthetic scans of `split`
     regenerated from corpus.json (a corpus is reproducible from its seed, so no slice needs to be stored), only
@@ -179,7 +184,7 @@ def regenerated_scans(corpus_dir, split: str, purpose: str, kinds: tuple | None 
     cfg = CorpusConfig.from_dir(corpus_dir)
     indices = sorted({int(r["scan"].split("-")[1]) for r in read_manifest(corpus_dir / "manifest.csv")
                       if r["split"] == split and r["scan"].startswith("SYN-")})
-    indices = [i for i in indices if kinds is None or KIND_CYCLE[i % len(KIND_CYCLE)] in kinds]
+    indices = [i for i in indices if kinds is None or scan_kind(i) in kinds]
     return cfg, ScanSequence(indices, cfg)
 
 
@@ -287,7 +292,7 @@ def _resampled(sl: CTSlice) -> CTSlice:
 def synthetic_scan(index: int, cfg: CorpusConfig) -> Scan:
     """Synthetic scan number `index` of the corpus: same (seed, index) -> same scan, in any process."""
     rng = np.random.default_rng([cfg.seed, index])
-    kind = KIND_CYCLE[index % len(KIND_CYCLE)]
+    kind = scan_kind(index)
     scan = Scan("SYN", f"{index:04d}", "synthetic", kind)
     profile = ScannerProfile.sample(rng, cfg.edge_enhancement)
     slices, removal, avoid = [], {}, {}
@@ -370,7 +375,7 @@ def build_synthetic_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None,
     from .patches import split_scans
 
     cfg = cfg or CorpusConfig()
-    kinds = {f"SYN-{i:04d}": KIND_CYCLE[i % len(KIND_CYCLE)] for i in range(cfg.n_scans)}
+    kinds = {f"SYN-{i:04d}": scan_kind(i) for i in range(cfg.n_scans)}
     split_of = split_scans(kinds, cfg.fractions, cfg.seed)
     backgrounds = [g for root in cfg.background_roots()
                    for g in background_patches(root, cfg, cfg.background_variants, progress)]
