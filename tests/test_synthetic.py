@@ -506,3 +506,17 @@ def test_a_corpus_written_before_removal_nodules_reads_them_back_off(tmp_path):
     saved = {k: v for k, v in CorpusConfig().to_dict().items() if k != "removal_nodules"}
     (tmp_path / "corpus.json").write_text(json.dumps(saved))
     assert CorpusConfig.from_dir(tmp_path).removal_nodules == 0.0
+
+
+def test_removal_share_spreads_removals_evenly_over_the_tampered_copies_and_half_alternates(tmp_path):
+    from utils.synthetic import copy_kind
+
+    assert [copy_kind(k) for k in range(6)] == ["FM", "FB"] * 3  # the corpus before the setting
+    kinds = [copy_kind(k, 2 / 3) for k in range(64)]
+    assert kinds.count("FB") == 42 and "BBB" not in "".join(k[1] for k in kinds)  # evenly: never three in a row
+    assert set(copy_kind(k, 0.0) for k in range(8)) == {"FM"} and set(copy_kind(k, 1.0) for k in range(8)) == {"FB"}
+    with pytest.raises(ValueError, match="removal_share"):
+        copy_kind(0, 1.5)
+    saved = {k: v for k, v in CorpusConfig().to_dict().items() if k != "removal_share"}
+    (tmp_path / "corpus.json").write_text(json.dumps(saved))
+    assert CorpusConfig.from_dir(tmp_path).removal_share == 0.5

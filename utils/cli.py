@@ -24,7 +24,7 @@ def _synth(args) -> int:
                        patch_size=args.patch_size, tampers_per_slice=args.tampers_per_slice,
                        **{k: getattr(args, k)
                           for k in ("matched_nodules", "lookalikes", "edge_enhancement", "rib_cage", "background_noise",
-                                    "background_ground_glass", "jitter", "removal_nodules")
+                                    "background_ground_glass", "jitter", "removal_nodules", "removal_share")
                           if getattr(args, k) is not None})
     if args.backgrounds:
         groups = (g for root in args.backgrounds
@@ -373,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the removal targets on real backgrounds where an authentic nodule is drawn before "
                    "the attack, so that the removal takes a cancer away as CT-GAN's does (default: "
                    "CorpusConfig.removal_nodules, 1; 0 for the corpus before)")
+    p.add_argument("--removal-share", type=float, metavar="SHARE",
+                   help="share of the tampered copies of a real background slice that remove a cancer, the others "
+                   "inject one (default: CorpusConfig.removal_share, 0.5: in turn)")
     p.add_argument("--resample-tampered", type=float, default=1.0,
                    help="share of tampered scans resampled as a whole, as CT-GAN's reference code does; the others "
                    "resample only the in-painted cubes (default 1.0)")

@@ -34,7 +34,7 @@ BACKGROUND_NOISE_CUTOFF = (0.3, 0.95)  # kernels of a background copy's noise, x
 BEFORE_SETTING = {"fine_vessels": False, "matched_nodules": False, "lookalikes": False,
                   "removal_haze": (10.0, 70.0, 0.0, 25.0), "edge_enhancement": 0.0,
                   "rib_cage": False, "background_noise": 0.0, "background_ground_glass": 0.0,
-                  "removal_texture": (), "removal_nodules": 0.0}
+                  "removal_texture": (), "removal_nodules": 0.0, "removal_share": 0.5}
 
 
 @dataclass
@@ -69,9 +69,9 @@ class CorpusConfig:
         shipped_backgrounds: also tamper the real authentic slices shipped in `data/backgrounds` (real anatomy,
             texture and scanner noise in both classes); their patches join the train split.
         backgrounds: further folders of authentic DICOM (or a CT-GAN data set's untouched parts) treated alike.
-        background_variants: tampered copies of every background slice (alternately inject and remove), each with
-            its own scanner variation and targets; half as many untouched copies join them (64: README, *More
-            tampered copies of the real backgrounds*; 32 before, 16 and 8 earlier).
+        background_variants: tampered copies of every background slice (injections and removals in turn, see
+            `removal_share`), each with its own scanner variation and targets; half as many untouched copies join
+            them (64: README, *More tampered copies of the real backgrounds*; 32 before, 16 and 8 earlier).
         background_noise: largest scanner noise (HU) added to a copy of a background series before tampering
             (`scanner_variation`; 0 = the slices as stored). 45 reaches the noise of CT-GAN's source scans and
             of low-dose lung CT, so that a slice's noise level is no label (README, *Scanner noise in the slice
@@ -102,6 +102,8 @@ class CorpusConfig:
             as CT-GAN's does (and as the synthetic scans' removals do) and leaves what the blends let through of
             it; 0 removes from lung with nothing there (the corpus before this setting). 1 ranked real tampered
             slices better on two seed triples (README, *A removal takes a cancer away*).
+        removal_share: share of the tampered copies of a background slice that remove (the others inject), spread
+            evenly over the copies (`copy_kind`); 0.5 alternates, as corpora before this setting did.
     """
 
     n_scans: int = 80
@@ -128,6 +130,7 @@ class CorpusConfig:
     removal_haze: tuple = REMOVAL_HAZE
     removal_texture: tuple = ()
     removal_nodules: float = 1.0
+    removal_share: float = 0.5
     fine_vessels: bool = True
     matched_nodules: bool = False
     lookalikes: bool = False
@@ -461,13 +464,13 @@ def authentic_copies(variants: int) -> int:
 
 def background_copy(source: str, slices: list[CTSlice], cfg: CorpusConfig, copy: int, variants: int):
     """Copy number `copy` of a background series as the corpus makes it: (kind, scan, rng). Copies below
-    `variants // 2` (at least one) are authentic (TB, as stored), the next `variants` alternately inject and
-    remove. Each copy gets its own scanner variation (`scanner_variation`) and ground-glass draw, then CT-GAN's
+    `variants // 2` (at least one) are authentic (TB, as stored), the next `variants` inject and remove in turn
+    (`copy_kind`). Each copy gets its own scanner variation (`scanner_variation`) and ground-glass draw, then CT-GAN's
     emulated tampering clear of the source's known tumours and tampered points; `rng` goes on to draw its patches.
     Same (seed, source, copy) -> same copy, in any process."""
     n_authentic = authentic_copies(variants)
     rng = np.random.default_rng([cfg.seed, zlib.crc32(source.encode()), copy])
-    kind = "TB" if copy < n_authentic else ("FM", "FB")[(copy - n_authentic) % 2]
+    kind = "TB" if copy < n_authentic else copy_kind(copy - n_authentic, cfg.removal_share)
     scanner = scanner_variation(rng, cfg.background_noise, cfg.edge_enhancement)
     avoid = known_points(slices)
     removal = {}
@@ -479,6 +482,14 @@ def background_copy(source: str, slices: list[CTSlice], cfg: CorpusConfig, copy:
     scan = emulate_scan(Scan("BG", source, "background", kind), fresh, rng, settings, removal_targets=removal,
                         avoid=avoid)
     return kind, scan, rng
+
+
+def copy_kind(k: int, removal_share: float = 0.5) -> str:
+    """Kind of tampered copy number `k` of a background slice: "FB" (a removal) for a `removal_share` of the
+    copies, spread evenly over them, else "FM"; 0.5 alternates FM, FB, FM, ..."""
+    if not 0.0 <= removal_share <= 1.0:
+        raise ValueError(f"removal_share must lie in [0, 1], got {removal_share}")
+    return "FB" if np.floor((k + 1) * removal_share) > np.floor(k * removal_share) else "FM"
 
 
 def known_points(slices: list[CTSlice]) -> dict:
@@ -513,7 +524,7 @@ def background_patches(root: str | Path, cfg: CorpusConfig, variants: int = 4, p
     """Emulated CT-GAN tampering on real authentic slices. Per source series, copies of every slice with enough
     lung, each copy with its own scanner noise (`background_copy`):
 
-    - `variants` tampered copies, alternately inject and remove, fresh targets each time, with same-slice
+    - `variants` tampered copies, injecting and removing in turn (`copy_kind`), fresh targets each time, with same-slice
       controls. CT-GAN resamples the whole scan, so these controls are resampled too;
     - `variants // 2` (at least one) authentic copies as stored, not resampled, with random lung points (and the
       annotated tumours, once): as many authentic patches of untouched texture as there are controls, so that
