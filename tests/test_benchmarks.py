@@ -316,4 +316,12 @@ def test_calibration_kinds_splits_the_threshold_by_kind():
     res = by_kind(top, kinds, 0.05)
     assert 0.4 < res["threshold"] <= 0.99 and res["kinds"]["TM"]["share_flagged"] == 1.0
     assert res["kinds"]["TB"]["share_flagged"] == 0.0 and res["kinds"]["TB"]["n"] == 10
-    assert res["kinds"]["TM"]["median"] == pytest.approx(0.4) and "| TM | 11 |" in table({"m": res}, 0.05)
+    assert res["kinds"]["TM"]["median"] == pytest.approx(0.4) and "| TM | 11 | — |" in table({"m": res}, 0.05)
+    assert res["kinds"]["TM"]["flagged"] == pytest.approx(1 / 11) and res["kinds"]["TB"]["flagged"] == 0.0
+    levels = np.array([10.0, 30.0] * 10 + [50.0])
+    held = {"BG": (np.array([0.1, 0.995, 0.2, 0.3]), np.array([20.0, 40.0, np.nan, 20.0]))}
+    res = by_kind(top, kinds, 0.05, levels, held)
+    assert res["kinds"]["TM"]["level"] == 30.0 and res["kinds"]["TB"]["level"] == 10.0
+    bg = res["kinds"]["BG"]
+    assert bg["n"] == 4 and bg["flagged"] == 0.25 and bg["share_flagged"] is None and bg["level"] == 20.0
+    assert "| BG | 4 | 20.0 | 0.250 |" in table({"m": res}, 0.05) and "not chosen on them" in table({"m": res}, 0.05)
