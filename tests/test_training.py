@@ -188,6 +188,32 @@ def test_cli_calibrate_stores_slice_thresholds(trained, tiny_corpus, tmp_path):
     assert "`scan` uses the slice threshold" in run.stdout and "series; drawn again by series" in run.stdout
 
 
+def test_cli_calibrate_on_held_out_copies_of_the_real_backgrounds(trained, tiny_corpus, tmp_path):
+    import shutil
+
+    from utils.calibration import background_slices
+    from utils.operating_point import load_operating_point
+
+    slices, n, what = background_slices(tiny_corpus, 2)
+    first = [next(slices) for _ in range(2)]
+    again = next(background_slices(tiny_corpus, 2)[0])
+    np.testing.assert_array_equal(first[0].hu, again.hu)  # the same held-out copy every time
+    assert first[0].meta["series"] == first[1].meta["series"] and "copy-1000000" in first[0].meta["series"]
+    assert "2 held-out copies of each real background series" in what and n % 2 == 0
+    _, models = trained
+    model = tmp_path / "cnn_model.keras"
+    shutil.copy(models / "cnn_model.keras", model)
+    run = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model", str(model), "--data",
+                          str(tiny_corpus), "--stride", "32", "--backgrounds", "2"], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    point = load_operating_point(model)["slice"]
+    assert "held-out copies" in point["chosen_on"] and point["series"] >= 2 and point["series"] % 2 == 0
+    both = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model", str(model), "--backgrounds",
+                           "1", "--authentic", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
 def test_load_model_carries_the_operating_point_into_evaluation(trained, tiny_corpus):
     from utils.evaluate import evaluate_on_testset
     from utils.operating_point import load_model, load_operating_point

@@ -83,6 +83,34 @@ def calibration_slices(corpus_dir, n_slices: int = SLICES, per_scan: int = HELD_
             f"{n_extra} of {len(extra)} held-out scans)")
 
 
+def background_slices(corpus_dir, copies: int):
+    """(slices, how many, what they are): the slices of `copies` authentic copies of each real background series of
+    a corpus (`synthetic.background_copy`, numbered from HELD_OUT_FIRST, far beyond the corpus's own copies): real
+    anatomy under scanner variations no model saw, though the anatomy itself is the one the models trained on. Each
+    copy is a series of its own (`operating_point.series_spread`); the slices are generated while iterating."""
+    from .synthetic import CorpusConfig, authentic_copies, background_copy, background_sources
+
+    if copies < 1:
+        raise ValueError(f"copies of each background series must be at least 1, got {copies}")
+    cfg = CorpusConfig.from_dir(corpus_dir)
+    sources = [(source, slices) for root in cfg.background_roots() for source, slices in background_sources(root)]
+    if not sources:
+        raise ValueError(f"{corpus_dir}: the corpus has no real backgrounds to copy")
+
+    def generate():
+        for source, slices in sources:
+            for k in range(copies):
+                copy = HELD_OUT_FIRST + k
+                variants = 2 * (copy + 1)
+                assert copy < authentic_copies(variants)  # an authentic (TB) copy
+                scan = background_copy(source, slices, cfg, copy, variants)[1]
+                yield from (_tagged(scan.slice(i), f"{source}/copy-{copy}") for i in sorted(scan.slices))
+
+    n = sum(len(slices) for _, slices in sources) * copies
+    return generate(), n, (f"authentic slices of {copies} held-out copies of each real background series of "
+                           f"{corpus_dir} ({len(sources)} series)")
+
+
 def site_slices(roots) -> list:
     """The slices of authentic DICOM under each root (`calibrate --authentic`): series folders or single files,
     or of a CT-GAN data set only its untouched scans (no FM/FB label row), since its tampered scans are no

@@ -269,7 +269,7 @@ def _scan_archive(args) -> int:
 
 def _calibrate(args, model=None) -> int:
     from .architectures import compares
-    from .calibration import calibration_slices, operating_points, site_slices, slice_scores
+    from .calibration import background_slices, calibration_slices, operating_points, site_slices, slice_scores
     from .data import load_split
     from .operating_point import save_operating_point, sidecar_path, spread_line
     from .training import store_patch_operating_point
@@ -290,6 +290,8 @@ def _calibrate(args, model=None) -> int:
     if args.authentic:
         slices = site_slices(args.authentic)
         total, chosen_on = len(slices), f"authentic slices of {', '.join(args.authentic)}"
+    elif args.backgrounds:
+        slices, total, chosen_on = background_slices(args.data, args.backgrounds)
     else:
         slices, total, chosen_on = calibration_slices(args.data, args.slices, args.per_scan)
     (top, contrast, series), = slice_scores([model], slices, args.stride, progress=True, total=total,
@@ -315,7 +317,7 @@ def _ensemble(args) -> int:
     ensemble.save(out)
     print(f"saved the mean of {len(models)} models as {out}")
     return _calibrate(argparse.Namespace(model=str(out), data=args.data, rate=args.rate, stride=STRIDE,
-                                         slices=args.slices, per_scan=args.per_scan, authentic=None,
+                                         slices=args.slices, per_scan=args.per_scan, authentic=None, backgrounds=None,
                                          symmetries=args.symmetries), ensemble)
 
 
@@ -546,9 +548,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=STRIDE,
                    help=f"grid step of the calibration slices' windows, px (default {STRIDE}); stored with the slice "
                    "thresholds, and `scan` then scans so")
-    p.add_argument("--authentic", nargs="+", metavar="DIR",
-                   help="authentic DICOM series of your own scanners (not training backgrounds): choose the slice "
-                   "thresholds on their slices instead, which `scan` then uses for its verdict")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--authentic", nargs="+", metavar="DIR",
+                       help="authentic DICOM series of your own scanners (not training backgrounds): choose the slice "
+                       "thresholds on their slices instead, which `scan` then uses for its verdict")
+    where.add_argument("--backgrounds", type=int, metavar="N",
+                       help="choose the slice thresholds on N held-out authentic copies of each real background series "
+                       "of the corpus instead (real anatomy the model trained on, under scanner variations it never "
+                       "saw; README, *Where a slice threshold comes from*)")
     _slice_calibration_options(p)
     p.set_defaults(func=_calibrate)
 
