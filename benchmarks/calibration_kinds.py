@@ -11,8 +11,9 @@ per kind, the slices' median fine-band level (`benchmarks.noise_matched.fine_lev
 the threshold that kind alone would give, the share of its slices the threshold flags and its share of the slices
 flagged. A corpus change that makes authentic cancers look tampered shows here as TM slices rising to the top and
 lifting the threshold. `--backgrounds N` adds kind BG, judged at that threshold without choosing it: N held-out
-authentic copies of each real background series (real anatomy under scanner variations no model saw), which tells
-whether the threshold is set by the synthetic anatomy or by the scanner variation both share.
+authentic copies of each real background series (`calibration.background_slices`: real anatomy under scanner
+variations no model saw), which tells whether the threshold is set by the synthetic anatomy or by the scanner
+variation both share.
 """
 from __future__ import annotations
 
@@ -70,22 +71,6 @@ def table(results: dict, rate: float) -> str:
     return "\n".join(lines)
 
 
-def held_out_background_slices(corpus_dir, copies: int):
-    """The slices of `copies` authentic copies of each real background series of the corpus (`synthetic.background_copy`
-    numbered from `calibration.HELD_OUT_FIRST`, far beyond the corpus's own copies): the anatomy the models were
-    trained on, under scanner variations no model saw; generated one copy at a time while iterating."""
-    from utils.calibration import HELD_OUT_FIRST
-    from utils.synthetic import CorpusConfig, background_copy, background_sources
-
-    cfg = CorpusConfig.from_dir(corpus_dir)
-    for root in cfg.background_roots():
-        for source, slices in background_sources(root):
-            for k in range(copies):
-                copy = HELD_OUT_FIRST + k
-                _, scan, _ = background_copy(source, slices, cfg, copy, 2 * (copy + 1))  # copy < variants // 2: TB
-                yield from (scan.slices[i] for i in sorted(scan.slices))
-
-
 def scanned(models, slices, total: int | None = None):
     """(best-window scores per model, series, fine-band levels) of the slices with lungs (`scan.scan_each`)."""
     from benchmarks.noise_matched import fine_level
@@ -115,14 +100,14 @@ def main() -> None:
     if len(names) != len(args.model):
         parser.error("give one name per model")
 
-    from utils.calibration import calibration_slices
+    from utils.calibration import background_slices, calibration_slices
     from utils.operating_point import load_model
 
     models = [load_model(path) for path in args.model]
     slices, n, what = calibration_slices(args.data)
     top, series, levels = scanned(models, slices, n)
     kinds = np.array([series_kind(s) for s in series])
-    held = scanned(models, held_out_background_slices(args.data, args.backgrounds)) if args.backgrounds else None
+    held = scanned(models, *background_slices(args.data, args.backgrounds)[:2]) if args.backgrounds else None
     results = {name: by_kind(top[k], kinds, args.rate, levels,
                              {"BG": (held[0][k], held[2])} if held else None) for k, name in enumerate(names)}
     text = f"Best-window scores of {what}, by kind:\n\n" + table(results, args.rate)

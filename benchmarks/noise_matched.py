@@ -15,10 +15,11 @@ Two slice scores are compared, each with thresholds for 5% and 1% false alarms o
 (`calibration.calibration_slices`: authentic synthetic slices no model saw, where the stored slice thresholds come
 from): *top-1*, the best window's score (what `scan` uses), and *noise-conditional*, its logit minus the slope of
 logit on log fine-band level fitted on the calibration slices (a slice is judged against authentic slices as noisy
-as itself). Printed: slice ROC-AUC of the real tampered slices against the authentic ones, the slices flagged at
-the thresholds, and the tampered slices found where 2, 4 or 6 of the authentic slices are flagged (thresholds set on
-those slices: separation at equal false alarms, not an operating point), as stored and noise-matched (mean and
-range over `--draws` draws of levels and noise).
+as itself); and for a model with stored slice thresholds (`calibrate`), *top-1 at the stored thresholds*, the same
+score judged at those, as `scan` judges it. Printed: slice ROC-AUC of the real tampered slices against the authentic
+ones, the slices flagged at the thresholds, and the tampered slices found where 2, 4 or 6 of the authentic slices are
+flagged (thresholds set on those slices: separation at equal false alarms, not an operating point), as stored and
+noise-matched (mean and range over `--draws` draws of levels and noise).
 Writes reports/noise_matched.md and .json.
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ STRIDE_HELP = "grid step, px (default: the one the model's stored slice threshol
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 NOISE_CUTOFF = 0.6  # noise spectrum roll-off (fraction of Nyquist): between the soft and sharp kernels of the map
 RATES = (0.05, 0.01)
+STORED = "top-1 at the stored thresholds"
 
 
 def fine_gain(cutoff: float = NOISE_CUTOFF, size: int = 256, seed: int = 0) -> float:
@@ -150,6 +152,9 @@ def main() -> None:
     slope, fallback = noise_slope(*calibration[known].T), float(np.median(calibration[known, 1]))
     cal = judged(calibration, slope, fallback)
     thresholds = {name: {rate: float(np.quantile(v, 1 - rate)) for rate in RATES} for name, v in cal.items()}
+    point = (getattr(model, "operating_point", None) or {}).get("slice")
+    if point:  # what `scan` judges by: the model's stored slice thresholds, wherever they were chosen
+        thresholds[STORED] = {rate: float(logit(point["thresholds"][f"{rate:g}"])) for rate in RATES}
 
     tampered, authentic = ([item.slice for item in group] for group in items)
     rows = {"tampered": slice_scores(model, tampered, args.stride),
@@ -163,12 +168,14 @@ def main() -> None:
         rows[f"noise-matched {draw}"] = slice_scores(model, noisy, args.stride)
         print(f"draw {draw} scanned", flush=True)
     scored = {k: judged(v, slope, fallback) for k, v in rows.items()}
+    for v in scored.values():
+        v[STORED] = v["top-1"]
     report = {"model": args.model, "slope": slope, "calibration_slices": len(calibration),
               "slices": {k: len(v) for k, v in rows.items()},
               "fine_band": {k: [float(np.nanmedian(v[:, 1])), float(np.nanmin(v[:, 1])), float(np.nanmax(v[:, 1]))]
                             for k, v in {"calibration": calibration, **rows}.items()},
               "scores": {}}
-    for name in cal:
+    for name in thresholds:
         stored = separation(scored["tampered"][name], scored["as stored"][name], thresholds[name])
         draws = [separation(scored["tampered"][name], scored[f"noise-matched {d}"][name], thresholds[name])
                  for d in range(args.draws)]
