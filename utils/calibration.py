@@ -88,7 +88,7 @@ def background_slices(corpus_dir, copies: int):
     a corpus (`synthetic.background_copy`, numbered from HELD_OUT_FIRST, far beyond the corpus's own copies): real
     anatomy under scanner variations no model saw, though the anatomy itself is the one the models trained on. Each
     copy is a series of its own (`operating_point.series_spread`); the slices are generated while iterating."""
-    from .synthetic import CorpusConfig, authentic_copies, background_copy, background_sources
+    from .synthetic import CorpusConfig, background_copy, background_sources
 
     if copies < 1:
         raise ValueError(f"copies of each background series must be at least 1, got {copies}")
@@ -100,10 +100,8 @@ def background_slices(corpus_dir, copies: int):
     def generate():
         for source, slices in sources:
             for k in range(copies):
-                copy = HELD_OUT_FIRST + k
-                variants = 2 * (copy + 1)
-                assert copy < authentic_copies(variants)  # an authentic (TB) copy
-                scan = background_copy(source, slices, cfg, copy, variants)[1]
+                copy = HELD_OUT_FIRST + k  # below authentic_copies(2 * (copy + 1)): an authentic (TB) copy
+                scan = background_copy(source, slices, cfg, copy, 2 * (copy + 1))[1]
                 yield from (_tagged(scan.slice(i), f"{source}/copy-{copy}") for i in sorted(scan.slices))
 
     n = sum(len(slices) for _, slices in sources) * copies
