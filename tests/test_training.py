@@ -170,17 +170,21 @@ def test_slice_thresholds_need_a_generated_corpus(tmp_path, caplog):
     assert "calibrate --authentic" in caplog.text and not (tmp_path / "m.operating_point.json").exists()
 
 
-def test_cli_calibrate_stores_slice_thresholds(trained, tiny_corpus, tmp_path):
+def _calibrated_copy(trained, tmp_path, *args):
+    """(path, finished run): a copy of the trained CNN, calibrated by `utils.cli calibrate --model PATH *args`."""
     import shutil
 
+    model = tmp_path / "cnn_model.keras"
+    shutil.copy(trained[1] / "cnn_model.keras", model)
+    run = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model", str(model), *map(str, args)],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    return model, run
+
+
+def test_cli_calibrate_stores_slice_thresholds(trained, tiny_corpus, tmp_path):
     from utils.operating_point import load_operating_point
 
-    _, models = trained
-    model = tmp_path / "cnn_model.keras"
-    shutil.copy(models / "cnn_model.keras", model)
-    run = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model", str(model), "--data",
-                          str(tiny_corpus), "--stride", "32", "--slices", "5"], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
+    model, run = _calibrated_copy(trained, tmp_path, "--data", tiny_corpus, "--stride", 32, "--slices", 5)
     assert run.returncode == 0, run.stderr[-3000:]
     point = load_operating_point(model)
     assert {"patch", "slice", "relative"} <= set(point) and point["slice"]["n_authentic"] >= 5
@@ -189,8 +193,6 @@ def test_cli_calibrate_stores_slice_thresholds(trained, tiny_corpus, tmp_path):
 
 
 def test_cli_calibrate_on_held_out_copies_of_the_real_backgrounds(trained, tiny_corpus, tmp_path):
-    import shutil
-
     from utils.calibration import background_slices
     from utils.operating_point import load_operating_point
 
@@ -200,12 +202,7 @@ def test_cli_calibrate_on_held_out_copies_of_the_real_backgrounds(trained, tiny_
     np.testing.assert_array_equal(first[0].hu, again.hu)  # the same held-out copy every time
     assert first[0].meta["series"] == first[1].meta["series"] and "copy-1000000" in first[0].meta["series"]
     assert "2 held-out copies of each real background series" in what and n % 2 == 0
-    _, models = trained
-    model = tmp_path / "cnn_model.keras"
-    shutil.copy(models / "cnn_model.keras", model)
-    run = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model", str(model), "--data",
-                          str(tiny_corpus), "--stride", "32", "--backgrounds", "2"], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
+    model, run = _calibrated_copy(trained, tmp_path, "--data", tiny_corpus, "--stride", 32, "--backgrounds", 2)
     assert run.returncode == 0, run.stderr[-3000:]
     point = load_operating_point(model)["slice"]
     assert "held-out copies" in point["chosen_on"] and point["series"] >= 2 and point["series"] % 2 == 0
@@ -255,21 +252,15 @@ def test_averaged_weights_are_validated_and_kept():
 
 def test_calibrate_on_own_authentic_series_stores_the_slice_threshold_scan_uses(trained, tiny_corpus, tmp_path,
                                                                                chest_slices):
-    import shutil
-
     from tests.conftest import write_dicom
     from utils.operating_point import load_model, load_operating_point, model_stride, model_symmetries
     from utils.scan import scan_slice
 
-    _, models = trained
-    model = tmp_path / "cnn_model.keras"
-    shutil.copy(models / "cnn_model.keras", model)
     slices, profile = chest_slices
     for i, hu in enumerate(slices[:2]):
         write_dicom(tmp_path / "site" / "series" / f"{i}.dcm", hu, instance=i + 1, z=2.5 * i, spacing=profile.spacing)
-    run = subprocess.run([sys.executable, "-m", "utils.cli", "calibrate", "--model", str(model), "--data",
-                          str(tiny_corpus), "--stride", "32", "--authentic", str(tmp_path / "site"), "--symmetries",
-                          "2"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    model, run = _calibrated_copy(trained, tmp_path, "--data", tiny_corpus, "--stride", 32, "--authentic",
+                                  tmp_path / "site", "--symmetries", 2)
     assert run.returncode == 0, run.stderr[-3000:]
     point = load_operating_point(model)
     assert point["slice"]["n_authentic"] == 2 and "authentic slices of" in point["slice"]["chosen_on"]
