@@ -27,8 +27,12 @@ print(json.dumps({"devices": len(keras.distribution.list_devices()), "loss": run
 
 @pytest.mark.slow
 def test_data_parallel_matches_one_device(tmp_path):
-    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               JAX_PLATFORMS="cpu")
+    # On a 2-core machine XLA's shared Eigen pool can hold one device's all-reduce while the other device waits
+    # for a thread (CI once aborted on the 40 s rendezvous limit): run Eigen in each device's own thread, and
+    # give a slow machine time before the rendezvous gives up.
+    flags = ("--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false "
+             "--xla_cpu_collective_call_terminate_timeout_seconds=300")
+    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
     out = {}
     for flag in ("0", "1"):
         run = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / flag), flag], cwd=REPO, env=env,
