@@ -135,6 +135,7 @@ def test_series_bad_inputs(tmp_path, chest_slices):
         result = scan_series(CentreBrightness(), series, stride=32, progress=False, operating_point=point)
     assert result.threshold == pytest.approx(0.4) and result.verdict == ("tampered" if result.score >= 0.4
                                                                           else "authentic")
+    assert len(result.notes) == 1 and "needs 6 calibration slices; this one rests on 4" in result.notes[0]
     mixed = tmp_path / "mixed"
     write_dicom(mixed / "a.dcm", slices[0], instance=1)
     write_dicom(mixed / "b.dcm", slices[0][:256, :256], instance=2, z=2.5)

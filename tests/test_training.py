@@ -154,6 +154,18 @@ def test_a_series_threshold_keeps_the_series_false_alarm_rate_near_the_slice_rat
     assert series_threshold(point, 20) == point["threshold"]
 
 
+def test_a_series_longer_than_its_calibration_supports_says_so():
+    from utils.operating_point import operating_point, series_note
+
+    point = {**operating_point(np.linspace(0.0, 0.999, 200), "200 test slices", 0.05),
+             "authentic_scores": np.linspace(0.0, 0.999, 200).tolist()}
+    assert series_note(point, 1) is None and series_note(point, 10) is None  # 5% / 10 of 200 is one slice
+    note = series_note(point, 300)
+    assert "needs 6000 calibration slices" in note and "rests on 200" in note and "up to 60%" in note
+    assert "--slices 6000" in note
+    assert series_note({k: v for k, v in point.items() if k != "authentic_scores"}, 300) is None
+
+
 def test_a_ctgan_data_set_lends_only_its_untouched_scans_as_authentic_slices(shared_data):
     from utils.calibration import site_slices
 

@@ -98,6 +98,20 @@ def series_threshold(point: dict, n_slices: int) -> float:
     return max(float(point["threshold"]), threshold_at_false_alarm_rate(scores, point["false_alarm_rate"] / n_slices))
 
 
+def series_note(point: dict, n_slices: int) -> str | None:
+    """What `series_threshold` cannot promise for a series this long, or None when it holds its rate: with fewer
+    than n / rate calibration slices the threshold sits just above the highest of them, and a series whose slices
+    scored like independent calibration slices would be flagged with probability up to n / (n + N)."""
+    scores, rate = point.get("authentic_scores"), point.get("false_alarm_rate", DEFAULT_RATE)
+    if not scores or n_slices <= 1 or rate / n_slices * len(scores) >= 1:
+        return None
+    needed, n_cal = int(np.ceil(n_slices / rate)), len(scores)
+    return (f"a {rate:.0%} threshold for a series of {n_slices} slices needs {needed} calibration slices; this one "
+            f"rests on {n_cal}, so it sits just above their highest score, and up to {n_slices / (n_slices + n_cal):.0%}"
+            f" of authentic series this long may be flagged (fewer when neighbouring slices score alike); `calibrate "
+            f"--slices {needed}` (or `--authentic` with that many slices) chooses it on enough")
+
+
 def save_operating_point(model_path, kind: str, point: dict) -> Path:
     """Store `point` under `kind` ('patch', 'slice' or 'relative') in the model's sidecar, keeping the others."""
     path = sidecar_path(model_path)

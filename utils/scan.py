@@ -418,7 +418,7 @@ def scan_series(model, path, stride: int | None = None, threshold: float = 0.5, 
     """
     from tqdm.auto import tqdm
 
-    from .operating_point import series_threshold
+    from .operating_point import series_note, series_threshold
 
     if isinstance(path, (list, tuple)):  # the files of one series
         path, files = Path(path[0]).parent, list(path)
@@ -445,10 +445,12 @@ def scan_series(model, path, stride: int | None = None, threshold: float = 0.5, 
         raise ValueError(f"{path}: no slice with lungs to scan" + (f" ({skipped[0]})" if skipped else ""))
     locations = merge_locations(points, top_k=top_k)
     score = results[locations[0].slice].contrast() if relative else locations[0].score
+    notes = lossy_note(slices)
     if operating_point:
         threshold = series_threshold(operating_point, len(results))
+        notes += [note] if (note := series_note(operating_point, len(results))) else []
     return SeriesResult("tampered" if score >= threshold else "authentic", score, locations, results, skipped,
-                        float(threshold), lossy_note(slices))
+                        float(threshold), notes)
 
 
 def lossy_note(slices) -> list[str]:
