@@ -79,8 +79,8 @@ def calibration_slices(corpus_dir, n_slices: int = SLICES, per_scan: int = HELD_
     extra = held_out_scans(corpus_dir, max(0, -(-(n_slices - n_val) // per_scan)), per_scan)
     n_extra = len(extra) * per_scan
     return (chain(_slices(val), _slices(extra)), n_val + n_extra,
-            f"authentic synthetic slices of {corpus_dir} ({n_val} of {len(val)} scans of its validation split, "
-            f"{n_extra} of {len(extra)} held-out scans)")
+            f"authentic synthetic slices of {corpus_dir} ({n_val} slices of {len(val)} scans of its validation split, "
+            f"{n_extra} slices of {len(extra)} held-out scans)")
 
 
 def background_slices(corpus_dir, copies: int):
