@@ -448,7 +448,9 @@ def scan_series(model, path, stride: int | None = None, threshold: float = 0.5, 
     notes = lossy_note(slices)
     if operating_point:
         threshold = series_threshold(operating_point, len(results))
-        notes += [note] if (note := series_note(operating_point, len(results))) else []
+        note = series_note(operating_point, len(results))
+        if note:
+            notes.append(note)
     return SeriesResult("tampered" if score >= threshold else "authentic", score, locations, results, skipped,
                         float(threshold), notes)
 
