@@ -32,7 +32,7 @@ def test_help_of_every_benchmark():
                  "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed",
                  "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives", "paired_scans", "removal_haze",
                  "ensembles", "receptive_field", "noise_matched", "lossy_compression", "target_depth",
-                 "missed_slices", "calibration_kinds"):
+                 "missed_slices", "calibration_kinds", "noise_sweep"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name
@@ -325,3 +325,19 @@ def test_calibration_kinds_splits_the_threshold_by_kind():
     bg = res["kinds"]["BG"]
     assert bg["n"] == 4 and bg["flagged"] == 0.25 and bg["share_flagged"] is None and bg["level"] == 20.0
     assert "| BG | 4 | 20.0 | 0.250 |" in table({"m": res}, 0.05) and "not chosen on them" in table({"m": res}, 0.05)
+
+
+def test_noise_sweep_reports_each_level_at_the_stored_thresholds():
+    from benchmarks.noise_sweep import markdown, spread
+
+    assert spread([10.0, np.nan, 20.0, 30.0]) == "20.0 [11.0, 29.0]"  # a slice too small to measure is left out
+    rows = [{"level": None, "slices": 3, "measured": "15.0 [12.0, 20.0]", "flagged_0.05": 0.0, "flagged_0.01": 0.0,
+             "flagged_0.05_range": [0.0, 0.0], "flagged_0.01_range": [0.0, 0.0]},
+            {"level": 40.0, "slices": 3, "measured": "41.0 [40.0, 42.0]", "flagged_0.05": 0.5, "flagged_0.01": 0.0,
+             "flagged_0.05_range": [1 / 3, 2 / 3], "flagged_0.01_range": [0.0, 0.0]}]
+    md = markdown({"model": "m.keras", "thresholds": {"0.05": 0.98, "0.01": 0.995}, "draws": 2,
+                   "calibration_fine_band": "23.7 [11.3, 37.6]", "tampered_fine_band": "19.8 [13.1, 60.3]",
+                   "rows": rows})
+    assert "| as stored | 3 | 15.0 [12.0, 20.0] | 0.000 | 0.000 |" in md
+    assert "| 40 | 3 | 41.0 [40.0, 42.0] | 0.500 [0.333, 0.667] | 0.000 |" in md
+    assert "calibration slices 23.7 [11.3, 37.6]" in md and "0.9800 (5%)" in md
