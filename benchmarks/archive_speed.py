@@ -12,6 +12,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from benchmarks import write_report
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -42,9 +44,7 @@ def main() -> None:
                     f"| {n_slices / secs:.2f} |" + (f" errors: {errors}" if errors else ""))
         print(rows[-1], flush=True)
     md = f"`scan-archive` on {args.root} ({len(jobs)} CT series, stride {args.stride}):\n\n" + "\n".join(rows)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "archive_speed.md").write_text(md + "\n")
-    print(md)
+    write_report(args.out, "archive_speed", md)
 
 
 if __name__ == "__main__":

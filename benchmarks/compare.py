@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import write_report
 from utils.data import DESIGNS
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -288,13 +289,10 @@ def main() -> None:
             saved.write_text(json.dumps(result))
             rows += result
             print(f"done: {detector} seed {seed}", flush=True)
-    out.mkdir(parents=True, exist_ok=True)
     diffs = paired_differences(rows)
     md = summarize(rows) + "\n\nPaired differences (same seed, same patches, scans resampled together):\n\n" \
         + paired_table(diffs)
-    (out / "benchmark.md").write_text(md + "\n")
-    (out / "benchmark.json").write_text(json.dumps({"rows": rows, "paired": diffs}))
-    print(md)
+    write_report(out, "benchmark", md, {"rows": rows, "paired": diffs})
 
 
 if __name__ == "__main__":

@@ -20,12 +20,12 @@ prior is no longer right by construction. Writes reports/faithfulness_uncentred.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import keras
 
 import utils.layers  # noqa: F401  (registers the custom layers)
+from benchmarks import write_report
 from explainability.figures import faithfulness, score_views, uncentred_views
 from utils.evaluate import markdown_table
 
@@ -93,13 +93,8 @@ def main() -> None:
             report[folder] = faithfulness(model, folder, n=args.n)
     for source, scores in report.items():
         rows += [_row(source, method, s) for method, s in scores.items()]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     name = "faithfulness_uncentred" if args.uncentred else "faithfulness"
-    md = markdown_table(rows)
-    (out / f"{name}.md").write_text(md + "\n")
-    (out / f"{name}.json").write_text(json.dumps(report, indent=1))
-    print(md)
+    write_report(args.out, name, markdown_table(rows), report)
 
 
 if __name__ == "__main__":

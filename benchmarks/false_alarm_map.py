@@ -21,10 +21,11 @@ Writes reports/false_alarm_map.md and .json.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks import write_report
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -169,11 +170,7 @@ def main() -> None:
             "| setting | flagged at operating point | " + " | ".join(f"… {g}" for g in sources)
             + " | flagged at 0.5 | mean score |\n|" + "---|" * (4 + len(sources)))
     md = head + "\n" + "\n".join(rows)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "false_alarm_map.md").write_text(md + "\n")
-    (out / "false_alarm_map.json").write_text(json.dumps(report, indent=1))
-    print(md)
+    write_report(args.out, "false_alarm_map", md, report)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ thresholds, top-1 within 24 px. Writes reports/lossy_compression.md and .json.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
+
+from benchmarks import write_report
 
 from benchmarks.noise_matched import STRIDE_HELP
 
@@ -89,11 +89,7 @@ def main() -> None:
         print(f"{name}: scanned", flush=True)
     report = {"model": args.model, "conditions": rows}
     md = markdown(report)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "lossy_compression.md").write_text(md + "\n")
-    (out / "lossy_compression.json").write_text(json.dumps(report, indent=1))
-    print(md)
+    write_report(args.out, "lossy_compression", md, report)
 
 
 def markdown(report: dict) -> str:

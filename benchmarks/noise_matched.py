@@ -25,11 +25,12 @@ Writes reports/noise_matched.md and .json.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks import write_report
 
 from utils.lungmask import cached_lung_mask
 
@@ -183,11 +184,7 @@ def main() -> None:
             k: [float(np.mean([d[k] for d in draws])), float(min(d[k] for d in draws)), float(max(d[k] for d in draws))]
             for k in draws[0]}}
     md = markdown(report, args.draws)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "noise_matched.md").write_text(md + "\n")
-    (out / "noise_matched.json").write_text(json.dumps(report, indent=1))
-    print(md)
+    write_report(args.out, "noise_matched", md, report)
 
 
 def markdown(report: dict, draws: int) -> str:

@@ -15,11 +15,11 @@ set's real tampered slices. Writes reports/noise_sweep.md and .json.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
+
+from benchmarks import write_report
 
 from benchmarks.noise_matched import (STRIDE_HELP, development_slices, fine_gain, fine_level, matched,
                                       slice_scores)
@@ -75,11 +75,7 @@ def main() -> None:
               "calibration_fine_band": spread(calibration_levels),
               "tampered_fine_band": spread([fine_level(s) for s in tampered]), "rows": rows}
     md = markdown(report)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "noise_sweep.md").write_text(md + "\n")
-    (out / "noise_sweep.json").write_text(json.dumps(report, indent=1))
-    print(md)
+    write_report(args.out, "noise_sweep", md, report)
 
 
 def markdown(report: dict) -> str:

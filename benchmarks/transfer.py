@@ -14,12 +14,12 @@ Writes OUT/transfer.md and OUT/transfer.json (with --with-synthetic: OUT/transfe
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import write_report
 from utils.authentic import write_authentic
 from utils.ctgan import prepare_ctgan
 from utils.evaluate import evaluate_authentic, markdown_table, predict_files, report_from_scores, summary_row
@@ -108,13 +108,9 @@ def main() -> None:
             report[name]["authentic_flag_rate"] = rate
             row["flagged authentic CT"] = f"{rate:.3f}"
         table.append(row)
-    out.mkdir(parents=True, exist_ok=True)
-    md = markdown_table(table)
     stem = "transfer_with_synthetic" if args.with_synthetic else "transfer"
-    (out / f"{stem}.md").write_text(md + "\n")
-    (out / f"{stem}.json").write_text(json.dumps({"folds": args.folds, "variants": variants, "seed": args.seed,
-                                                  **report}, indent=1))
-    print(md)
+    write_report(out, stem, markdown_table(table), {"folds": args.folds, "variants": variants, "seed": args.seed,
+                                                    **report})
 
 
 if __name__ == "__main__":
