@@ -136,6 +136,11 @@ def test_series_bad_inputs(tmp_path, chest_slices):
     assert result.threshold == pytest.approx(0.4) and result.verdict == ("tampered" if result.score >= 0.4
                                                                           else "authentic")
     assert len(result.notes) == 1 and "needs 6 calibration slices; this one rests on 4" in result.notes[0]
+    assert all(res.fine_band > 0 for res in result.slices.values())
+    quiet = {**point, "fine_band": [0.1, 0.2, 0.3]}  # calibration slices far quieter than these
+    with pytest.warns(UserWarning, match="9.dcm"):
+        result = scan_series(CentreBrightness(), series, stride=32, progress=False, operating_point=quiet)
+    assert len(result.notes) == 2 and "louder than 95% of the slices its thresholds were chosen on" in result.notes[1]
     mixed = tmp_path / "mixed"
     write_dicom(mixed / "a.dcm", slices[0], instance=1)
     write_dicom(mixed / "b.dcm", slices[0][:256, :256], instance=2, z=2.5)

@@ -103,6 +103,8 @@ def test_training_stores_slice_thresholds_chosen_on_unseen_authentic_slices(trai
         assert stored["slice"]["n_authentic"] >= 6 and "held-out scans" in stored["slice"]["chosen_on"]
         assert stored["slice"]["thresholds"]["0.01"] >= stored["slice"]["thresholds"]["0.05"]
         assert len(stored["slice"]["authentic_scores"]) == stored["slice"]["n_authentic"]
+        lo, mid, hi = stored["slice"]["fine_band"]  # how loud the calibration slices were (`texture_note`)
+        assert 0 < lo <= mid <= hi
     assert result["hybrid"].operating_point["slice"] == load_operating_point(
         models / "deepfake_detection_model.keras")["slice"]
     used = {int(r["scan"].split("-")[1]) for r in read_manifest(tiny_corpus / "manifest.csv")
@@ -164,6 +166,17 @@ def test_a_series_longer_than_its_calibration_supports_says_so():
     assert "needs 6000 calibration slices" in note and "rests on 200" in note and "up to 60%" in note
     assert "--slices 6000" in note
     assert series_note({k: v for k, v in point.items() if k != "authentic_scores"}, 300) is None
+
+
+def test_a_series_louder_than_its_calibration_slices_says_so():
+    from utils.operating_point import texture_note
+
+    point = {"threshold": 0.9, "fine_band": [11.3, 23.7, 37.6]}
+    assert texture_note(point, 30.0) is None and texture_note(point, None) is None
+    assert texture_note({"threshold": 0.9}, 80.0) is None  # chosen before levels were stored
+    note = texture_note(point, 61.0)
+    assert "(61 HU, median over its slices)" in note
+    assert "louder than 95% of the slices its thresholds were chosen on (38 HU)" in note
 
 
 def test_a_ctgan_data_set_lends_only_its_untouched_scans_as_authentic_slices(shared_data):

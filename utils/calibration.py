@@ -133,23 +133,25 @@ def site_slices(roots) -> list:
 
 def slice_scores(models: list, slices, stride: int = STRIDE, progress: bool = False, total: int | None = None,
                  symmetries: int = 1):
-    """(best window's scores, slice contrasts, series) of every model over these slices (`scan.scan_each`: each
-    slice scanned by every model in turn, so that the slices can be generated one at a time; slices without lungs
-    are left out), each window's score averaged over `symmetries` of the square's flips and turns; series: the
-    series each slice belongs to (its meta's 'series', else its own path or position)."""
+    """(best window's scores, slice contrasts, series, fine-band levels) of every model over these slices
+    (`scan.scan_each`: each slice scanned by every model in turn, so that the slices can be generated one at a
+    time; slices without lungs are left out), each window's score averaged over `symmetries` of the square's flips
+    and turns; series: the series each slice belongs to (its meta's 'series', else its own path or position);
+    levels: each slice's `scan.SliceResult.fine_band` (nan where too little parenchyma)."""
     from .scan import scan_each
 
-    top, contrast, series = [[] for _ in models], [[] for _ in models], []
+    top, contrast, series, levels = [[] for _ in models], [[] for _ in models], [], []
     for sl, results in scan_each(models, slices, stride, progress, "calibration slices", total, symmetries):
         series.append(str(sl.meta.get("series") or sl.path or len(series)))
+        levels.append(np.nan if results[0].fine_band is None else results[0].fine_band)
         for k, res in enumerate(results):
             top[k].append(res.locations[0].score)
             contrast[k].append(res.contrast())
-    return [(np.array(t), np.array(c), np.array(series)) for t, c in zip(top, contrast)]
+    return [(np.array(t), np.array(c), np.array(series), np.array(levels)) for t, c in zip(top, contrast)]
 
 
 def operating_points(top, contrast, chosen_on: str, rate: float = 0.05, symmetries: int = 1, series=None,
-                     stride: int = STRIDE) -> dict:
+                     stride: int = STRIDE, levels=None) -> dict:
     """{'slice': ..., 'relative': ...} operating points (`operating_point.operating_point`) of the best window's
     scores and slice contrasts of authentic slices scanned at `stride`; the slice point keeps the scores for series
     thresholds. Both record the stride, and slices scanned with `symmetries` > 1 record that too; `scan` then scans
@@ -167,6 +169,9 @@ def operating_points(top, contrast, chosen_on: str, rate: float = 0.05, symmetri
     if series is not None:
         for point, scores in ((points["slice"], top), (points["relative"], contrast)):
             point.update(series_spread(scores, series, rate))
+    levels = np.asarray([] if levels is None else levels, np.float64)
+    if np.isfinite(levels).any():  # `operating_point.texture_note`: how loud the slices it was chosen on were
+        points["slice"]["fine_band"] = np.nanquantile(levels, (0.05, 0.5, 0.95)).round(2).tolist()
     for point in points.values():
         point["stride"] = int(stride)
         if symmetries > 1:
@@ -191,8 +196,8 @@ def store_slice_operating_points(models: dict, corpus_dir, n_slices: int = SLICE
     slices, total, chosen_on = calibration_slices(corpus_dir, n_slices)
     scores = slice_scores(list(models.values()), slices, stride, progress, total, symmetries)
     out = {}
-    for (path, model), (top, contrast, series) in zip(models.items(), scores):
-        out[path] = operating_points(top, contrast, chosen_on, rate, symmetries, series, stride)
+    for (path, model), (top, contrast, series, levels) in zip(models.items(), scores):
+        out[path] = operating_points(top, contrast, chosen_on, rate, symmetries, series, stride, levels)
         for kind, point in out[path].items():
             save_operating_point(path, kind, point)
         model.operating_point = {**(getattr(model, "operating_point", None) or {}), **out[path]}

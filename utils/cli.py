@@ -294,9 +294,9 @@ def _calibrate(args, model=None) -> int:
         slices, total, chosen_on = background_slices(args.data, args.backgrounds)
     else:
         slices, total, chosen_on = calibration_slices(args.data, args.slices, args.per_scan)
-    (top, contrast, series), = slice_scores([model], slices, args.stride, progress=True, total=total,
-                                            symmetries=args.symmetries)
-    points = operating_points(top, contrast, chosen_on, args.rate, args.symmetries, series, args.stride)
+    (top, contrast, series, levels), = slice_scores([model], slices, args.stride, progress=True, total=total,
+                                                    symmetries=args.symmetries)
+    points = operating_points(top, contrast, chosen_on, args.rate, args.symmetries, series, args.stride, levels)
     for kind, point in points.items():
         save_operating_point(args.model, kind, point)
     print(f"slice threshold {points['slice']['threshold']:.4f} and relative threshold "

@@ -106,10 +106,25 @@ def series_note(point: dict, n_slices: int) -> str | None:
     if not scores or n_slices <= 1 or rate / n_slices * len(scores) >= 1:
         return None
     needed, n_cal = int(np.ceil(n_slices / rate)), len(scores)
+    share = n_slices / (n_slices + n_cal)
     return (f"a {rate:.0%} threshold for a series of {n_slices} slices needs {needed} calibration slices; this one "
-            f"rests on {n_cal}, so it sits just above their highest score, and up to {n_slices / (n_slices + n_cal):.0%}"
+            f"rests on {n_cal}, so it sits just above their highest score, and up to {share:.0%}"
             f" of authentic series this long may be flagged (fewer when neighbouring slices score alike); `calibrate "
             f"--slices {needed}` (or `--authentic` with that many slices) chooses it on enough")
+
+
+def texture_note(point: dict, level: float | None) -> str | None:
+    """A note when a series' fine texture (`level`, HU: the median over its slices of `scan.SliceResult.fine_band`)
+    is louder than the slices its thresholds were chosen on (the 95th percentile stored as the point's
+    `fine_band`), else None: at such levels neither verdict means what it means on the slices it was chosen on."""
+    band = point.get("fine_band")
+    if not band or level is None or level <= band[-1]:
+        return None
+    return (f"the series' fine texture ({level:.0f} HU, median over its slices) is louder than 95% of the slices "
+            f"its thresholds were chosen on ({band[-1]:.0f} HU): on other scanners' authentic slices brought to such "
+            "levels the 5% threshold flagged up to twice its rate, and the development set's tampered slices louder "
+            "than 60 HU were missed, so either verdict is weaker evidence here (README, *How noisy may an unseen "
+            "scanner be*)")
 
 
 def save_operating_point(model_path, kind: str, point: dict) -> Path:

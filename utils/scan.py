@@ -24,6 +24,7 @@ from .lungmask import CENTRE_DEPTH_MM, lung_mask, patch_centres
 from .operating_point import SYMMETRY_GROUPS, model_stride, model_symmetries
 from .patches import AIR_HU, clear_references, patch_input, reference_candidates
 from .quiet import quiet_logs
+from .texture import band_levels
 
 
 @dataclass
@@ -49,6 +50,7 @@ class SliceResult:
     scores: np.ndarray | None = None  # (N,) their fake scores
     stride: int = 16
     spacing: float | None = None  # pixel spacing of the slice, mm
+    fine_band: float | None = None  # fine-texture level over its lung parenchyma, HU (`texture.band_levels`)
 
     def contrast(self) -> float:
         """Top score minus the slice's median: tampering is local, a scanner's texture lifts every patch."""
@@ -327,7 +329,9 @@ def scan_slice(model, hu, spacing: float = 0.7, stride: int | None = None, batch
     heatmap = heat[: hu.shape[0], : hu.shape[1]] * lungs
     best = nms(points, scores, nms_px, top_k)
     locations = [Location(instance, int(points[i][1]), int(points[i][0]), float(scores[i])) for i in best]
-    return SliceResult(heatmap, locations, len(points), hu, float(np.median(scores)), points, scores, stride, spacing)
+    levels = band_levels(hu, spacing, lungs)
+    return SliceResult(heatmap, locations, len(points), hu, float(np.median(scores)), points, scores, stride, spacing,
+                       float(levels[0]) if levels else None)
 
 
 _READERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -418,7 +422,7 @@ def scan_series(model, path, stride: int | None = None, threshold: float = 0.5, 
     """
     from tqdm.auto import tqdm
 
-    from .operating_point import series_note, series_threshold
+    from .operating_point import series_note, series_threshold, texture_note
 
     if isinstance(path, (list, tuple)):  # the files of one series
         path, files = Path(path[0]).parent, list(path)
@@ -448,9 +452,11 @@ def scan_series(model, path, stride: int | None = None, threshold: float = 0.5, 
     notes = lossy_note(slices)
     if operating_point:
         threshold = series_threshold(operating_point, len(results))
-        note = series_note(operating_point, len(results))
-        if note:
-            notes.append(note)
+        levels = [res.fine_band for res in results.values() if res.fine_band is not None]
+        for note in (series_note(operating_point, len(results)),
+                     texture_note(operating_point, float(np.median(levels)) if levels else None)):
+            if note:
+                notes.append(note)
     return SeriesResult("tampered" if score >= threshold else "authentic", score, locations, results, skipped,
                         float(threshold), notes)
 
