@@ -7,7 +7,7 @@ authentic cancers (TM), and how loud they are.
 Scans the authentic synthetic slices that training chooses the slice thresholds on (`calibration.calibration_slices`
 of the corpus in `--data`: its validation split topped up with held-out scans, the same slices for every model of
 that corpus) and prints per model the threshold for `rate` false alarms on all of them (as training chooses it) and,
-per kind, the slices' median fine-band level (`benchmarks.noise_matched.fine_level`), their median best-window score,
+per kind, the slices' median fine-band level (`scan.SliceResult.fine_band`), their median best-window score,
 the threshold that kind alone would give, the share of its slices the threshold flags and its share of the slices
 flagged. A corpus change that makes authentic cancers look tampered shows here as TM slices rising to the top and
 lifting the threshold. `--backgrounds N` adds kind BG, judged at that threshold without choosing it: N held-out
@@ -72,17 +72,12 @@ def table(results: dict, rate: float) -> str:
 
 
 def scanned(models, slices, total: int | None = None):
-    """(best-window scores per model, series, fine-band levels) of the slices with lungs (`scan.scan_each`)."""
-    from benchmarks.noise_matched import fine_level
-    from utils.scan import scan_each
+    """(best-window scores per model, series, fine-band levels) of the slices with lungs, as calibration scans them
+    (`calibration.slice_scores`, each model at its own stored stride)."""
+    from utils.calibration import slice_scores
 
-    top, series, levels = [[] for _ in models], [], []
-    for sl, results in scan_each(models, slices, progress=True, desc="slices", total=total):
-        series.append(str(sl.meta.get("series", "")))
-        levels.append(fine_level(sl))
-        for k, res in enumerate(results):
-            top[k].append(res.locations[0].score)
-    return [np.array(t) for t in top], np.array(series), np.array(levels, np.float64)
+    scores = slice_scores(models, slices, stride=None, progress=True, total=total)
+    return [top for top, _, _, _ in scores], scores[0][2], scores[0][3]
 
 
 def main() -> None:

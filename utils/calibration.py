@@ -131,13 +131,14 @@ def site_slices(roots) -> list:
     return slices
 
 
-def slice_scores(models: list, slices, stride: int = STRIDE, progress: bool = False, total: int | None = None,
+def slice_scores(models: list, slices, stride: int | None = STRIDE, progress: bool = False, total: int | None = None,
                  symmetries: int = 1):
     """(best window's scores, slice contrasts, series, fine-band levels) of every model over these slices
     (`scan.scan_each`: each slice scanned by every model in turn, so that the slices can be generated one at a
     time; slices without lungs are left out), each window's score averaged over `symmetries` of the square's flips
-    and turns; series: the series each slice belongs to (its meta's 'series', else its own path or position);
-    levels: each slice's `scan.SliceResult.fine_band` (nan where too little parenchyma)."""
+    and turns, on a grid `stride` px apart (None: each model's stored stride); series: the series each slice
+    belongs to (its meta's 'series', else its own path or position); levels: each slice's
+    `scan.SliceResult.fine_band` (nan where too little parenchyma)."""
     from .scan import scan_each
 
     top, contrast, series, levels = [[] for _ in models], [[] for _ in models], [], []
