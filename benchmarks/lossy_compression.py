@@ -20,7 +20,6 @@ from dataclasses import replace
 import numpy as np
 
 from benchmarks import write_report
-
 from benchmarks.noise_matched import STRIDE_HELP
 
 # (name, transfer syntax keyword of pydicom.uid, encoder options)

@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import write_report
-
 from utils.lungmask import cached_lung_mask
 
 # --stride of the benchmarks that judge slices by a model's stored thresholds (`scan.scan_slice` resolves None)
@@ -84,16 +83,17 @@ def noise_slope(scores, levels) -> float:
 
 
 def slice_scores(model, slices, stride: int | None) -> np.ndarray:
-    """(best window's score, fine-band level or nan) per slice with lungs; slices without are left out."""
+    """(best window's score, fine-band level or nan: `SliceResult.fine_band`) per slice with lungs; slices without
+    are left out."""
     from utils.scan import scan_slice
 
     out = []
     for sl in slices:
         try:
-            best = scan_slice(model, sl, stride=stride, top_k=1, lungs=cached_lung_mask(sl)).locations[0].score
+            res = scan_slice(model, sl, stride=stride, top_k=1, lungs=cached_lung_mask(sl))
         except ValueError:  # no lungs
             continue
-        out.append((best, fine_level(sl)))
+        out.append((res.locations[0].score, np.nan if res.fine_band is None else res.fine_band))
     return np.asarray(out, np.float64).reshape(-1, 2)
 
 
