@@ -2,12 +2,12 @@
 
     python -m benchmarks.transfer [--folds 3] [--variants 6] [--seed 0] [--work data/transfer] [--out reports]
 
-Regime (b) of the README: k-fold by scan on the development sample (`../shared/data/ctgan-sample`). For each
-fold, the untouched parts of the *other* folds' slices are tampered by the emulator (no real CT-GAN fake is
-trained on), a CNN and a hybrid are trained and selected on a validation split of those emulated patches,
-and the fold's real patches (FM, FB, TM, matched controls, random lung) are scored. Scores of all folds are
-pooled; intervals are bootstrap over scans. `--seed S` draws other folds, emulations and initial weights (S = 0
-is the original run; repeat with 1 and 2 for three seeds). False alarms: authentic CT of another scanner
+Regime (b) of the measurement log (benchmarks/README.md): k-fold by scan on the development sample
+(`../shared/data/ctgan-sample`). For each fold, the untouched parts of the *other* folds' slices are tampered by the
+emulator (no real CT-GAN fake is trained on), a CNN and a hybrid are trained and selected on a validation split of
+those emulated patches, and the fold's real patches (FM, FB, TM, matched controls, random lung) are scored. Scores
+of all folds are pooled; intervals are bootstrap over scans. `--seed S` draws other folds, emulations and initial
+weights (S = 0 is the original run; repeat with 1 and 2 for three seeds). False alarms: authentic CT of another scanner
 (`../shared/data/authentic-ct`, never a training background here), averaged over the fold models.
 Writes OUT/transfer.md and OUT/transfer.json (with --with-synthetic: OUT/transfer_with_synthetic.*).
 """

@@ -518,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object: verdict, score, locations")
     p.add_argument("--locate", choices=("window", "attention"), default="window",
                    help="each location: the suspicious window's centre (default), or where that window's attention "
-                   "rollout peaks (a model trained on wide views that hold the tamper anywhere, README)")
+                   "rollout peaks (a model trained on wide views that hold the tamper anywhere, benchmarks/README.md)")
     p.set_defaults(func=_scan)
 
     p = sub.add_parser("scan-archive", help="scan every CT series under a folder tree, in parallel (Dask)",
@@ -555,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--backgrounds", type=int, metavar="N",
                        help="choose the slice thresholds on N held-out authentic copies of each real background series "
                        "of the corpus instead (real anatomy the model trained on, under scanner variations it never "
-                       "saw; README, *Where a slice threshold comes from*)")
+                       "saw; benchmarks/README.md, *Where a slice threshold comes from*)")
     _slice_calibration_options(p)
     p.set_defaults(func=_calibrate)
 

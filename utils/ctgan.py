@@ -155,8 +155,8 @@ def prepare_ctgan(root: str | Path, out_dir: str | Path, seed: int = 0, protocol
     size, jitter: patch side in px and the largest random shift of a patch centre from its label point. Jitter
     None: 0 for 'test' (patches centred on their points, as the figures on the data set are cut), otherwise the
     corpus's (`CorpusConfig.jitter`), so that a model trained on real data sees its tampered regions as off-centre
-    as `scan`'s windows do (README, *Training views off-centre*). The data set's tm_patches are 64 px crops
-    without their slice: they join only 64 px patches (a warning says so otherwise).
+    as `scan`'s windows do (benchmarks/README.md, *Training views off-centre*). The data set's tm_patches are 64 px
+    crops without their slice: they join only 64 px patches (a warning says so otherwise).
     """
     import numpy as np
     from tqdm.auto import tqdm

@@ -201,7 +201,7 @@ LOSSY_SYNTAXES = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.1
 def lossy_compression(ds) -> str | None:
     """How the image lost information to lossy compression, or None. LossyImageCompression (0028,2110) decides
     when present ("01": lossy at some stage of its history, even if stored uncompressed now); without it, the
-    transfer syntax does. CT-GAN's traces are fine texture, which lossy compression alters (README, *Lossy
+    transfer syntax does. CT-GAN's traces are fine texture, which lossy compression alters (benchmarks/README.md, *Lossy
     compression*)."""
     flag = str(ds.get("LossyImageCompression", "")).strip()
     if flag == "00":

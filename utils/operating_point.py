@@ -123,8 +123,8 @@ def texture_note(point: dict, level: float | None) -> str | None:
     return (f"the series' fine texture ({level:.0f} HU, median over its slices) is louder than 95% of the slices "
             f"its thresholds were chosen on ({band[-1]:.0f} HU): on other scanners' authentic slices brought to such "
             "levels the 5% threshold flagged up to twice its rate, and the development set's tampered slices louder "
-            "than 60 HU were missed, so either verdict is weaker evidence here (README, *How noisy may an unseen "
-            "scanner be*)")
+            "than 60 HU were missed, so either verdict is weaker evidence here (benchmarks/README.md, *How noisy may "
+            "an unseen scanner be*)")
 
 
 def save_operating_point(model_path, kind: str, point: dict) -> Path:

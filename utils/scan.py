@@ -468,7 +468,8 @@ def lossy_note(slices) -> list[str]:
         return []
     return [f"{len(lossy)} of {len(slices)} slices lost information to lossy compression ({lossy[0]}): the "
             "detector reads fine texture, which such compression smooths; on JPEG 2000 at 8:1 to 15:1 it found "
-            "fewer removals and located worse, so 'authentic' is weaker evidence here (README, *Lossy compression*)"]
+            "fewer removals and located worse, so 'authentic' is weaker evidence here (benchmarks/README.md, *Lossy "
+            "compression*)"]
 
 
 def scan_each(models, slices, stride: int | None = None, progress: bool = True, desc: str = "slices",

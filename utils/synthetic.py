@@ -50,7 +50,8 @@ class CorpusConfig:
         seed: everything derives from it; the same seed gives byte-identical PNGs.
         jitter: largest random shift of a patch centre in px, on each axis, in both classes. `scan` sees a tampered
             point from windows up to 8 px off on each axis (a nodule on the pleura more); 12 ranked real tampered
-            slices best of 4, 8, 12 and 16 (README, *Training views off-centre, as the scanner sees them*; 4 before).
+            slices best of 4, 8, 12 and 16 (benchmarks/README.md, *Training views off-centre, as the scanner sees
+            them*; 4 before).
         patch_size: patch side in px.
         fractions: train/val/test shares of scans.
         workers: processes (results do not depend on it).
@@ -71,11 +72,12 @@ class CorpusConfig:
         backgrounds: further folders of authentic DICOM (or a CT-GAN data set's untouched parts) treated alike.
         background_variants: tampered copies of every background slice (injections and removals in turn, see
             `removal_share`), each with its own scanner variation and targets; half as many untouched copies join
-            them (64: README, *More tampered copies of the real backgrounds*; 32 before, 16 and 8 earlier).
+            them (64: benchmarks/README.md, *More tampered copies of the real backgrounds*; 32 before, 16 and 8
+            earlier).
         background_noise: largest scanner noise (HU) added to a copy of a background series before tampering
             (`scanner_variation`; 0 = the slices as stored). 45 reaches the noise of CT-GAN's source scans and
-            of low-dose lung CT, so that a slice's noise level is no label (README, *Scanner noise in the slice
-            figures*; 30 before).
+            of low-dose lung CT, so that a slice's noise level is no label (benchmarks/README.md, *Scanner noise in
+            the slice figures*; 30 before).
         edge_enhancement: largest edge-enhancement gain of a kernel (`anatomy.enhance_edges`): the sharper half of
             the synthetic scanners' kernels, and of the kernels a background copy is given (`scanner_variation`),
             overshoot at edges, as sharp lung and bone kernels do; in both classes alike. 0 = no such kernel.
@@ -101,7 +103,7 @@ class CorpusConfig:
             `REMOVED_CANCER_MM`) is drawn into the copy before the attack, so that the removal takes a cancer away
             as CT-GAN's does (and as the synthetic scans' removals do) and leaves what the blends let through of
             it; 0 removes from lung with nothing there (the corpus before this setting). 1 ranked real tampered
-            slices better on two seed triples (README, *A removal takes a cancer away*).
+            slices better on two seed triples (benchmarks/README.md, *A removal takes a cancer away*).
         removal_share: share of the tampered copies of a background slice that remove (the others inject), spread
             evenly over the copies (`copy_kind`); 0.5 alternates, as corpora before this setting did.
     """

@@ -38,19 +38,19 @@ def footprint_half_px(spacing: float) -> float:
 # A removal's in-painted lung: capped at U(lo, hi) HU above the surrounding lung level, plus a haze of U(lo, hi) HU
 # (level_lo, level_hi, haze_lo, haze_hi). These leave the centre of a removal 49 HU [28, 77] (median [quartiles])
 # above the lung around it, where CT-GAN's remover leaves 29 [14, 46] on the development sample; (0, 40, 0, 15)
-# gives 32 [14, 56] but transferred worse (README, "A removal's haze"; benchmarks.removal_haze).
+# gives 32 [14, 56] but transferred worse (benchmarks/README.md, "A removal's haze"; benchmarks.removal_haze).
 REMOVAL_HAZE = (10.0, 70.0, 0.0, 25.0)
 
 # CT-GAN's remover synthesises the hole's lung texture itself, without knowing the scanner: on the development
 # sample the fine band inside its removals keeps a level of its own (about 21 HU robust spread) whatever the
-# surrounding lung's, smoother than a noisy slice, rougher than a quiet one (README, "A removal's own texture";
-# benchmarks.removal_haze). A corpus setting (`CorpusConfig.removal_texture`): off by default.
+# surrounding lung's, smoother than a noisy slice, rougher than a quiet one (benchmarks/README.md, "A removal's own
+# texture"; benchmarks.removal_haze). A corpus setting (`CorpusConfig.removal_texture`): off by default.
 REMOVAL_TEXTURE_HU = (12.0, 30.0)
 
 NOISE_MODES = ("copy", "gauss", "none")
 # CT-GAN's touch-ups are copied noise (its default) or interpolated Gaussian noise. A 'none' share of 0.15 was
-# measured (README, "The touch-up noise modes") and hurt transfer to real removals, so it is 0; the mode stays
-# for measurements (`synth --noise-mode-p`).
+# measured (benchmarks/README.md, "The touch-up noise modes") and hurt transfer to real removals, so it is 0; the
+# mode stays for measurements (`synth --noise-mode-p`).
 NOISE_MODE_P = (0.6, 0.25, 0.0)
 
 

@@ -10,7 +10,7 @@ fine-detail bands are rescaled to a common level measured on the slice's own lun
 sigma_band is a robust (MAD) spread of the band over parenchyma (eroded lung mask, smooth HU in
 [-950, -650], so vessels and nodules hardly count). A noisier or sharper scanner is brought down, a smooth or
 resampled one up; a tampered region stays as different from the rest of its slice as it was. Not in the patch
-path: applied before every crop (one seed, README "How far scanners differ in texture") it lowered the
+path: applied before every crop (one seed, benchmarks/README.md "How far scanners differ in texture") it lowered the
 development-set ROC-AUC, so `band_levels` serves as a measurement (`benchmarks.texture_levels`) only.
 
 Two more measurements of where a slice was resampled (`benchmarks.resampling_traces`): `box_edge_ratio`, the fine
