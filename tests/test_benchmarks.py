@@ -32,7 +32,7 @@ def test_help_of_every_benchmark():
                  "false_alarm_map", "texture_levels", "explorer_speed", "scan_speed", "device_speed",
                  "nodule_shortcut", "false_alarms", "paired_runs", "hard_negatives", "paired_scans", "removal_haze",
                  "ensembles", "receptive_field", "noise_matched", "lossy_compression", "target_depth",
-                 "missed_slices", "calibration_kinds", "noise_sweep"):
+                 "missed_slices", "calibration_kinds", "noise_sweep", "kind_scores"):
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and "usage" in run.stdout, name
@@ -341,3 +341,24 @@ def test_noise_sweep_reports_each_level_at_the_stored_thresholds():
     assert "| as stored | 3 | 15.0 [12.0, 20.0] | 0.000 | 0.000 |" in md
     assert "| 40 | 3 | 41.0 [40.0, 42.0] | 0.500 [0.333, 0.667] | 0.000 |" in md
     assert "calibration slices 23.7 [11.3, 37.6]" in md and "0.9800 (5%)" in md
+
+
+def test_kind_scores_groups_a_split_by_source_and_kind(tiny_corpus):
+    import keras
+
+    from benchmarks.kind_scores import kind_scores, markdown
+    from tests.conftest import TINY_MODEL
+    from utils.architectures import build_cnn
+    from utils.patches import read_manifest
+
+    keras.utils.set_random_seed(0)
+    model = build_cnn((64, 64, 1), TINY_MODEL["filters"])
+    groups = kind_scores(model, tiny_corpus, "test")
+    rows = [r for r in read_manifest(tiny_corpus / "manifest.csv") if r["split"] == "test"]
+    assert set(groups) == {(r["source"], r["kind"]) for r in rows}
+    assert sum(len(s) for s in groups.values()) == len(rows)
+    assert all(((s >= 0) & (s <= 1)).all() for s in groups.values())
+    md = markdown({"tiny": groups}, 0.5)
+    assert md.count("\n| tiny |") == len(groups) and "patch threshold (0.500)" in md
+    with pytest.raises(ValueError, match="no patches in split 'nope'"):
+        kind_scores(model, tiny_corpus, "nope")
