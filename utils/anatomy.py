@@ -328,8 +328,14 @@ def random_nodule(rng: np.random.Generator, x: int, y: int, px_per_mm: float, ma
     return Nodule(int(x), int(y), diameter / 2 * px_per_mm, str(rng.choice(NODULE_TYPES, p=kinds_p)))
 
 
-def draw_nodule(hu: np.ndarray, nodule: Nodule, rng: np.random.Generator) -> None:
-    """Draw an authentic-looking nodule into `hu` in place (irregular, lobulated, spiculated or calcified)."""
+def draw_nodule(hu: np.ndarray, nodule: Nodule, rng: np.random.Generator, heterogeneous: bool = False) -> None:
+    """Draw an authentic-looking nodule into `hu` in place (irregular, lobulated, spiculated or calcified).
+
+    With `heterogeneous`, every kind but "round" gets what sets a real cancer apart from CT-GAN's injections (round,
+    uniform, sharply edged): an irregular fine margin blurred over 0.7-1.6 px, density varying inside by 30-80 HU
+    over a few pixels, and in a third of them low-density foci (necrosis, air bronchograms). The random draws are
+    the same as without it up to those additions.
+    """
     r = nodule.radius
     half = int(np.ceil(r * 2.2)) + 3
     y0, x0 = nodule.y - half, nodule.x - half
@@ -340,9 +346,16 @@ def draw_nodule(hu: np.ndarray, nodule: Nodule, rng: np.random.Generator) -> Non
     wobble = {"solid": 0.08, "round": 0.03}.get(nodule.kind, 0.12)
     for k in range(2, 7):
         edge += rng.uniform(0, wobble) * np.cos(k * theta + rng.uniform(0, 6.3))
-    core = expit(-((dist - r * edge) / (rng.uniform(0.4, 0.8) if nodule.kind == "round" else 0.7)))
+    real = heterogeneous and nodule.kind != "round"
+    if real:
+        for k in range(7, 13):
+            edge += rng.uniform(0, 0.04) * np.cos(k * theta + rng.uniform(0, 6.3))
+    width = rng.uniform(0.4, 0.8) if nodule.kind == "round" else (rng.uniform(0.7, 1.6) if real else 0.7)
+    core = expit(-((dist - r * edge) / width))
     density = rng.uniform(-10, 55) + rng.normal(0, 12, size=core.shape).astype(np.float32)
     density = blur(density, 0.8)
+    if real:
+        density = density + _heterogeneity(rng, dx, dy, r)
     value = np.zeros_like(core)
     if nodule.kind == "part-solid":
         halo = expit(-((dist - r * edge * 1.6) / 1.5))
@@ -367,6 +380,19 @@ def draw_nodule(hu: np.ndarray, nodule: Nodule, rng: np.random.Generator) -> Non
     target = density[crop]
     mixed = sub + value[crop] * (sub < -500)
     hu[region] = np.maximum(sub, mixed * (1 - frac[crop]) + target * frac[crop])
+
+
+def _heterogeneity(rng: np.random.Generator, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
+    """HU to add inside a real cancer of radius `r` px (`draw_nodule`): smooth variation of 30-80 HU spread over
+    features a third of its radius across (at least 1.5 px), and in a third of cancers 1-3 low-density foci."""
+    field = blur(rng.standard_normal(dx.shape).astype(np.float32), max(1.5, r / 3))
+    field = field * (rng.uniform(30, 80) / (field.std() + 1e-6))
+    if rng.uniform() < 1 / 3:
+        for _ in range(rng.integers(1, 4)):
+            fx, fy = rng.uniform(-0.5, 0.5, 2) * r
+            fr = max(rng.uniform(0.1, 0.25) * r, 0.8)
+            field = field + rng.uniform(-450, -250) * expit(-((np.hypot(dx - fx, dy - fy) - fr) / 0.6))
+    return field
 
 
 def correlated_noise(rng, shape, sigma: float, cutoff: float) -> np.ndarray:
@@ -396,7 +422,8 @@ def acquire(rng, hu: np.ndarray, profile: ScannerProfile, body: np.ndarray) -> n
 def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float | None = None,
                 n_nodules: int = 0, max_diameter: float = 25.0,
                 fine_vessels: bool = False, lookalikes: bool = False,
-                matched_nodules: bool = False, rib_cage: bool = False) -> tuple[np.ndarray, list[Nodule]]:
+                matched_nodules: bool = False, rib_cage: bool = False,
+                heterogeneous_nodules: bool = False) -> tuple[np.ndarray, list[Nodule]]:
     """Draw one axial chest slice in HU (512 x 512) and the authentic nodules drawn into it.
 
     Args:
@@ -417,6 +444,7 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
             (`_rib_on_pleura`), as an axial slice cuts the obliquely running ribs; False: short straight ribs in
             the middle of the chest wall (the corpus before the setting). The random draws are the same either
             way, so only the ribs differ (a tamper sampler that reads the image may then pick other points).
+        heterogeneous_nodules: authentic nodules with a real cancer's margin and inner variation (`draw_nodule`).
     """
     level = rng.uniform(0.2, 0.9) if level is None else level
     ppm = 1.0 / profile.spacing
@@ -538,7 +566,7 @@ def chest_slice(rng: np.random.Generator, profile: ScannerProfile, level: float 
 
     def add_nodule(x, y):
         nodules.append(random_nodule(rng, x, y, ppm, max_diameter, kinds_p))
-        draw_nodule(hu, nodules[-1], rng)
+        draw_nodule(hu, nodules[-1], rng, heterogeneous_nodules)
 
     if matched_nodules:  # where tampering puts its targets (its sampler and lung mask), round ones among them
         points = sample_lung_points(hu, lung_mask(hu, profile.spacing), profile.spacing, rng, n_nodules,

@@ -32,7 +32,7 @@ BACKGROUND_NOISE_CUTOFF = (0.3, 0.95)  # kernels of a background copy's noise, x
 
 # what a corpus written before a setting existed was generated with (its corpus.json lacks the key)
 BEFORE_SETTING = {"fine_vessels": False, "matched_nodules": False, "lookalikes": False,
-                  "removal_haze": (10.0, 70.0, 0.0, 25.0), "edge_enhancement": 0.0,
+                  "heterogeneous_nodules": False, "removal_haze": (10.0, 70.0, 0.0, 25.0), "edge_enhancement": 0.0,
                   "rib_cage": False, "background_noise": 0.0, "background_ground_glass": 0.0,
                   "removal_texture": (), "removal_nodules": 0.0, "removal_share": 0.5}
 
@@ -88,6 +88,9 @@ class CorpusConfig:
             the sparse rasterised vessel dots of corpora written before this setting existed.
         matched_nodules: authentic nodules drawn where tampering puts its targets, a quarter of them round
             (`anatomy.chest_slice`): their position, attachment and roundness are no label.
+        heterogeneous_nodules: authentic nodules (of the synthetic scans, and the cancers a removal on a real
+            background takes away) drawn with a real cancer's irregular fine margin and inner variation
+            (`anatomy.draw_nodule`), unlike CT-GAN's uniform, sharply edged injections.
         lookalikes: authentic structures that look like a tamper in the synthetic lung: bronchovascular bundles
             cut across and ground-glass opacity (`anatomy.chest_slice`).
         rib_cage: ribs against the pleura, as in a real thorax, in both classes (`anatomy.chest_slice`); False
@@ -135,6 +138,7 @@ class CorpusConfig:
     removal_share: float = 0.5
     fine_vessels: bool = True
     matched_nodules: bool = False
+    heterogeneous_nodules: bool = False
     lookalikes: bool = False
     rib_cage: bool = False
 
@@ -314,7 +318,8 @@ def synthetic_scan(index: int, cfg: CorpusConfig) -> Scan:
             n_nod, max_d = 0, 25.0
         hu, nodules = chest_slice(rng, profile, level=level, n_nodules=n_nod, max_diameter=max_d,
                                   fine_vessels=cfg.fine_vessels, matched_nodules=cfg.matched_nodules,
-                                  lookalikes=cfg.lookalikes, rib_cage=cfg.rib_cage)
+                                  lookalikes=cfg.lookalikes, rib_cage=cfg.rib_cage,
+                                  heterogeneous_nodules=cfg.heterogeneous_nodules)
         sl = CTSlice(hu, (profile.spacing, profile.spacing), instance, z=2.5 * instance,
                      meta={"kernel_sigma": profile.kernel_sigma, "noise_sigma": profile.noise_sigma})
         slices.append(sl)
@@ -514,7 +519,8 @@ def _cancers_to_remove(rng: np.random.Generator, slices: list[CTSlice], cfg: Cor
         hu = s.hu.copy()
         for x, y in points:
             if rng.random() < cfg.removal_nodules:
-                draw_nodule(hu, random_nodule(rng, x, y, 1.0 / spacing, REMOVED_CANCER_MM), rng)
+                draw_nodule(hu, random_nodule(rng, x, y, 1.0 / spacing, REMOVED_CANCER_MM), rng,
+                            cfg.heterogeneous_nodules)
         hu = np.where(lungs, hu, s.hu)  # the remover in-paints lung only: a cancer outside it would stay
         targets[s.instance] = points
         out.append(CTSlice(hu, s.spacing, s.instance, s.z, s.path, dict(s.meta, lungs=lungs)))
