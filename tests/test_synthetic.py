@@ -520,3 +520,28 @@ def test_removal_share_spreads_removals_evenly_over_the_tampered_copies_and_half
     saved = {k: v for k, v in CorpusConfig().to_dict().items() if k != "removal_share"}
     (tmp_path / "corpus.json").write_text(json.dumps(saved))
     assert CorpusConfig.from_dir(tmp_path).removal_share == 0.5
+
+
+def test_heterogeneous_nodules_vary_inside_and_blur_their_margin_and_leave_round_ones_as_they_were():
+    from utils.anatomy import Nodule, draw_nodule
+
+    def drawn(kind, heterogeneous, seed=0):
+        hu = np.full((96, 96), -860.0, np.float32)
+        draw_nodule(hu, Nodule(48, 48, 12.0, kind), np.random.default_rng(seed), heterogeneous)
+        return hu
+
+    inside = np.hypot(*np.mgrid[-48:48, -48:48]) < 9  # the nodule's body, its 12 px margin left out
+    for seed in range(4):
+        plain, real = drawn("solid", False, seed), drawn("solid", True, seed)
+        assert real[inside].std() > 2.5 * plain[inside].std()  # inner variation against the plain one's fine grain
+    margin = lambda hu: np.mean((hu > -700) & (hu < -100))  # pixels partway between lung and nodule
+    assert np.mean([margin(drawn("solid", True, s)) for s in range(8)]) > \
+        np.mean([margin(drawn("solid", False, s)) for s in range(8)])
+    assert np.array_equal(drawn("round", True), drawn("round", False))
+
+
+def test_a_corpus_written_before_heterogeneous_nodules_reads_them_back_off(tmp_path):
+    cfg = CorpusConfig().to_dict()
+    cfg.pop("heterogeneous_nodules")
+    (tmp_path / "corpus.json").write_text(json.dumps(cfg))
+    assert not CorpusConfig.from_dir(tmp_path).heterogeneous_nodules

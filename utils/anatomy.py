@@ -332,8 +332,9 @@ def draw_nodule(hu: np.ndarray, nodule: Nodule, rng: np.random.Generator, hetero
     """Draw an authentic-looking nodule into `hu` in place (irregular, lobulated, spiculated or calcified).
 
     With `heterogeneous`, every kind but "round" gets what sets a real cancer apart from CT-GAN's injections (round,
-    uniform, sharply edged): an irregular fine margin blurred over 0.7-1.6 px, density varying inside by 30-80 HU
-    over a few pixels, and in a third of them low-density foci (necrosis, air bronchograms). The random draws are
+    uniform, sharply edged): an irregular fine margin blurred over 0.7-1.6 px, density varying inside (a smooth
+    field of 30-80 HU spread in features a third of the radius across), and in a third of them low-density foci
+    (necrosis, air bronchograms). The random draws are
     the same as without it up to those additions.
     """
     r = nodule.radius
