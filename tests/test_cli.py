@@ -33,12 +33,13 @@ def test_synth_passes_the_corpus_options_on(tmp_path, monkeypatch):
         return manifest
 
     monkeypatch.setattr(utils.synthetic, "build_synthetic_corpus", build)
-    assert main(["synth", "--out", str(tmp_path), "--lookalikes", "--matched-nodules"]) == 0
-    assert seen["cfg"].lookalikes and seen["cfg"].matched_nodules
+    assert main(["synth", "--out", str(tmp_path), "--lookalikes", "--matched-nodules", "--heterogeneous-nodules"]) == 0
+    assert seen["cfg"].lookalikes and seen["cfg"].matched_nodules and seen["cfg"].heterogeneous_nodules
     seen.clear()
     assert main(["synth", "--out", str(tmp_path)]) == 0
     defaults = utils.synthetic.CorpusConfig()
     assert (seen["cfg"].lookalikes, seen["cfg"].matched_nodules) == (defaults.lookalikes, defaults.matched_nodules)
+    assert seen["cfg"].heterogeneous_nodules == defaults.heterogeneous_nodules is False
     assert (seen["cfg"].patch_size, seen["cfg"].jitter, seen["cfg"].tampers_per_slice) == (
         defaults.patch_size, defaults.jitter, defaults.tampers_per_slice)
     assert seen["cfg"].removal_haze == defaults.removal_haze

@@ -23,8 +23,9 @@ def _synth(args) -> int:
                        fine_vessels=not args.coarse_vessels,
                        patch_size=args.patch_size, tampers_per_slice=args.tampers_per_slice,
                        **{k: getattr(args, k)
-                          for k in ("matched_nodules", "lookalikes", "edge_enhancement", "rib_cage", "background_noise",
-                                    "background_ground_glass", "jitter", "removal_nodules", "removal_share")
+                          for k in ("matched_nodules", "lookalikes", "heterogeneous_nodules", "edge_enhancement",
+                                    "rib_cage", "background_noise", "background_ground_glass", "jitter",
+                                    "removal_nodules", "removal_share")
                           if getattr(args, k) is not None})
     if args.backgrounds:
         groups = (g for root in args.backgrounds
@@ -395,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--matched-nodules", action=argparse.BooleanOptionalAction,
                    help="authentic nodules where tampering puts its targets, a quarter of them round, so that "
                    "position, attachment and roundness are no label (default: CorpusConfig.matched_nodules)")
+    p.add_argument("--heterogeneous-nodules", action=argparse.BooleanOptionalAction,
+                   help="authentic nodules with a real cancer's irregular fine margin and inner variation, unlike "
+                   "CT-GAN's uniform injections (measured, not the default: benchmarks/README.md; default: "
+                   "CorpusConfig.heterogeneous_nodules)")
     p.add_argument("--lookalikes", action=argparse.BooleanOptionalAction,
                    help="authentic look-alikes of a tamper in the synthetic lung: bronchovascular bundles cut across, "
                    "ground-glass opacity (default: CorpusConfig.lookalikes)")
