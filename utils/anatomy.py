@@ -334,8 +334,7 @@ def draw_nodule(hu: np.ndarray, nodule: Nodule, rng: np.random.Generator, hetero
     With `heterogeneous`, every kind but "round" gets what sets a real cancer apart from CT-GAN's injections (round,
     uniform, sharply edged): an irregular fine margin blurred over 0.7-1.6 px, density varying inside (a smooth
     field of 30-80 HU spread in features a third of the radius across), and in a third of them low-density foci
-    (necrosis, air bronchograms). The random draws are
-    the same as without it up to those additions.
+    (necrosis, air bronchograms). Without it the random draws are those of corpora written before the setting.
     """
     r = nodule.radius
     half = int(np.ceil(r * 2.2)) + 3
