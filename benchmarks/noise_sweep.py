@@ -20,7 +20,6 @@ from dataclasses import replace
 import numpy as np
 
 from benchmarks import write_report
-
 from benchmarks.noise_matched import (STRIDE_HELP, development_slices, fine_gain, fine_level, matched,
                                       slice_scores)
 
@@ -31,7 +30,12 @@ RATES = ("0.05", "0.01")
 def spread(levels) -> str:
     levels = np.asarray(levels, np.float64)
     levels = levels[~np.isnan(levels)]
-    return f"{np.median(levels):.1f} [{np.quantile(levels, 0.05):.1f}, {np.quantile(levels, 0.95):.1f}]"
+    return band_text(np.quantile(levels, (0.05, 0.5, 0.95)))
+
+
+def band_text(band) -> str:
+    """Levels at (5%, 50%, 95%) as 'median [5%, 95%]'."""
+    return f"{band[1]:.1f} [{band[0]:.1f}, {band[2]:.1f}]"
 
 
 def main() -> None:
@@ -54,7 +58,9 @@ def main() -> None:
     thresholds = {rate: point["thresholds"][rate] for rate in RATES}
     tampered, authentic = ([item.slice for item in group] for group in development_slices(args.data))
     own, gain = [fine_level(s) for s in authentic], fine_gain()
-    calibration_levels = [fine_level(s) for s in calibration_slices(args.data)[0]]
+    # a model calibrated by this version stores its calibration slices' spread; older ones: regenerate and measure
+    calibration_band = (band_text(point["fine_band"]) if point.get("fine_band")
+                        else spread([fine_level(s) for s in calibration_slices(args.data)[0]]))
     rows = []
     for target in [None, *args.levels]:
         flagged = {rate: [] for rate in RATES}
@@ -72,7 +78,7 @@ def main() -> None:
                      **{f"flagged_{rate}_range": [min(v), max(v)] for rate, v in flagged.items()}})
         print(f"level {target}: {rows[-1]['flagged_0.05']:.3f} flagged at 5%", flush=True)
     report = {"model": args.model, "thresholds": thresholds, "draws": args.draws,
-              "calibration_fine_band": spread(calibration_levels),
+              "calibration_fine_band": calibration_band,
               "tampered_fine_band": spread([fine_level(s) for s in tampered]), "rows": rows}
     md = markdown(report)
     write_report(args.out, "noise_sweep", md, report)

@@ -328,9 +328,10 @@ def test_calibration_kinds_splits_the_threshold_by_kind():
 
 
 def test_noise_sweep_reports_each_level_at_the_stored_thresholds():
-    from benchmarks.noise_sweep import markdown, spread
+    from benchmarks.noise_sweep import band_text, markdown, spread
 
     assert spread([10.0, np.nan, 20.0, 30.0]) == "20.0 [11.0, 29.0]"  # a slice too small to measure is left out
+    assert band_text([11.33, 23.67, 37.62]) == "23.7 [11.3, 37.6]"  # a calibration point's stored fine_band
     rows = [{"level": None, "slices": 3, "measured": "15.0 [12.0, 20.0]", "flagged_0.05": 0.0, "flagged_0.01": 0.0,
              "flagged_0.05_range": [0.0, 0.0], "flagged_0.01_range": [0.0, 0.0]},
             {"level": 40.0, "slices": 3, "measured": "41.0 [40.0, 42.0]", "flagged_0.05": 0.5, "flagged_0.01": 0.0,
