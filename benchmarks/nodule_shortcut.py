@@ -14,13 +14,13 @@ The real development set's FM and TM patches are measured alike, as the referenc
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
+from benchmarks import write_report
 from utils.data import read_image
 from utils.dicom import unwindow
 from utils.patches import read_manifest
@@ -165,13 +165,8 @@ def main() -> None:
     else:
         print(f"(no {args.real}/manifest.csv: the development set is left out)")
     entries = summary(rows)
-    text = markdown(entries, probes, single)
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "nodule_shortcut.md").write_text(text + "\n")
-    report = {"summary": entries, "probe_auc": probes, "feature_auc": single}
-    (out / "nodule_shortcut.json").write_text(json.dumps(report, indent=1))
+    write_report(args.out, "nodule_shortcut", markdown(entries, probes, single),
+                 {"summary": entries, "probe_auc": probes, "feature_auc": single})
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ Writes reports/scan.md and .json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from benchmarks import write_report
 from benchmarks.noise_matched import STRIDE_HELP
 from utils.architectures import encoder_blocks
 from utils.calibration import calibration_slices
@@ -368,9 +368,7 @@ def main() -> None:
     _false_alarm_sheet(auth_windows, out / "scan_false_alarms.png")
     lines += ["", f"The top window of the {min(SHEET, len(auth_windows))} highest-scoring authentic slices: "
               f"{out / 'scan_false_alarms.png'}"]
-    (out / "scan.md").write_text("\n".join(lines) + "\n")
-    (out / "scan.json").write_text(json.dumps(report, indent=1))
-    print("\n".join(lines))
+    write_report(out, "scan", "\n".join(lines), report)
 
 
 if __name__ == "__main__":
